@@ -1,0 +1,10 @@
+// The kernel layer: synchronous netlink, netns switching, sysctl, nftables, locks.
+export { KernelError, type LinkInfo, type AddressInfo, type RouteInfo } from './types.js';
+export {
+  Rtnl, ipToBytes, bytesToIp, parseCidr,
+  type Cidr, type MacvlanMode, type VethOptions, type BridgeOptions, type MacvlanOptions,
+  type SetLinkOptions, type BridgePortOptions, type BridgeVlanOptions,
+} from './rtnl.js';
+export { openNetns, closeFd, setns, withNetns, homeNetnsFd, flock, funlock } from './native.js';
+export { sysctlGet, sysctlSet, sysctlPath } from './sysctl.js';
+export { nftApply, nftList } from './nft.js';

@@ -1,0 +1,102 @@
+// Typed access to the native addon (host/kernel/native/addon.c), plus the one
+// namespace-switching helper every kernel module shares.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KernelError } from './types.js';
+
+interface Addon {
+  setns(fd: number): void;
+  openNetns(path: string): number;
+  close(fd: number): void;
+  nlOpen(): number;
+  /** Returns full netlink messages (nlmsghdr included), ACK/DONE excluded. */
+  nlRequest(fd: number, req: Buffer): Buffer[];
+  flock(fd: number, exclusive: boolean): void;
+  funlock(fd: number): void;
+}
+
+const ADDON = join('build', 'Release', 'cniwasm_native.node');
+let addon: Addon | undefined;
+
+// The compiled file sits at dist/host/kernel/, a bundle may sit elsewhere:
+// walk up to the package root instead of assuming a depth.
+function findAddon(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, ADDON))) return join(dir, ADDON);
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  throw new KernelError('ENOENT', `native addon ${ADDON} not found above ${fileURLToPath(import.meta.url)} (run node-gyp rebuild)`);
+}
+
+// Loaded on first use so that importing the kernel layer stays cheap.
+function load(): Addon {
+  if (!addon) addon = createRequire(import.meta.url)(findAddon()) as Addon;
+  return addon;
+}
+
+/** Re-throws an addon error as a KernelError whose message names the operation. */
+export function kernelError(e: unknown, what: string): KernelError {
+  if (e instanceof KernelError) return e;
+  const err = e as { code?: unknown; errno?: unknown; message?: unknown };
+  const code = typeof err?.code === 'string' ? err.code : 'EIO';
+  const errno = typeof err?.errno === 'number' ? Math.abs(err.errno) : 0;
+  return new KernelError(code, `${what}: ${String(err?.message ?? e)}`, errno);
+}
+
+function call<T>(what: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw kernelError(e, what);
+  }
+}
+
+export const setns = (fd: number): void => call('setns', () => load().setns(fd));
+export const openNetns = (path: string): number => call(`open ${path}`, () => load().openNetns(path));
+export const closeFd = (fd: number): void => call('close', () => load().close(fd));
+export const nlOpen = (): number => call('netlink socket', () => load().nlOpen());
+/** Sends one request (caller sets seq, flags incl. NLM_F_ACK or NLM_F_DUMP); returns full reply messages. */
+export const nlRequest = (fd: number, req: Buffer): Buffer[] => load().nlRequest(fd, req);
+/** Blocks until the lock is held. */
+export const flock = (fd: number, exclusive: boolean): void => call('flock', () => load().flock(fd, exclusive));
+export const funlock = (fd: number): void => call('funlock', () => load().funlock(fd));
+
+let homeFd: number | undefined;
+// The netns the main thread is in right now; null = home.
+let current: number | null = null;
+
+/** fd of the netns the process started in; opened before the first switch. */
+export function homeNetnsFd(): number {
+  if (homeFd === undefined) homeFd = openNetns('/proc/self/ns/net');
+  return homeFd;
+}
+
+/**
+ * Runs fn with the main thread inside the netns nsFd (null: where we are).
+ * Sockets created, sync fs calls on /proc/sys and spawnSync children made in
+ * fn act in that netns. Nests: on exit the previous netns is restored.
+ */
+export function withNetns<T>(nsFd: number | null, fn: () => T): T {
+  if (nsFd === null) return fn();
+  const home = homeNetnsFd();
+  const prev = current;
+  setns(nsFd);
+  current = nsFd;
+  try {
+    return fn();
+  } finally {
+    try {
+      setns(prev ?? home);
+      current = prev;
+    } catch (e) {
+      // Carrying on in the wrong netns could change the wrong host: stop hard.
+      process.stderr.write(`cni-wasm: fatal: cannot return to the original netns: ${String(e)}\n`);
+      process.exit(70);
+    }
+  }
+}

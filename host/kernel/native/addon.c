@@ -1,0 +1,315 @@
+/*
+ * cni-wasm native addon: the few syscalls Node cannot make synchronously.
+ *
+ * Guests call the host synchronously, so the kernel layer cannot await a
+ * promise. This addon gives it blocking primitives only: setns, open/close of
+ * namespace files, a NETLINK_ROUTE socket with a send-one-request/read-all-
+ * replies call, and flock. All message encoding/decoding stays in TypeScript.
+ *
+ * Errors are thrown as Error objects with .code = errno name ("EEXIST") and
+ * .errno = the positive errno number.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <linux/netlink.h>
+#include <node_api.h>
+
+#ifndef NETLINK_EXT_ACK
+#define NETLINK_EXT_ACK 11
+#endif
+#ifndef NETLINK_CAP_ACK
+#define NETLINK_CAP_ACK 10
+#endif
+#ifndef NLM_F_CAPPED
+#define NLM_F_CAPPED 0x100
+#endif
+#ifndef NLM_F_ACK_TLVS
+#define NLM_F_ACK_TLVS 0x200
+#endif
+#ifndef NLMSGERR_ATTR_MSG
+#define NLMSGERR_ATTR_MSG 1
+#endif
+
+#define RTM_BASE_TYPE 16
+#define NL_RCVBUF (1024 * 1024)
+#define NL_TIMEOUT_SEC 10
+
+/* Throws Error(message) with .code = errno name and .errno. `detail` (also
+ * set as .detail) is the kernel's extended-ack text or the failing call/path.
+ * Always returns NULL so callers can `return throw_errno(...)`. */
+static napi_value throw_errno(napi_env env, int err, const char *detail)
+{
+  char code[32], msg[512];
+  const char *name = strerrorname_np(err);
+  if (name) snprintf(code, sizeof code, "%s", name);
+  else snprintf(code, sizeof code, "E%d", err);
+  if (detail && *detail) snprintf(msg, sizeof msg, "%s (%s)", strerror(err), detail);
+  else snprintf(msg, sizeof msg, "%s", strerror(err));
+
+  napi_value jcode, jmsg, jerr, jnum;
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &jcode);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &jmsg);
+  napi_create_error(env, jcode, jmsg, &jerr);
+  napi_create_int32(env, err, &jnum);
+  napi_set_named_property(env, jerr, "errno", jnum);
+  if (detail && *detail) {
+    napi_value jdetail;
+    napi_create_string_utf8(env, detail, NAPI_AUTO_LENGTH, &jdetail);
+    napi_set_named_property(env, jerr, "detail", jdetail);
+  }
+  napi_throw(env, jerr);
+  return NULL;
+}
+
+static napi_value type_error(napi_env env, const char *msg)
+{
+  napi_throw_type_error(env, "EINVAL", msg);
+  return NULL;
+}
+
+/* Fetches exactly n arguments; returns 0 (with a pending exception) if fewer. */
+static int get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv)
+{
+  size_t argc = n;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < n) {
+    type_error(env, "missing argument");
+    return 0;
+  }
+  return 1;
+}
+
+static int get_fd(napi_env env, napi_value v, int *fd)
+{
+  if (napi_get_value_int32(env, v, fd) != napi_ok || *fd < 0) {
+    type_error(env, "fd must be a non-negative integer");
+    return 0;
+  }
+  return 1;
+}
+
+static napi_value undefined(napi_env env)
+{
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+static napi_value int_value(napi_env env, int v)
+{
+  napi_value r;
+  napi_create_int32(env, v, &r);
+  return r;
+}
+
+/* setns(fd): switches only the calling (main) thread's network namespace. */
+static napi_value Setns(napi_env env, napi_callback_info info)
+{
+  napi_value argv[1];
+  int fd;
+  if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd)) return NULL;
+  if (setns(fd, CLONE_NEWNET) < 0) return throw_errno(env, errno, "setns");
+  return undefined(env);
+}
+
+static napi_value OpenNetns(napi_env env, napi_callback_info info)
+{
+  napi_value argv[1];
+  char path[4096];
+  size_t len;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok)
+    return type_error(env, "path must be a string");
+  if (len >= sizeof path - 1) return type_error(env, "path too long");
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, errno, path);
+  return int_value(env, fd);
+}
+
+static napi_value Close(napi_env env, napi_callback_info info)
+{
+  napi_value argv[1];
+  int fd;
+  if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd)) return NULL;
+  if (close(fd) < 0 && errno != EINTR) return throw_errno(env, errno, "close");
+  return undefined(env);
+}
+
+/* A NETLINK_ROUTE socket, bound in the calling thread's current netns for life. */
+static napi_value NlOpen(napi_env env, napi_callback_info info)
+{
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return throw_errno(env, errno, "socket");
+  int one = 1, rcvbuf = NL_RCVBUF;
+  struct timeval tv = { .tv_sec = NL_TIMEOUT_SEC };
+  struct sockaddr_nl local = { .nl_family = AF_NETLINK };
+  /* Big dumps (routes, many links) must not overrun the queue; extended acks
+   * give the kernel's own error text; capped acks skip echoing the request. */
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
+      bind(fd, (struct sockaddr *)&local, sizeof local) < 0) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, e, "netlink socket setup");
+  }
+  setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
+  setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
+  return int_value(env, fd);
+}
+
+/* Extended-ack message text of an NLMSG_ERROR, or NULL. */
+static const char *extack_msg(struct nlmsghdr *h)
+{
+  if (!(h->nlmsg_flags & NLM_F_ACK_TLVS)) return NULL;
+  struct nlmsgerr *e = NLMSG_DATA(h);
+  size_t off = NLMSG_HDRLEN + sizeof(int) +
+               ((h->nlmsg_flags & NLM_F_CAPPED) ? NLMSG_HDRLEN : NLMSG_ALIGN(e->msg.nlmsg_len));
+  while (off + NLA_HDRLEN <= h->nlmsg_len) {
+    struct nlattr *a = (struct nlattr *)((char *)h + off);
+    if (a->nla_len < NLA_HDRLEN || off + a->nla_len > h->nlmsg_len) break;
+    if ((a->nla_type & NLA_TYPE_MASK) == NLMSGERR_ATTR_MSG && a->nla_len > NLA_HDRLEN) {
+      char *s = (char *)a + NLA_HDRLEN;
+      if (s[a->nla_len - NLA_HDRLEN - 1] == '\0') return s;
+    }
+    off += NLA_ALIGN(a->nla_len);
+  }
+  return NULL;
+}
+
+/*
+ * nlRequest(fd, request) -> Buffer[]
+ * Sends one complete netlink message (caller sets type, flags and seq) and
+ * reads until it is answered: NLMSG_DONE for a dump, the ACK otherwise.
+ * Returns every other reply with that seq as a full message (nlmsghdr
+ * included). An NLMSG_ERROR with error != 0 throws.
+ */
+static napi_value NlRequest(napi_env env, napi_callback_info info)
+{
+  napi_value argv[2];
+  int fd;
+  void *req;
+  size_t reqlen;
+  if (!get_args(env, info, 2, argv) || !get_fd(env, argv[0], &fd)) return NULL;
+  if (napi_get_buffer_info(env, argv[1], &req, &reqlen) != napi_ok)
+    return type_error(env, "request must be a Buffer");
+  if (reqlen < NLMSG_HDRLEN || ((struct nlmsghdr *)req)->nlmsg_len != reqlen)
+    return type_error(env, "request must be one netlink message with a correct nlmsg_len");
+  struct nlmsghdr *rh = req;
+  uint32_t seq = rh->nlmsg_seq;
+  /* Same rule rtnetlink itself uses to decide a request is a dump. */
+  int dump = rh->nlmsg_type >= RTM_BASE_TYPE && ((rh->nlmsg_type - RTM_BASE_TYPE) & 3) == 2 &&
+             (rh->nlmsg_flags & NLM_F_DUMP);
+  if (!dump && !(rh->nlmsg_flags & NLM_F_ACK))
+    return type_error(env, "request must set NLM_F_ACK or be a dump (NLM_F_DUMP)");
+
+  struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+  ssize_t n;
+  do n = sendto(fd, req, reqlen, 0, (struct sockaddr *)&kernel, sizeof kernel);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return throw_errno(env, errno, "netlink send");
+
+  napi_value out;
+  napi_create_array(env, &out);
+  uint32_t count = 0;
+  size_t cap = 32768;
+  char *buf = malloc(cap);
+  int done = 0, interrupted = 0;
+  if (!buf) return throw_errno(env, ENOMEM, NULL);
+
+  while (!done) {
+    /* Peek with MSG_TRUNC to learn the datagram size, so nothing is cut. */
+    n = recv(fd, buf, cap, MSG_PEEK | MSG_TRUNC);
+    if (n < 0) {
+      int e = errno;
+      if (e == EINTR) continue;
+      free(buf);
+      return throw_errno(env, (e == EAGAIN || e == EWOULDBLOCK) ? ETIMEDOUT : e, "netlink receive");
+    }
+    if ((size_t)n > cap) {
+      char *bigger = realloc(buf, (size_t)n);
+      if (!bigger) { free(buf); return throw_errno(env, ENOMEM, NULL); }
+      buf = bigger;
+      cap = (size_t)n;
+    }
+    do n = recv(fd, buf, cap, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) { int e = errno; free(buf); return throw_errno(env, e, "netlink receive"); }
+
+    int left = (int)n;
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_seq != seq) continue; /* late reply to an abandoned request */
+      if (h->nlmsg_flags & NLM_F_DUMP_INTR) interrupted = 1;
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        if (h->nlmsg_len < NLMSG_LENGTH(sizeof(int))) { free(buf); return throw_errno(env, EPROTO, NULL); }
+        int err = ((struct nlmsgerr *)NLMSG_DATA(h))->error;
+        if (err == 0) { done = 1; break; }
+        char detail[256] = "";
+        const char *m = extack_msg(h);
+        if (m) snprintf(detail, sizeof detail, "%s", m);
+        free(buf);
+        return throw_errno(env, -err, detail);
+      }
+      if (h->nlmsg_type == NLMSG_DONE) {
+        /* A dump that failed part-way reports its error in the DONE payload. */
+        int err = h->nlmsg_len >= NLMSG_LENGTH(sizeof(int)) ? *(int *)NLMSG_DATA(h) : 0;
+        if (err < 0) { free(buf); return throw_errno(env, -err, NULL); }
+        done = 1;
+        break;
+      }
+      if (h->nlmsg_type == NLMSG_NOOP) continue;
+      napi_value b;
+      if (napi_create_buffer_copy(env, h->nlmsg_len, h, NULL, &b) != napi_ok) { free(buf); return NULL; }
+      napi_set_element(env, out, count++, b);
+    }
+  }
+  free(buf);
+  /* The object set changed during the dump: the caller should retry. */
+  if (interrupted) return throw_errno(env, EINTR, "netlink dump interrupted, retry");
+  return out;
+}
+
+/* flock(fd, exclusive): blocks until the lock is held. */
+static napi_value Flock(napi_env env, napi_callback_info info)
+{
+  napi_value argv[2];
+  int fd;
+  bool excl;
+  if (!get_args(env, info, 2, argv) || !get_fd(env, argv[0], &fd)) return NULL;
+  if (napi_get_value_bool(env, argv[1], &excl) != napi_ok) return type_error(env, "exclusive must be a boolean");
+  int r;
+  do r = flock(fd, excl ? LOCK_EX : LOCK_SH);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) return throw_errno(env, errno, "flock");
+  return undefined(env);
+}
+
+static napi_value Funlock(napi_env env, napi_callback_info info)
+{
+  napi_value argv[1];
+  int fd;
+  if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd)) return NULL;
+  if (flock(fd, LOCK_UN) < 0) return throw_errno(env, errno, "funlock");
+  return undefined(env);
+}
+
+NAPI_MODULE_INIT()
+{
+  napi_property_descriptor props[] = {
+    { "setns", NULL, Setns, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "openNetns", NULL, OpenNetns, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "close", NULL, Close, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "nlOpen", NULL, NlOpen, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "nlRequest", NULL, NlRequest, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "flock", NULL, Flock, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "funlock", NULL, Funlock, NULL, NULL, NULL, napi_enumerable, NULL },
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}

@@ -1,0 +1,47 @@
+// Network sysctls, read and written through /proc/sys while the main thread
+// sits in the target netns (sync fs calls run on this thread, so they see it).
+import { readFileSync, writeFileSync } from 'node:fs';
+import { withNetns } from './native.js';
+import { KernelError } from './types.js';
+
+/**
+ * "net/ipv4/ip_forward" or "net.ipv4.ip_forward" to a path under /proc/sys.
+ * In the dotted form '/' stands for a '.' inside a component, as in
+ * sysctl(8): "net.ipv4.conf.eth0/100.rp_filter".
+ */
+export function sysctlPath(key: string): string {
+  const parts = key.startsWith('net.')
+    ? key.split('.').map((p) => p.replace(/\//g, '.'))
+    : key.split('/');
+  if (parts[0] !== 'net' || parts.length < 2 || parts.some((p) => p === '' || p === '.' || p === '..' || p.includes('\0'))) {
+    throw new KernelError('EPERM', `sysctl "${key}": only keys under net/ are allowed`, 1);
+  }
+  return '/proc/sys/' + parts.join('/');
+}
+
+function fsError(e: unknown, what: string): KernelError {
+  const err = e as NodeJS.ErrnoException;
+  return new KernelError(typeof err.code === 'string' ? err.code : 'EIO', `${what}: ${err.message}`, Math.abs(err.errno ?? 0));
+}
+
+export function sysctlGet(nsFd: number | null, key: string): string {
+  const path = sysctlPath(key);
+  return withNetns(nsFd, () => {
+    try {
+      return readFileSync(path, 'utf8').trim();
+    } catch (e) {
+      throw fsError(e, `sysctl get ${key}`);
+    }
+  });
+}
+
+export function sysctlSet(nsFd: number | null, key: string, value: string | number): void {
+  const path = sysctlPath(key);
+  withNetns(nsFd, () => {
+    try {
+      writeFileSync(path, String(value));
+    } catch (e) {
+      throw fsError(e, `sysctl set ${key}=${value}`);
+    }
+  });
+}
