@@ -11,6 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
 import { generateFromSource } from './witgen.js';
+import { parseWit } from './wit.js';
 import { packageComponent } from '../host/sandbox/package.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -24,6 +25,20 @@ export function generateSdk(): void {
   const dir = join(root, 'guest-plugins/sdk/generated');
   mkdirSync(dir, { recursive: true });
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+}
+
+/** The host names audit arguments and binds imports from these (WIT names, jco's camelCase keys). */
+export function writeSignatures(outRoot: string): void {
+  const pkg = parseWit(readFileSync(witPath, 'utf8'));
+  const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+  const sigs: Record<string, Record<string, { wit: string; params: string[]; hasResult: boolean }>> = {};
+  for (const [name, iface] of pkg.ifaces) {
+    if (!iface.funcs.length) continue;
+    sigs[name] = {};
+    for (const f of iface.funcs) sigs[name][camel(f.name)] = { wit: f.name, params: f.params.map((p) => p.name), hasResult: f.result !== null };
+  }
+  mkdirSync(outRoot, { recursive: true });
+  writeFileSync(join(outRoot, 'signatures.json'), JSON.stringify(sigs, null, 1) + '\n');
 }
 
 export function compileCore(pluginDir: string, outWasm: string, maxPages: number): void {
@@ -66,6 +81,7 @@ async function main(): Promise<void> {
     else only.push(argv[i]);
   }
   generateSdk();
+  writeSignatures(outRoot);
   const types = only.length ? only : readdirSync(srcDir, { withFileTypes: true })
     .filter((d) => d.isDirectory() && existsSync(join(srcDir, d.name, 'index.ts')) && d.name !== 'sdk')
     .map((d) => d.name);

@@ -185,7 +185,9 @@ export class JSONValue {
 /** JSON number text: integers without ".0"; NaN/Infinity have no JSON form, so "null". */
 export function formatNumber(x: f64): string {
   if (!isFinite(x)) return "null";
-  const s = x.toString(); // AS: shortest round-trip digits, but "1500.0" for integers
+  // AS's dtoa (Grisu2) always round-trips but may not pick the closest digits,
+  // and writes integers as "1500.0".
+  const s = x.toString();
   return s.endsWith(".0") ? s.slice(0, s.length - 2) : s;
 }
 
@@ -212,6 +214,186 @@ function writeString(out: Array<string>, s: string): void {
   if (start == 0) out.push(s);
   else if (start < n) out.push(s.substring(start));
   out.push('"');
+}
+
+// ---- decimal → f64 ----
+//
+// AS's parseFloat is not correctly rounded (e.g. "3.9292734840969677e+49"
+// comes back as ~3.9e38), so numbers are converted here: an exact fast path
+// for the common case, else an f64 estimate corrected ulp by ulp against exact
+// big-integer comparisons with the midpoints between neighbouring doubles.
+
+const POW10: StaticArray<f64> = [
+  1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+// Beyond ~770 significant digits only "is anything non-zero left" matters.
+const MAX_DIGITS = 800;
+const INF_BITS: u64 = 0x7ff0000000000000;
+
+/** Converts s[start, end), which must match the JSON number grammar; correctly rounded. */
+function decimalToF64(s: string, start: i32, end: i32): f64 {
+  let i = start;
+  const neg = s.charCodeAt(i) == 0x2d;
+  if (neg) i++;
+  const digits = new Array<u8>();
+  let e10 = 0;           // value = digits × 10^e10
+  let sticky = false;    // a non-zero digit was dropped
+  let inFraction = false;
+  for (; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c == 0x2e) { inFraction = true; continue; }
+    if (!isDigit(c)) break;
+    if (c == 0x30 && digits.length == 0) { if (inFraction) e10--; continue; } // leading zeros
+    if (digits.length < MAX_DIGITS) {
+      digits.push(<u8>(c - 0x30));
+      if (inFraction) e10--;
+    } else {
+      if (c != 0x30) sticky = true;
+      if (!inFraction) e10++;
+    }
+  }
+  if (i < end) { // exponent; saturate, anything this large is out of range anyway
+    i++;
+    let eneg = false;
+    const sc = s.charCodeAt(i);
+    if (sc == 0x2b || sc == 0x2d) { eneg = sc == 0x2d; i++; }
+    let ev = 0;
+    for (; i < end; i++) ev = min(ev * 10 + (s.charCodeAt(i) - 0x30), 100000);
+    e10 += eneg ? -ev : ev;
+  }
+  if (sticky) {
+    digits.push(1); e10--; // one digit past the kept ones stands in for the dropped tail
+  } else {
+    while (digits.length > 0 && digits[digits.length - 1] == 0) { digits.pop(); e10++; }
+  }
+  const n = digits.length;
+  const sign: f64 = neg ? -1 : 1;
+  if (n == 0 || n + e10 < -324) return sign * 0;         // below half the smallest subnormal
+  if (n - 1 + e10 > 309) return sign * Infinity;         // above 1e309
+
+  let w: u64 = 0;
+  const lead = min(n, 19);
+  for (let k = 0; k < lead; k++) w = w * 10 + digits[k];
+  if (n <= 15 && e10 >= -22 && e10 <= 22) {
+    // Exact operands, one rounding: correctly rounded (Clinger's fast path).
+    return sign * (e10 < 0 ? <f64>w / POW10[-e10] : <f64>w * POW10[e10]);
+  }
+  // Estimate within a few ulps, then correct.
+  let x = <f64>w;
+  let ee = e10 + (n - lead);
+  while (ee > 22) { x *= 1e22; ee -= 22; }
+  while (ee < -22) { x /= 1e22; ee += 22; }
+  x = ee < 0 ? x / POW10[-ee] : x * POW10[ee];
+
+  // Exact value X = D × 10^e10 = D × 5^e10 × 2^e10; fold the 5^|e10| into one side.
+  let d = Big.fromU64(0);
+  for (let k = 0; k < n; k++) d = d.mulSmall(10, digits[k]);
+  const dSide = e10 > 0 ? d.mulPow5(e10) : d;
+  const mSide = e10 < 0 ? Big.fromU64(1).mulPow5(-e10) : Big.fromU64(1);
+  let bits = reinterpret<u64>(x);
+  while (true) {
+    if (bits < INF_BITS) {
+      const c = compareMid(dSide, mSide, e10, bits);
+      if (c > 0 || (c == 0 && (bits & 1) != 0)) { bits++; continue; } // ties to even
+    }
+    if (bits > 0) {
+      const c = compareMid(dSide, mSide, e10, bits - 1);
+      if (c < 0 || (c == 0 && (bits & 1) != 0)) { bits--; continue; }
+    }
+    break;
+  }
+  return sign * reinterpret<f64>(bits);
+}
+
+/** Compares X with the midpoint of the doubles with bit patterns lo and lo+1 (lo+1 may be +Inf = 2^1024). */
+function compareMid(dSide: Big, mSide: Big, e10: i32, lo: u64): i32 {
+  // A double (or +Inf) is m × 2^e; neighbours differ in e by at most one.
+  const ea = <i32>(lo >> 52), eb = <i32>((lo + 1) >> 52);
+  const ma = ea == 0 ? lo : (lo & 0xfffffffffffff) | (<u64>1 << 52);
+  const mb = eb == 0 ? lo + 1 : ((lo + 1) & 0xfffffffffffff) | (<u64>1 << 52);
+  const xa = (ea == 0 ? 1 : ea) - 1075, xb = (eb == 0 ? 1 : eb) - 1075;
+  const mid = ma + (mb << <u64>(xb - xa)); // midpoint = mid × 2^(xa - 1)
+  const f = xa - 1;
+  // X = dSide × 2^e10 / (mSide) vs mid × 2^f  ⇔  dSide × 2^e10 vs mid × mSide × 2^f
+  let sl = e10, sr = f;
+  const base = sl < sr ? sl : sr;
+  sl -= base; sr -= base;
+  return Big.compare(dSide.shl(sl), mSide.mulU64(mid).shl(sr));
+}
+
+/** Minimal unsigned big integer (little-endian u32 limbs) for decimalToF64. */
+class Big {
+  constructor(public limbs: Array<u32>) {}
+
+  static fromU64(v: u64): Big {
+    const l = new Array<u32>();
+    while (v != 0) { l.push(<u32>v); v >>= 32; }
+    return new Big(l);
+  }
+
+  /** this × m + add */
+  mulSmall(m: u32, add: u32): Big {
+    const l = this.limbs, out = new Array<u32>(l.length);
+    let carry: u64 = add;
+    for (let i = 0; i < l.length; i++) {
+      const t = <u64>l[i] * m + carry;
+      out[i] = <u32>t;
+      carry = t >> 32;
+    }
+    if (carry) out.push(<u32>carry);
+    return new Big(out);
+  }
+
+  mulPow5(k: i32): Big {
+    let r: Big = this;
+    for (; k >= 13; k -= 13) r = r.mulSmall(1220703125, 0); // 5^13 fits in u32
+    for (; k > 0; k--) r = r.mulSmall(5, 0);
+    return r;
+  }
+
+  mulU64(v: u64): Big {
+    return this.mulSmall(<u32>(v >> 32), 0).shl(32).add(this.mulSmall(<u32>v, 0));
+  }
+
+  add(o: Big): Big {
+    const a = this.limbs, b = o.limbs;
+    const n = max(a.length, b.length), out = new Array<u32>(n);
+    let carry: u64 = 0;
+    for (let i = 0; i < n; i++) {
+      const t = <u64>(i < a.length ? a[i] : 0) + <u64>(i < b.length ? b[i] : 0) + carry;
+      out[i] = <u32>t;
+      carry = t >> 32;
+    }
+    if (carry) out.push(<u32>carry);
+    return new Big(out);
+  }
+
+  shl(bits: i32): Big {
+    const l = this.limbs;
+    if (bits == 0 || l.length == 0) return this;
+    const words = bits >> 5, r = bits & 31;
+    const out = new Array<u32>(words + l.length + 1);
+    for (let i = 0; i < l.length; i++) {
+      const v = <u64>l[i] << r;
+      out[words + i] |= <u32>v;
+      out[words + i + 1] |= <u32>(v >> 32);
+    }
+    while (out.length > 0 && out[out.length - 1] == 0) out.pop();
+    return new Big(out);
+  }
+
+  static compare(a: Big, b: Big): i32 {
+    const x = a.limbs, y = b.limbs;
+    let n = x.length, m = y.length;
+    while (n > 0 && x[n - 1] == 0) n--;
+    while (m > 0 && y[m - 1] == 0) m--;
+    if (n != m) return n < m ? -1 : 1;
+    for (let i = n - 1; i >= 0; i--) {
+      if (x[i] != y[i]) return x[i] < y[i] ? -1 : 1;
+    }
+    return 0;
+  }
 }
 
 // ---- parser ----
@@ -303,13 +485,7 @@ class Parser {
     for (let i = 0; i < n; i++) {
       if (t.charCodeAt(this.pos + i) != word.charCodeAt(i)) return false;
     }
-    // Reject "truex" here so the message points at the glued character.
-    const end = this.pos + n;
-    if (end < t.length) {
-      const c = t.charCodeAt(end);
-      if ((c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || isDigit(c)) return false;
-    }
-    this.pos = end;
+    this.pos += n; // "truex" is caught by the caller as a stray 'x'
     return true;
   }
 
@@ -358,7 +534,7 @@ class Parser {
     }
   }
 
-  // Strict JSON number grammar is checked here; the conversion itself is AS's parseFloat.
+  // Strict JSON number grammar is checked here, then converted by decimalToF64.
   private number(): JSONValue | null {
     const t = this.text, start = this.pos;
     if (this.peek() == 0x2d) this.pos++;
@@ -385,7 +561,7 @@ class Parser {
     // "01", "1.5.2" etc. would otherwise surface as a vaguer trailing-garbage error.
     const next = this.peek();
     if (isDigit(next) || next == 0x2e) return this.unexpected();
-    const x = parseFloat(t.substring(start, this.pos));
+    const x = decimalToF64(t, start, this.pos);
     if (!isFinite(x)) return this.fail("number out of range", start);
     return JSONValue.fromNumber(x);
   }

@@ -371,7 +371,7 @@ function copyRoute(r: Route): Route {
 }
 
 function write020(m: Model, version: CniVersion, fromList: boolean): Result020 {
-  const out: Result020 = { cniVersion: version, dns: {} };
+  const out: Omit<Result020, 'dns'> = { cniVersion: version };
   // 0.2.0 holds one address per family: libcni keeps the first of each.
   for (const [key, family] of [['ip4', 4], ['ip6', 6]] as const) {
     const ip = m.ips.find((i) => i.family === family);
@@ -395,8 +395,7 @@ function write020(m: Model, version: CniVersion, fromList: boolean): Result020 {
     );
   }
   // 0.x results always print "dns", even empty, as libcni's structs do.
-  out.dns = copyDns(m.dns);
-  return out;
+  return { ...out, dns: copyDns(m.dns) };
 }
 
 function writeList(m: Model, version: CniVersion, family: '040' | '100'): Result040 | Result100 {

@@ -5,6 +5,6 @@ export {
   type Cidr, type MacvlanMode, type VethOptions, type BridgeOptions, type MacvlanOptions,
   type SetLinkOptions, type BridgePortOptions, type BridgeVlanOptions,
 } from './rtnl.js';
-export { openNetns, closeFd, setns, withNetns, homeNetnsFd, flock, funlock } from './native.js';
+export { openNetns, closeFd, withNetns, homeNetnsFd, flock, funlock } from './native.js';
 export { sysctlGet, sysctlSet, sysctlPath } from './sysctl.js';
 export { nftApply, nftList } from './nft.js';

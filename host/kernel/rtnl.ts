@@ -1,15 +1,27 @@
 // Synchronous rtnetlink for one network namespace: links, addresses, routes.
-// Encoding/decoding uses the `netlink` package's codec (its submodules only:
-// the package index pulls in its async socket and costs ~25 ms to load);
-// transport is our native addon.
-import {
-  AttrStream, countLength, formatAttribute, formatMessage, padding, putU8, putU32,
-  type StreamData,
-} from 'netlink/dist/structs.js';
-import * as rt from 'netlink/dist/rt/gen_structs.js';
-import * as ifla from 'netlink/dist/rt/ifla.js';
+// Encoding/decoding uses the `netlink` package's codec; transport is our
+// native addon (the package's own socket is async only).
+import { createRequire } from 'node:module';
+import type * as Structs from 'netlink/dist/structs.js';
+import type { StreamData, AttrStream as AttrStreamT } from 'netlink/dist/structs.js';
+import type * as Rt from 'netlink/dist/rt/gen_structs.js';
+import type * as Ifla from 'netlink/dist/rt/ifla.js';
 import { closeFd, kernelError, nlOpen, nlRequest, withNetns } from './native.js';
 import { KernelError, type AddressInfo, type LinkInfo, type RouteInfo } from './types.js';
+
+// Start-up cost: only the codec submodules (the package index loads its async
+// socket, ~25 ms), through require() (ESM-importing these CommonJS files costs
+// ~35 ms against ~6 ms), and only once a socket is opened.
+let S!: typeof Structs;
+let rt!: typeof Rt;
+let ifla!: typeof Ifla;
+function loadCodec(): void {
+  if (rt) return;
+  const req = createRequire(import.meta.url);
+  S = req('netlink/dist/structs.js');
+  rt = req('netlink/dist/rt/gen_structs.js');
+  ifla = req('netlink/dist/rt/ifla.js');
+}
 
 const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
@@ -143,17 +155,17 @@ function scopeNumber(s: string): number {
 
 /** Serialises codec StreamData to one buffer (for attributes the codec types as Buffer). */
 function encode(...parts: StreamData[]): Buffer {
-  const s = new AttrStream();
+  const s = new S.AttrStream();
   for (const p of parts) s.emit(p);
   return Buffer.concat(s.bufs);
 }
 
 /** An attribute with NLA_F_NESTED set, which the codec's AttrStream.push cannot emit. */
 function nested(type: number, inner: StreamData): StreamData {
-  return (out: AttrStream) => {
-    const pad = padding(countLength(out.bufs));
+  return (out: AttrStreamT) => {
+    const pad = S.padding(S.countLength(out.bufs));
     if (pad) out.emit(Buffer.alloc(pad));
-    out.emit(formatAttribute({ type: type | 0, nested: true, data: encode(inner) }));
+    out.emit(S.formatAttribute({ type: type | 0, nested: true, data: encode(inner) }));
   };
 }
 
@@ -164,7 +176,7 @@ function toLink(msg: Buffer): LinkInfo {
   const h = rt.parseLink(body.subarray(0, rt.__LENGTH_Link));
   const a = ifla.parseLinkAttrs(body.subarray(rt.__LENGTH_Link));
   const kind = a.linkinfo ? ifla.parseInfo(a.linkinfo).kind ?? '' : '';
-  const link = a.link && a.link.length >= 4 ? a.link.readUInt32LE(0) : 0;
+  const link = a.link && a.link.length >= 4 ? S.getU32(a.link.subarray(0, 4)) : 0;
   const info: LinkInfo = {
     index: h.index ?? 0,
     name: a.ifname ?? '',
@@ -204,7 +216,7 @@ function toRoute(msg: Buffer): RouteInfo & { cloned: boolean } {
   const family = body[0] === AF_INET ? 4 : 6;
   const dstLen = body[1];
   const rtmTable = body[4], scope = body[6], type = body[7];
-  const flags = body.readUInt32LE(8);
+  const flags = S.readU32.call(body, 8); // host byte order, like all netlink structs
   const a = rt.parseRouteAttrs(body.subarray(rt.__LENGTH_Route));
   const r: RouteInfo & { cloned: boolean } = {
     family,
@@ -254,6 +266,7 @@ export class Rtnl {
    * stays bound to that netns for life, so the thread switches back at once.
    */
   static open(nsFd: number | null): Rtnl {
+    loadCodec();
     return new Rtnl(withNetns(nsFd, () => nlOpen()));
   }
 
@@ -265,13 +278,13 @@ export class Rtnl {
   private request(what: string, type: number, flags: number, ...body: StreamData[]): Buffer[] {
     if (this.fd < 0) throw new KernelError('EBADF', `${what}: socket closed`, 9);
     this.seq = (this.seq + 1) >>> 0 || 1;
-    const req = Buffer.concat(formatMessage({ type, flags: flags | NLM_F_REQUEST, seq: this.seq, port: 0, data: encode(...body) }));
+    const req = Buffer.concat(S.formatMessage({ type, flags: flags | NLM_F_REQUEST, seq: this.seq, port: 0, data: encode(...body) }));
     for (let tries = 0; ; tries++) {
       try {
         return nlRequest(this.fd, req);
       } catch (e) {
         // A dump raced a change (NLM_F_DUMP_INTR): the kernel says retry.
-        if ((e as { code?: string }).code === 'EINTR' && (flags & NLM_F_DUMP) && tries < 3) continue;
+        if ((e as { code?: string }).code === 'EINTR' && (flags & NLM_F_DUMP) === NLM_F_DUMP && tries < 3) continue;
         throw kernelError(e, what);
       }
     }
@@ -285,24 +298,24 @@ export class Rtnl {
 
   getLink(name: string): LinkInfo {
     const msgs = this.request(`get link ${name}`, rt.MessageType.GETLINK, NLM_F_ACK, rt.formatLink({}),
-      ifla.formatLinkAttrs({ ifname: name, extMask: putU32(RTEXT_FILTER_SKIP_STATS) }));
+      ifla.formatLinkAttrs({ ifname: name, extMask: S.putU32(RTEXT_FILTER_SKIP_STATS) }));
     if (!msgs.length) throw new KernelError('ENODEV', `get link ${name}: no such device`, 19);
     return toLink(msgs[0]);
   }
 
   getLinkByIndex(index: number): LinkInfo {
     const msgs = this.request(`get link #${index}`, rt.MessageType.GETLINK, NLM_F_ACK, rt.formatLink({ index }),
-      ifla.formatLinkAttrs({ extMask: putU32(RTEXT_FILTER_SKIP_STATS) }));
+      ifla.formatLinkAttrs({ extMask: S.putU32(RTEXT_FILTER_SKIP_STATS) }));
     if (!msgs.length) throw new KernelError('ENODEV', `get link #${index}: no such device`, 19);
     return toLink(msgs[0]);
   }
 
   listLinks(): LinkInfo[] {
     return this.request('list links', rt.MessageType.GETLINK, NLM_F_DUMP, rt.formatLink({}),
-      ifla.formatLinkAttrs({ extMask: putU32(RTEXT_FILTER_SKIP_STATS) })).map(toLink);
+      ifla.formatLinkAttrs({ extMask: S.putU32(RTEXT_FILTER_SKIP_STATS) })).map(toLink);
   }
 
-  private newLink(what: string, attrs: ifla.LinkAttrs): void {
+  private newLink(what: string, attrs: Ifla.LinkAttrs): void {
     this.ack(what, rt.MessageType.NEWLINK, NLM_F_CREATE | NLM_F_EXCL, rt.formatLink({}), ifla.formatLinkAttrs(attrs));
   }
 
@@ -327,8 +340,9 @@ export class Rtnl {
   }
 
   createBridge(name: string, opts: BridgeOptions = {}): void {
-    const data = opts.vlanFiltering !== undefined
-      ? encode(ifla.formatBridge({ vlanFiltering: putU8(opts.vlanFiltering ? 1 : 0) })) : undefined;
+    // Sent only to turn filtering on (it is off by default): a kernel built
+    // without CONFIG_BRIDGE_VLAN_FILTERING rejects the attribute whatever its value.
+    const data = opts.vlanFiltering ? encode(ifla.formatBridge({ vlanFiltering: S.putU8(1) })) : undefined;
     this.newLink(`create bridge ${name}`, {
       ifname: name,
       mtu: opts.mtu,
@@ -342,7 +356,7 @@ export class Rtnl {
     if (!(mode in MACVLAN_MODES)) throw einval(`invalid macvlan mode "${mode}"`);
     this.newLink(`create macvlan ${name}`, {
       ifname: name,
-      link: putU32(masterIndex),
+      link: S.putU32(masterIndex),
       mtu: opts.mtu,
       address: opts.mac !== undefined ? parseMac(opts.mac) : undefined,
       netNsFd: opts.nsFd,
@@ -362,8 +376,8 @@ export class Rtnl {
     // A rename needs the index: IFLA_IFNAME then carries the new name.
     const index = opts.newName !== undefined ? this.getLink(name).index : 0;
     const hdr = rt.formatLink({ index });
-    hdr.writeUInt32LE(flags, 8);
-    hdr.writeUInt32LE(change, 12);
+    S.writeU32.call(hdr, flags, 8);
+    S.writeU32.call(hdr, change, 12);
     this.ack(`set link ${name}`, rt.MessageType.SETLINK, 0, hdr, ifla.formatLinkAttrs({
       ifname: opts.newName ?? name,
       mtu: opts.mtu,
@@ -376,10 +390,10 @@ export class Rtnl {
   /** Bridge-port flags (like `bridge link set`); name must be enslaved to a bridge. */
   setBridgePort(name: string, opts: BridgePortOptions): void {
     const index = this.getLink(name).index;
-    const port: ifla.BridgePort = {};
+    const port: Ifla.BridgePort = {};
     if (opts.hairpin !== undefined) port.mode = opts.hairpin ? 1 : 0;
     if (opts.learning !== undefined) port.learning = opts.learning ? 1 : 0;
-    if (opts.isolated !== undefined) port.isolated = putU8(opts.isolated ? 1 : 0);
+    if (opts.isolated !== undefined) port.isolated = S.putU8(opts.isolated ? 1 : 0);
     // The kernel reads IFLA_PROTINFO as nested port attributes only when
     // NLA_F_NESTED is set (otherwise as a bare STP state byte).
     this.ack(`set bridge port ${name}`, rt.MessageType.SETLINK, 0, rt.formatLink({ family: AF_BRIDGE, index }),
@@ -393,8 +407,8 @@ export class Rtnl {
     if (opts.pvid) vflags |= BRIDGE_VLAN_INFO_PVID;
     if (opts.untagged) vflags |= BRIDGE_VLAN_INFO_UNTAGGED;
     const info = Buffer.alloc(4);
-    info.writeUInt16LE(vflags, 0);
-    info.writeUInt16LE(vid, 2);
+    S.writeU16.call(info, vflags, 0);
+    S.writeU16.call(info, vid, 2);
     this.ack(`${what} ${name} vid ${vid}`, type, 0, rt.formatLink({ family: AF_BRIDGE, index }),
       nested(IFLA_AF_SPEC, ifla.formatBridgeSpec({ flags: opts.self ? BRIDGE_FLAGS_SELF : undefined, vlanInfo: info })));
   }
@@ -415,7 +429,7 @@ export class Rtnl {
 
   private addrMsg(ifindex: number, cidr: string, noDad: boolean): StreamData[] {
     const c = parseCidr(cidr);
-    const attrs: rt.AddressAttrs = { local: c.addr, address: c.addr };
+    const attrs: Rt.AddressAttrs = { local: c.addr, address: c.addr };
     // Like the Go netlink library the reference plugins use: a v4 address
     // gets its subnet's broadcast address.
     if (c.family === 4 && c.prefix < 31) {

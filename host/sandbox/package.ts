@@ -60,6 +60,10 @@ export async function writeTranspiled(
   mkdirSync(outDir, { recursive: true });
   for (const [name, bytes] of Object.entries(files)) {
     if (name.endsWith('.d.ts')) continue;
+    if (name === 'plugin.js') {
+      writeFileSync(join(outDir, 'plugin.cjs'), toCommonJs(Buffer.from(bytes).toString('utf8')));
+      continue;
+    }
     if (name.endsWith('.wasm')) {
       const limit = memoryMaximum(bytes);
       if (limit === 'unbounded') throw new PackageError(`component '${type}' declares memory with no maximum; rebuild it with a maximum (asc --maximumMemory)`);
@@ -71,10 +75,22 @@ export async function writeTranspiled(
   const manifest: Manifest = {
     type, sha256: sha256(component), size: component.length,
     imports: ifaceNames, exports: exports.map(([n]) => n),
-    maxMemoryPages: maxPages, bundled: meta.bundled, grants: meta.grants, jsFile: 'plugin.js',
+    maxMemoryPages: maxPages, bundled: meta.bundled, grants: meta.grants, jsFile: 'plugin.cjs',
   };
   writeFileSync(join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
   return manifest;
+}
+
+/** jco emits an ES module; as CommonJS it can be loaded with require(), so a
+ *  plugin can be loaded in the middle of a synchronous guest call (delegation). */
+function toCommonJs(src: string): string {
+  const names: string[] = [];
+  const out = src.replace(/^export (function|const|let|class) ([A-Za-z_$][\w$]*)/gm, (_m, kw: string, name: string) => {
+    names.push(name);
+    return `${kw} ${name}`;
+  });
+  if (/^\s*(import|export)\s/m.test(out)) throw new PackageError('unexpected import/export left in the transpiled component');
+  return `${out}\nmodule.exports = { ${names.join(', ')} };\n`;
 }
 
 /** The largest declared maximum of the module's own memories (0 if none). */

@@ -1,0 +1,35 @@
+// addresses: add/del/list on a named link. In the host namespace the link
+// must be the attachment's own or config-named (the bridge's gateway address).
+import { type CallContext, type HostInterface, linkAccess, nsGranted } from '../gate/gate.js';
+import type { Role } from './namespaces.js';
+
+const g = (ctx: CallContext) => ctx.plugin.grants.addresses;
+const fam = (f: 'v4' | 'v6'): 4 | 6 => (f === 'v4' ? 4 : 6);
+
+export const addresses: HostInterface = {
+  add: {
+    authorize: (ctx, ns: Role, link: string) => linkAccess(ctx, g(ctx), ns, link),
+    run: (ctx, ns: Role, link: string, cidr: string, noDad: boolean) => {
+      const r = ctx.ns.rtnl(ns);
+      r.addAddress(r.getLink(link).index, cidr, { noDad });
+      if (ns === 'host') ctx.ledger.add({ kind: 'address', link, cidr, plugin: ctx.plugin.type });
+    },
+  },
+  del: {
+    authorize: (ctx, ns: Role, link: string) => linkAccess(ctx, g(ctx), ns, link),
+    run: (ctx, ns: Role, link: string, cidr: string) => {
+      const r = ctx.ns.rtnl(ns);
+      r.delAddress(r.getLink(link).index, cidr);
+      if (ns === 'host') ctx.ledger.forget((e) => e.kind === 'address' && e.link === link && e.cidr === cidr);
+    },
+  },
+  list: {
+    authorize: (ctx, ns: Role) => nsGranted(g(ctx), ns),
+    run: (ctx, ns: Role, link: string, family: 'v4' | 'v6') => {
+      const r = ctx.ns.rtnl(ns);
+      const index = r.getLink(link).index;
+      return r.listAddresses({ ifindex: index, family: fam(family) })
+        .map((a) => ({ cidr: a.cidr, family: a.family === 4 ? 'v4' : 'v6', scope: a.scope }));
+    },
+  },
+};

@@ -1,0 +1,14 @@
+// Every interface the host offers, by WIT interface name.
+import type { HostInterface } from '../gate/gate.js';
+import { addresses } from './addresses.js';
+import { delegate } from './delegate.js';
+import { firewall } from './firewall.js';
+import { links } from './links.js';
+import { log } from './log.js';
+import { routes } from './routes.js';
+import { store } from './store.js';
+import { sysctl } from './sysctl.js';
+
+export const HOST_INTERFACES: Record<string, HostInterface> = {
+  links, addresses, routes, sysctl, firewall, store, delegate, log,
+};

@@ -1,0 +1,93 @@
+// store: a small key/value store per plugin and network, laid out exactly as
+// the reference host-local keeps its leases (<dataDir>/<network>/<key>, a
+// `lock` file taken with flock), so both implementations can share a node's
+// state. The lock is taken at open and held until the invocation ends, so a
+// plugin's read-modify-write is atomic against every concurrent CNI call.
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { isAbsolute, join, normalize } from 'node:path';
+import { type CallContext, type HostInterface, HostError } from '../gate/gate.js';
+import { flock } from '../kernel/native.js';
+
+const SESSION = 'store';
+const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
+
+class StoreSession {
+  constructor(public readonly dir: string, private readonly lockFd: number) {}
+  close(): void { closeSync(this.lockFd); } // closing drops the flock
+}
+
+function session(ctx: CallContext): StoreSession {
+  const s = ctx.session.get(SESSION) as StoreSession | undefined;
+  if (!s) throw new HostError('ESTORE', 'store.open must be called first');
+  return s;
+}
+
+function checkKey(key: string): void {
+  if (!key || key.includes('/') || key.startsWith('.') || key === 'lock' || key.length > 255) {
+    throw new HostError('EINVAL', `'${key}' is not a valid store key`);
+  }
+}
+
+function dirGrant(ctx: CallContext, dataDir: string): string | null {
+  const g = ctx.plugin.grants.store;
+  if (!g) return 'no store grant';
+  if (!dataDir) return null;
+  if (!isAbsolute(dataDir) || normalize(dataDir) !== dataDir.replace(/\/+$/, '')) return `data dir '${dataDir}' must be an absolute, normalized path`;
+  const dirs = g === true ? [] : g.dirs ?? [];
+  return dirs.some((d) => d === '*' || dataDir === d || dataDir.startsWith(d.replace(/\/*$/, '/'))) ? null : `data dir '${dataDir}' is outside the plugin's granted store dirs`;
+}
+
+const needOpen = (ctx: CallContext) => (ctx.plugin.grants.store ? null : 'no store grant');
+
+export const store: HostInterface = {
+  open: {
+    authorize: (ctx, network: string, dataDir: string) => dirGrant(ctx, dataDir),
+    run: (ctx, network: string, dataDir: string) => {
+      if (!NETWORK_NAME.test(network)) throw new HostError('EINVAL', `'${network}' is not a valid network name`);
+      if (ctx.session.has(SESSION)) throw new HostError('EBUSY', 'the store is already open in this call');
+      const dir = join(dataDir || ctx.policy.storeDir, network);
+      try {
+        mkdirSync(dir, { recursive: true, mode: 0o755 });
+      } catch (e) {
+        throw new HostError('ESTORE', `cannot create ${dir}: ${(e as Error).message}`);
+      }
+      const fd = openSync(join(dir, 'lock'), 'a', 0o644);
+      flock(fd, true);
+      ctx.session.set(SESSION, new StoreSession(dir, fd));
+    },
+  },
+  get: {
+    authorize: needOpen,
+    run: (ctx, key: string) => {
+      checkKey(key);
+      try {
+        return readFileSync(join(session(ctx).dir, key), 'utf8');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw new HostError('ESTORE', (e as Error).message);
+      }
+    },
+  },
+  put: {
+    authorize: needOpen,
+    run: (ctx, key: string, value: string) => {
+      checkKey(key);
+      const file = join(session(ctx).dir, key);
+      // write-then-rename: a crash leaves the old value or the new, never half
+      const tmp = join(session(ctx).dir, `.${key}.${process.pid}.tmp`);
+      writeFileSync(tmp, value, { mode: 0o644 });
+      renameSync(tmp, file);
+    },
+  },
+  remove: {
+    authorize: needOpen,
+    run: (ctx, key: string) => {
+      checkKey(key);
+      rmSync(join(session(ctx).dir, key), { force: true });
+    },
+  },
+  keys: {
+    authorize: needOpen,
+    run: (ctx) => readdirSync(session(ctx).dir).filter((n) => n !== 'lock' && !n.startsWith('.')).sort(),
+  },
+};

@@ -1,0 +1,122 @@
+// The command line. With CNI_COMMAND set it is a CNI plugin (the type comes
+// from --type or from the name it was invoked as); otherwise it is the
+// operator's tool: install shims, list plugins, read the audit log, approve
+// third-party components.
+import { basename, join, resolve } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { invoke, readStdin } from './invoke.js';
+import { BUNDLED_DIR, PACKAGE_ROOT, prepareThirdParty } from './sandbox/loader.js';
+import type { Manifest } from './sandbox/package.js';
+import { loadPolicy } from './gate/policy.js';
+import type { AuditRecord } from './gate/audit.js';
+
+function execMode(type: string, policy: string | undefined): never {
+  const out = invoke(type, process.env, readStdin, policy);
+  process.stdout.write(out.stdout);
+  process.exit(out.exitCode);
+}
+
+function bundledManifests(): Manifest[] {
+  if (!existsSync(BUNDLED_DIR)) return [];
+  return readdirSync(BUNDLED_DIR, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && existsSync(join(BUNDLED_DIR, d.name, 'manifest.json')))
+    .map((d) => JSON.parse(readFileSync(join(BUNDLED_DIR, d.name, 'manifest.json'), 'utf8')) as Manifest)
+    .sort((a, b) => a.type.localeCompare(b.type));
+}
+
+const shQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+export function main(argv: string[]): void {
+  const invokedAs = basename(argv[1] ?? '').replace(/\.js$/, '');
+  const program = new Command('cni-wasm')
+    .description('CNI plugins that run as sandboxed WebAssembly components.\n' +
+      'With CNI_COMMAND set this is a CNI plugin: the runtime execs it as /opt/cni/bin/<type>.')
+    .option('--type <type>', 'plugin type to run in CNI mode (default: the name this was invoked as)')
+    .option('--policy <file>', 'policy file (default: $CNI_WASM_POLICY or /etc/cni-wasm/policy.json)')
+    .showHelpAfterError();
+
+  program.action((opts: { type?: string; policy?: string }) => {
+    if (process.env.CNI_COMMAND) execMode(opts.type ?? invokedAs, opts.policy);
+    program.help();
+  });
+
+  program.command('install')
+    .description('write one executable shim per bundled plugin type into a CNI bin dir')
+    .requiredOption('--bin-dir <dir>', 'where runtimes look for plugins, e.g. /opt/cni/bin')
+    .option('--policy <file>', 'policy file the shims pass on')
+    .option('--only <types>', 'comma-separated types to install (default: all bundled)')
+    .action((o: { binDir: string; policy?: string; only?: string }) => {
+      o.policy ??= program.opts().policy;
+      const dir = resolve(o.binDir);
+      mkdirSync(dir, { recursive: true });
+      const only = o.only ? new Set(o.only.split(',')) : null;
+      const entry = join(PACKAGE_ROOT, 'bin/cni-wasm.js');
+      for (const m of bundledManifests()) {
+        if (only && !only.has(m.type)) continue;
+        const args = [shQuote(process.execPath), shQuote(entry), '--type', shQuote(m.type)];
+        if (o.policy) args.push('--policy', shQuote(resolve(o.policy)));
+        const shim = join(dir, m.type);
+        writeFileSync(shim, `#!/bin/sh\n# cni-wasm shim for the '${m.type}' plugin (written by cni-wasm install)\nexec ${args.join(' ')} "$@"\n`);
+        chmodSync(shim, 0o755);
+        console.log(`${shim} -> ${m.type} (sha256 ${m.sha256.slice(0, 12)})`);
+      }
+    });
+
+  program.command('plugins')
+    .description('list the bundled plugin components: type, digest, size, imported interfaces')
+    .option('--json', 'print JSON')
+    .action((o: { json?: boolean }) => {
+      const ms = bundledManifests();
+      if (o.json) { console.log(JSON.stringify(ms, null, 2)); return; }
+      console.log(['TYPE'.padEnd(12), 'SHA256'.padEnd(14), 'SIZE'.padStart(8), '  MEM', '  IMPORTS'].join(' '));
+      for (const m of ms) {
+        console.log([m.type.padEnd(12), m.sha256.slice(0, 12).padEnd(14), String(m.size).padStart(8),
+          `${(m.maxMemoryPages * 64) / 1024}M`.padStart(5), ' ', m.imports.join(', ')].join(' '));
+      }
+    });
+
+  program.command('audit')
+    .description('read the audit log: what each plugin asked the host to do, and what it was told')
+    .option('--file <file>', 'audit log (default: from the policy)')
+    .option('--container <id>', 'only this container id')
+    .option('--plugin <type>', 'only this plugin type')
+    .option('--denied', 'only calls the policy denied')
+    .option('--json', 'print the raw JSON lines')
+    .action((o: { file?: string; container?: string; plugin?: string; denied?: boolean; json?: boolean }) => {
+      const file = o.file ?? loadPolicy(program.opts().policy).auditLog;
+      let text = '';
+      try { text = readFileSync(file, 'utf8'); } catch (e) { console.error(`cannot read ${file}: ${(e as Error).message}`); process.exit(1); }
+      for (const line of text.split('\n')) {
+        if (!line) continue;
+        let r: AuditRecord;
+        try { r = JSON.parse(line); } catch { continue; }
+        if (o.container && r.containerId !== o.container) continue;
+        if (o.plugin && r.plugin !== o.plugin) continue;
+        if (o.denied && r.verdict !== 'deny') continue;
+        if (o.json) { console.log(line); continue; }
+        const args = Object.entries(r.args ?? {}).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
+        console.log(`${r.time} ${r.command.padEnd(5)} ${r.plugin.padEnd(10)} ${r.verdict === 'deny' ? 'DENY ' : '     '}${r.call} ${args} -> ${r.outcome} (${r.ms} ms)`);
+      }
+    });
+
+  program.command('approve')
+    .description('prepare a third-party component (checks its imports and memory limit, transpiles it once) and print the policy entry that pins it')
+    .argument('<component>', 'the component file, named <type>.wasm')
+    .option('--type <type>', 'plugin type (default: the file name without .wasm)')
+    .action(async (file: string, o: { type?: string }) => {
+      const policy = loadPolicy(program.opts().policy);
+      const type = o.type ?? basename(file).replace(/\.wasm$/, '');
+      try {
+        const m = await prepareThirdParty(resolve(file), type, policy);
+        console.log(`component '${type}' imports: ${m.imports.join(', ') || '(nothing)'}; memory limit ${(m.maxMemoryPages * 64) / 1024} MiB`);
+        console.log('add to the policy "plugins" (grant only what it needs):');
+        console.log(JSON.stringify({ [type]: { sha256: m.sha256, grants: {} } }, null, 2));
+      } catch (e) {
+        console.error(`refused: ${(e as Error).message}`);
+        process.exit(1);
+      }
+    });
+
+  program.parseAsync(argv).catch((e) => { console.error((e as Error).message); process.exit(1); });
+}
