@@ -1,0 +1,110 @@
+// Running CNI plugins in tests exactly as a runtime does: exec the binary
+// (our installed shim, or the reference plugin) with CNI_* env and the config
+// on stdin, from inside a throwaway netns that plays the host.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { netnsPath } from './netns.js';
+
+export const ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');
+export const CLI = join(ROOT, 'bin/cni-wasm.js');
+/** Debian's containernetworking-plugins */
+export const REFERENCE_BIN = '/usr/lib/cni';
+
+export interface Harness {
+  dir: string;
+  /** our shims */
+  bin: string;
+  policyFile: string;
+  auditLog: string;
+  stateDir: string;
+  /** default store (IPAM) dir */
+  storeDir: string;
+}
+
+/** A temp dir with a policy, shims for every bundled plugin, and state dirs. */
+export function makeHarness(prefix: string, policy: Record<string, unknown> = {}): Harness {
+  const dir = mkdtempSync(join(tmpdir(), `${prefix}`));
+  const h: Harness = {
+    dir, bin: join(dir, 'bin'), policyFile: join(dir, 'policy.json'),
+    auditLog: join(dir, 'audit.log'), stateDir: join(dir, 'state'), storeDir: join(dir, 'ipam'),
+  };
+  mkdirSync(h.bin, { recursive: true });
+  writePolicy(h, policy);
+  const r = spawnSync(process.execPath, [CLI, 'install', '--bin-dir', h.bin, '--policy', h.policyFile], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`cni-wasm install failed: ${r.stderr}`);
+  return h;
+}
+
+export function writePolicy(h: Harness, policy: Record<string, unknown>): void {
+  writeFileSync(h.policyFile, JSON.stringify({
+    auditLog: h.auditLog, stateDir: h.stateDir, storeDir: h.storeDir, pluginDirs: [], ...policy,
+  }, null, 2));
+}
+
+export function removeHarness(h: Harness): void {
+  rmSync(h.dir, { recursive: true, force: true });
+}
+
+export interface CniCall {
+  command: 'ADD' | 'DEL' | 'CHECK' | 'VERSION' | 'GC' | 'STATUS';
+  /** netns (name) to run the plugin in: the test's "host" */
+  hostNs?: string;
+  /** container netns name, or '' for none */
+  netns?: string;
+  containerId?: string;
+  ifname?: string;
+  args?: string;
+  config: object | string;
+  /** CNI_PATH (default: the dir the binary is in) */
+  path?: string;
+  env?: Record<string, string>;
+}
+
+export interface CniReply {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** parsed stdout, when it is JSON */
+  json: any;
+}
+
+/** Execs `<binDir>/<type>` as a runtime would. */
+export function execPlugin(binDir: string, type: string, call: CniCall): CniReply {
+  const bin = join(binDir, type);
+  if (!existsSync(bin)) throw new Error(`no plugin binary ${bin}`);
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+    CNI_COMMAND: call.command,
+    CNI_CONTAINERID: call.containerId ?? 'test-container',
+    CNI_NETNS: call.netns ? netnsPath(call.netns) : '',
+    CNI_IFNAME: call.ifname ?? 'eth0',
+    CNI_PATH: call.path ?? binDir,
+    ...(call.args !== undefined ? { CNI_ARGS: call.args } : {}),
+    ...call.env,
+  };
+  const cmd = call.hostNs ? ['ip', 'netns', 'exec', call.hostNs, bin] : [bin];
+  const r = spawnSync(cmd[0], cmd.slice(1), {
+    input: typeof call.config === 'string' ? call.config : JSON.stringify(call.config),
+    env, encoding: 'utf8', timeout: 60_000,
+  });
+  let json: any;
+  try { json = r.stdout.trim() ? JSON.parse(r.stdout) : undefined; } catch { json = undefined; }
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, json };
+}
+
+/** Our plugin, through the installed shim. */
+export const ours = (h: Harness, type: string, call: CniCall): CniReply => execPlugin(h.bin, type, call);
+/** The reference plugin from Debian's containernetworking-plugins. */
+export const reference = (type: string, call: CniCall): CniReply => execPlugin(REFERENCE_BIN, type, call);
+
+export function hasReference(): boolean {
+  return existsSync(join(REFERENCE_BIN, 'bridge'));
+}
+
+export function readAudit(h: Harness): any[] {
+  if (!existsSync(h.auditLog)) return [];
+  return readFileSync(h.auditLog, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
