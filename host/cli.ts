@@ -6,7 +6,8 @@ import { basename, join, resolve } from 'node:path';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { invoke, readStdin } from './invoke.js';
-import { BUNDLED_DIR, PACKAGE_ROOT, prepareThirdParty } from './sandbox/loader.js';
+import { bundledDir, prepareThirdParty } from './sandbox/loader.js';
+import { packageRoot } from './paths.js';
 import type { Manifest } from './sandbox/package.js';
 import { loadPolicy } from './gate/policy.js';
 import type { AuditRecord } from './gate/audit.js';
@@ -18,10 +19,10 @@ function execMode(type: string, policy: string | undefined): never {
 }
 
 function bundledManifests(): Manifest[] {
-  if (!existsSync(BUNDLED_DIR)) return [];
-  return readdirSync(BUNDLED_DIR, { withFileTypes: true })
-    .filter((d) => d.isDirectory() && existsSync(join(BUNDLED_DIR, d.name, 'manifest.json')))
-    .map((d) => JSON.parse(readFileSync(join(BUNDLED_DIR, d.name, 'manifest.json'), 'utf8')) as Manifest)
+  if (!existsSync(bundledDir())) return [];
+  return readdirSync(bundledDir(), { withFileTypes: true })
+    .filter((d) => d.isDirectory() && existsSync(join(bundledDir(), d.name, 'manifest.json')))
+    .map((d) => JSON.parse(readFileSync(join(bundledDir(), d.name, 'manifest.json'), 'utf8')) as Manifest)
     .sort((a, b) => a.type.localeCompare(b.type));
 }
 
@@ -51,7 +52,7 @@ export function main(argv: string[]): void {
       const dir = resolve(o.binDir);
       mkdirSync(dir, { recursive: true });
       const only = o.only ? new Set(o.only.split(',')) : null;
-      const entry = join(PACKAGE_ROOT, 'bin/cni-wasm.js');
+      const entry = join(packageRoot(), 'bin/cni-wasm.js');
       for (const m of bundledManifests()) {
         if (only && !only.has(m.type)) continue;
         const args = [shQuote(process.execPath), shQuote(entry), '--type', shQuote(m.type)];

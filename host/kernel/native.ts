@@ -2,8 +2,8 @@
 // namespace-switching helper every kernel module shares.
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../paths.js';
 import { KernelError } from './types.js';
 
 interface Addon {
@@ -20,17 +20,10 @@ interface Addon {
 const ADDON = join('build', 'Release', 'cniwasm_native.node');
 let addon: Addon | undefined;
 
-// The compiled file sits at dist/host/kernel/, a bundle may sit elsewhere:
-// walk up to the package root instead of assuming a depth.
 function findAddon(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, ADDON))) return join(dir, ADDON);
-    const up = dirname(dir);
-    if (up === dir) break;
-    dir = up;
-  }
-  throw new KernelError('ENOENT', `native addon ${ADDON} not found above ${fileURLToPath(import.meta.url)} (run node-gyp rebuild)`);
+  const p = join(packageRoot(), ADDON);
+  if (!existsSync(p)) throw new KernelError('ENOENT', `native addon ${p} not found (run npm ci, or node-gyp rebuild)`);
+  return p;
 }
 
 // Loaded on first use so that importing the kernel layer stays cheap.

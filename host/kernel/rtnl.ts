@@ -1,27 +1,14 @@
 // Synchronous rtnetlink for one network namespace: links, addresses, routes.
 // Encoding/decoding uses the `netlink` package's codec; transport is our
 // native addon (the package's own socket is async only).
-import { createRequire } from 'node:module';
-import type * as Structs from 'netlink/dist/structs.js';
+// Only the codec submodules: the package index also loads its async socket.
+// The exec path runs from one esbuild bundle, so these cost no module lookups.
+import * as S from 'netlink/dist/structs.js';
 import type { StreamData, AttrStream as AttrStreamT } from 'netlink/dist/structs.js';
-import type * as Rt from 'netlink/dist/rt/gen_structs.js';
-import type * as Ifla from 'netlink/dist/rt/ifla.js';
+import * as rt from 'netlink/dist/rt/gen_structs.js';
+import * as ifla from 'netlink/dist/rt/ifla.js';
 import { closeFd, kernelError, nlOpen, nlRequest, withNetns } from './native.js';
 import { KernelError, type AddressInfo, type LinkInfo, type RouteInfo } from './types.js';
-
-// Start-up cost: only the codec submodules (the package index loads its async
-// socket, ~25 ms), through require() (ESM-importing these CommonJS files costs
-// ~35 ms against ~6 ms), and only once a socket is opened.
-let S!: typeof Structs;
-let rt!: typeof Rt;
-let ifla!: typeof Ifla;
-function loadCodec(): void {
-  if (rt) return;
-  const req = createRequire(import.meta.url);
-  S = req('netlink/dist/structs.js');
-  rt = req('netlink/dist/rt/gen_structs.js');
-  ifla = req('netlink/dist/rt/ifla.js');
-}
 
 const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
@@ -266,7 +253,6 @@ export class Rtnl {
    * stays bound to that netns for life, so the thread switches back at once.
    */
   static open(nsFd: number | null): Rtnl {
-    loadCodec();
     return new Rtnl(withNetns(nsFd, () => nlOpen()));
   }
 
@@ -315,7 +301,7 @@ export class Rtnl {
       ifla.formatLinkAttrs({ extMask: S.putU32(RTEXT_FILTER_SKIP_STATS) })).map(toLink);
   }
 
-  private newLink(what: string, attrs: Ifla.LinkAttrs): void {
+  private newLink(what: string, attrs: ifla.LinkAttrs): void {
     this.ack(what, rt.MessageType.NEWLINK, NLM_F_CREATE | NLM_F_EXCL, rt.formatLink({}), ifla.formatLinkAttrs(attrs));
   }
 
@@ -390,7 +376,7 @@ export class Rtnl {
   /** Bridge-port flags (like `bridge link set`); name must be enslaved to a bridge. */
   setBridgePort(name: string, opts: BridgePortOptions): void {
     const index = this.getLink(name).index;
-    const port: Ifla.BridgePort = {};
+    const port: ifla.BridgePort = {};
     if (opts.hairpin !== undefined) port.mode = opts.hairpin ? 1 : 0;
     if (opts.learning !== undefined) port.learning = opts.learning ? 1 : 0;
     if (opts.isolated !== undefined) port.isolated = S.putU8(opts.isolated ? 1 : 0);
@@ -429,7 +415,7 @@ export class Rtnl {
 
   private addrMsg(ifindex: number, cidr: string, noDad: boolean): StreamData[] {
     const c = parseCidr(cidr);
-    const attrs: Rt.AddressAttrs = { local: c.addr, address: c.addr };
+    const attrs: rt.AddressAttrs = { local: c.addr, address: c.addr };
     // Like the Go netlink library the reference plugins use: a v4 address
     // gets its subnet's broadcast address.
     if (c.family === 4 && c.prefix < 31) {

@@ -3,8 +3,8 @@
 // only when the policy pins their sha256, transpiled once into a cache keyed
 // by that digest.
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../paths.js';
 import { createRequire } from 'node:module';
 import { CniError } from '../cni/errors.js';
 import type { Grants, Policy } from '../gate/policy.js';
@@ -13,8 +13,7 @@ export { PackageError };
 
 export const ERR_PLUGIN_REFUSED = 102;
 
-export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-export const BUNDLED_DIR = join(PACKAGE_ROOT, 'dist/plugins');
+export const bundledDir = (): string => join(packageRoot(), 'dist/plugins');
 
 export type Instantiate = (getCoreModule: (path: string) => WebAssembly.Module, imports: Record<string, unknown>) => Record<string, (...a: unknown[]) => unknown>;
 
@@ -36,7 +35,7 @@ function readManifest(dir: string): Manifest | null {
 /** Where a type's component lives, without loading it. */
 export function locatePlugin(type: string, policy: Policy): { dir: string; manifest: Manifest } | { wasm: string } | null {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(type)) return null;
-  const bundled = join(BUNDLED_DIR, type);
+  const bundled = join(bundledDir(), type);
   const m = readManifest(bundled);
   if (m) return { dir: bundled, manifest: m };
   for (const d of policy.pluginDirs) {
@@ -46,7 +45,12 @@ export function locatePlugin(type: string, policy: Policy): { dir: string; manif
   return null;
 }
 
-const requireCjs = createRequire(import.meta.url);
+// bin/codecache.cjs: the same V8 code cache the host bundle is loaded with
+let cached: ((file: string) => unknown) | undefined;
+const requireCjs = (file: string): unknown => {
+  cached ??= (createRequire(import.meta.url)(join(packageRoot(), 'bin/codecache.cjs')) as { requireCached: (f: string) => unknown }).requireCached;
+  return cached(file);
+};
 
 /** Synchronous: delegation loads plugins while a guest call is in progress. */
 export function loadPlugin(type: string, policy: Policy): LoadedPlugin | null {

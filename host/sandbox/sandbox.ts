@@ -8,7 +8,7 @@ import { CniError } from '../cni/errors.js';
 import { type CallContext, type WitSignature, bindInterface } from '../gate/gate.js';
 import { HOST_INTERFACES } from '../capabilities/index.js';
 import { WIT_PACKAGE, WIT_VERSION } from './interfaces.js';
-import { BUNDLED_DIR, type LoadedPlugin } from './loader.js';
+import { bundledDir, type LoadedPlugin } from './loader.js';
 
 export const ERR_PLUGIN_TRAPPED = 100;
 export const ERR_PLUGIN_TIMEOUT = 101;
@@ -18,7 +18,7 @@ export type GuestExports = Record<string, (...a: unknown[]) => unknown>;
 
 let signatures: Record<string, Record<string, WitSignature>> | undefined;
 function witSignatures(): Record<string, Record<string, WitSignature>> {
-  signatures ??= JSON.parse(readFileSync(join(BUNDLED_DIR, 'signatures.json'), 'utf8'));
+  signatures ??= JSON.parse(readFileSync(join(bundledDir(), 'signatures.json'), 'utf8'));
   return signatures!;
 }
 
