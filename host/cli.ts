@@ -3,8 +3,7 @@
 // operator's tool: install shims, list plugins, read the audit log, approve
 // third-party components.
 import { basename, join, resolve } from 'node:path';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { Command } from 'commander';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
 import { invoke, readStdin } from './invoke.js';
 import { bundledDir, prepareThirdParty } from './sandbox/loader.js';
 import { packageRoot } from './paths.js';
@@ -14,7 +13,8 @@ import type { AuditRecord } from './gate/audit.js';
 
 function execMode(type: string, policy: string | undefined): never {
   const out = invoke(type, process.env, readStdin, policy);
-  process.stdout.write(out.stdout);
+  // fd 1 directly: process.stdout would load the stream machinery (~2 ms)
+  if (out.stdout) writeSync(1, out.stdout);
   process.exit(out.exitCode);
 }
 
@@ -28,8 +28,26 @@ function bundledManifests(): Manifest[] {
 
 const shQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
+/** CNI mode is the hot path (a runtime execs it per container): the only
+ *  flags a shim passes are read here, without loading commander. */
+function execArgs(args: string[]): { type?: string; policy?: string } | null {
+  const out: { type?: string; policy?: string } = {};
+  for (let i = 0; i < args.length; i += 2) {
+    if (args[i] === '--type' && args[i + 1]) out.type = args[i + 1];
+    else if (args[i] === '--policy' && args[i + 1]) out.policy = args[i + 1];
+    else return null;
+  }
+  return out;
+}
+
 export function main(argv: string[]): void {
-  const invokedAs = basename(argv[1] ?? '').replace(/\.js$/, '');
+  const invokedAs = basename(argv[1] ?? '').replace(/\.c?js$/, '');
+  const fast = process.env.CNI_COMMAND ? execArgs(argv.slice(2)) : null;
+  if (fast) execMode(fast.type ?? invokedAs, fast.policy);
+  import('commander').then(({ Command }) => operatorCli(Command, argv, invokedAs));
+}
+
+function operatorCli(Command: typeof import('commander').Command, argv: string[], invokedAs: string): void {
   const program = new Command('cni-wasm')
     .description('CNI plugins that run as sandboxed WebAssembly components.\n' +
       'With CNI_COMMAND set this is a CNI plugin: the runtime execs it as /opt/cni/bin/<type>.')
@@ -52,7 +70,7 @@ export function main(argv: string[]): void {
       const dir = resolve(o.binDir);
       mkdirSync(dir, { recursive: true });
       const only = o.only ? new Set(o.only.split(',')) : null;
-      const entry = join(packageRoot(), 'bin/cni-wasm.js');
+      const entry = join(packageRoot(), 'bin/cni-wasm.cjs');
       for (const m of bundledManifests()) {
         if (only && !only.has(m.type)) continue;
         const args = [shQuote(process.execPath), shQuote(entry), '--type', shQuote(m.type)];

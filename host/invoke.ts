@@ -1,7 +1,6 @@
 // One CNI call, end to end: environment and config in, plugin component run
 // in its sandbox, result (converted to the caller's version) or error out.
 import { existsSync, readFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { CniError, CniErrorCode } from './cni/errors.js';
 import { parseEnv, type Invocation } from './cni/env.js';
@@ -16,6 +15,7 @@ import { Namespaces } from './capabilities/namespaces.js';
 import { loadPlugin, locatePlugin } from './sandbox/loader.js';
 import { instantiate, withTimeLimit } from './sandbox/sandbox.js';
 import { sweepAttachment, gcAttachments } from './sweep.js';
+import { childProcess, nowMs } from './lazy.js';
 
 export interface Outcome {
   /** what goes to stdout */
@@ -92,7 +92,7 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
     session: new Map(),
     delegate: (t, cmd, cfg) => delegateSync(sh, t, cmd, cfg, depth + 1),
   };
-  const t0 = performance.now();
+  const t0 = nowMs();
   let outcome = 'ok';
   try {
     const guest = instantiate(plugin, ctx, sh.policy.timeoutMs);
@@ -111,7 +111,7 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
     sh.audit.write({
       time: new Date().toISOString(), plugin: type, sha256: plugin.manifest.sha256, command,
       containerId: sh.inv.containerId, network: sh.network, call: `invoke.${command.toLowerCase()}`,
-      args: { ifname: sh.inv.ifname, depth }, verdict: 'allow', outcome, ms: +(performance.now() - t0).toFixed(3),
+      args: { ifname: sh.inv.ifname, depth }, verdict: 'allow', outcome, ms: +(nowMs() - t0).toFixed(3),
     });
   }
 }
@@ -131,8 +131,8 @@ function delegateSync(sh: Shared, type: string, cmd: 'add' | 'del' | 'check', co
 function execExternal(sh: Shared, type: string, command: string, config: string): string {
   const bin = sh.inv.path.map((d) => join(d, type)).find((p) => existsSync(p));
   if (!bin) throw new CniError(CniErrorCode.InvalidNetworkConfig, `failed to find plugin '${type}' in CNI_PATH ${sh.inv.path.join(':')}`);
-  const t0 = performance.now();
-  const r = spawnSync(bin, [], {
+  const t0 = nowMs();
+  const r = childProcess().spawnSync(bin, [], {
     input: config, encoding: 'utf8', timeout: sh.policy.timeoutMs,
     env: {
       ...process.env, CNI_COMMAND: command, CNI_CONTAINERID: sh.inv.containerId, CNI_NETNS: sh.inv.netns,
@@ -143,7 +143,7 @@ function execExternal(sh: Shared, type: string, command: string, config: string)
   sh.audit.write({
     time: new Date().toISOString(), plugin: type, sha256: 'external:' + bin, command, containerId: sh.inv.containerId,
     network: sh.network, call: 'exec', args: { bin }, verdict: 'allow',
-    outcome: r.status === 0 ? 'ok' : `error: exit ${r.status}`, ms: +(performance.now() - t0).toFixed(3),
+    outcome: r.status === 0 ? 'ok' : `error: exit ${r.status}`, ms: +(nowMs() - t0).toFixed(3),
   });
   if (r.status !== 0) {
     try {

@@ -10,6 +10,7 @@ import { VALID_ATTACHMENTS } from './cni/config.js';
 import type { Namespaces } from './capabilities/namespaces.js';
 import { Rtnl } from './kernel/rtnl.js';
 import { masqueradeDel } from './kernel/masquerade.js';
+import { nowMs } from './lazy.js';
 
 function removeEntry(e: LedgerEntry, rtnl: () => Rtnl): string | null {
   if (e.kind === 'link' && (e.linkKind === 'veth' || e.linkKind === 'ifb')) {
@@ -30,7 +31,7 @@ function removeEntry(e: LedgerEntry, rtnl: () => Rtnl): string | null {
 
 function sweep(ledger: Ledger, only: (e: LedgerEntry) => boolean, audit: AuditLog, rtnl: () => Rtnl, who: { containerId: string; network: string; command: string }): void {
   for (const e of ledger.entries.filter(only)) {
-    const t0 = performance.now();
+    const t0 = nowMs();
     let outcome = 'ok';
     let did: string | null = null;
     try {
@@ -42,7 +43,7 @@ function sweep(ledger: Ledger, only: (e: LedgerEntry) => boolean, audit: AuditLo
       audit.write({
         time: new Date().toISOString(), plugin: 'cni-wasm', sha256: '', command: who.command,
         containerId: who.containerId, network: who.network, call: `sweep.${did.split(' ')[0]}`,
-        args: { entry: e }, verdict: 'allow', outcome, ms: +(performance.now() - t0).toFixed(3),
+        args: { entry: e }, verdict: 'allow', outcome, ms: +(nowMs() - t0).toFixed(3),
       });
     }
   }

@@ -17,5 +17,7 @@ await build({
   external: ['@bytecodealliance/jco'],
   define: { 'import.meta.url': '__cniwasm_url' },
   banner: { js: "const __cniwasm_url = require('url').pathToFileURL(__filename).href;" },
+  minify: true,
+  keepNames: true,
   logLevel: 'warning',
 });

@@ -1,6 +1,6 @@
 // links: typed link operations. Container-side links are the plugin's to
 // manage; host-side ones only when owned by the attachment or config-named.
-import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
 import type { LinkInfo } from '../kernel/types.js';
 import type { MacvlanMode } from '../kernel/rtnl.js';
 import { type CallContext, type HostInterface, HostError, linkAccess, mayChangeHostLink, nsGranted } from '../gate/gate.js';
@@ -14,6 +14,14 @@ function toWit(ctx: CallContext, ns: Role, l: LinkInfo): WitLink {
     try { master = ctx.ns.rtnl(ns).getLinkByIndex(l.masterIndex).name; } catch { master = ''; }
   }
   return { index: l.index, name: l.name, kind: l.kind, mtu: l.mtu, mac: l.mac, up: l.up, master, promisc: l.promisc };
+}
+
+/** 8 random hex digits, as the reference names its veths (without loading crypto). */
+function randomSuffix(): string {
+  const b = Buffer.alloc(4);
+  const fd = openSync('/dev/urandom', 'r');
+  try { readSync(fd, b, 0, 4, null); } finally { closeSync(fd); }
+  return b.toString('hex');
 }
 
 const IFNAME = /^[^\s/:]{1,15}$/;
@@ -44,7 +52,7 @@ export const links: HostInterface = {
     authorize: (ctx) => nsGranted(g(ctx), 'host') ?? nsGranted(g(ctx), 'container'),
     run: (ctx, spec: { containerName: string; hostName: string; mtu: number; containerMac: string }) => {
       checkName(spec.containerName);
-      const hostName = spec.hostName || `veth${randomBytes(4).toString('hex')}`;
+      const hostName = spec.hostName || `veth${randomSuffix()}`;
       checkName(hostName);
       const c = ctx.ns.rtnl('container');
       // Created inside the container with its peer placed straight into the
@@ -76,7 +84,7 @@ export const links: HostInterface = {
       const h = ctx.ns.rtnl('host');
       const m = h.getLink(master);
       // A temporary host-side name, then moved: the container name may exist on the host.
-      const tmp = `mv${randomBytes(4).toString('hex')}`;
+      const tmp = `mv${randomSuffix()}`;
       h.createMacvlan(tmp, m.index, mode, { mtu: mtu || undefined, nsFd: ctx.ns.fd('container')! });
       const c = ctx.ns.rtnl('container');
       c.setLink(tmp, { newName: name });

@@ -3,6 +3,7 @@
 // ledger, runs it, and writes the audit record, whatever the outcome.
 import { KernelError } from '../kernel/types.js';
 import { CniError } from '../cni/errors.js';
+import { nowMs } from '../lazy.js';
 import type { AuditLog } from './audit.js';
 import type { Grants, Policy } from './policy.js';
 import type { Ledger } from './ledger.js';
@@ -67,13 +68,13 @@ export function bindInterface(
     const fn = impl[name];
     const call = `${iface}.${sig.wit}`;
     bound[name] = (...args: unknown[]): JcoResult | undefined => {
-      const t0 = performance.now();
+      const t0 = nowMs();
       const named: Record<string, unknown> = {};
       sig.params.forEach((p, i) => { named[p] = args[i]; });
       const record = (verdict: 'allow' | 'deny', outcome: string) => ctx.audit.write({
         time: new Date().toISOString(), plugin: ctx.plugin.type, sha256: ctx.plugin.sha256,
         command: ctx.command, containerId: ctx.containerId, network: ctx.network,
-        call, args: named, verdict, outcome, ms: +(performance.now() - t0).toFixed(3),
+        call, args: named, verdict, outcome, ms: +(nowMs() - t0).toFixed(3),
       });
       const fail = (code: string, message: string, cause?: unknown): JcoResult | undefined => {
         if (!sig.hasResult) return undefined;

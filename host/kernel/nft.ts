@@ -2,7 +2,7 @@
 // kernel applies atomically. spawnSync forks from the main thread, so the
 // child starts in whatever netns the thread is switched into.
 import { existsSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { childProcess } from '../lazy.js';
 import { withNetns } from './native.js';
 import { KernelError } from './types.js';
 
@@ -15,7 +15,7 @@ function nft(): string {
 }
 
 function run(nsFd: number | null, args: string[], input: string | undefined, what: string): string {
-  const r = withNetns(nsFd, () => spawnSync(nft(), args, { input, encoding: 'utf8', maxBuffer: 64 << 20 }));
+  const r = withNetns(nsFd, () => childProcess().spawnSync(nft(), args, { input, encoding: 'utf8', maxBuffer: 64 << 20 }));
   if (r.error) throw new KernelError('ENFT', `${what}: cannot run nft: ${r.error.message}`);
   if (r.status !== 0) {
     const msg = (r.stderr || r.stdout || `nft exited with ${r.status ?? r.signal}`).trim();

@@ -2,7 +2,7 @@
 // component -> transpiled JS + core modules + manifest. Used by the build for
 // bundled plugins and by `cni-wasm approve` for third-party components, never
 // on the CNI hot path (jco is slow to load and transpile).
-import { createHash } from 'node:crypto';
+import { nodeCrypto } from '../lazy.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KNOWN_INTERFACES, WIT_PACKAGE } from './interfaces.js';
@@ -32,7 +32,7 @@ export async function packageComponent(core: Uint8Array, witSource: string): Pro
 }
 
 export function sha256(b: Uint8Array): string {
-  return createHash('sha256').update(b).digest('hex');
+  return nodeCrypto().createHash('sha256').update(b).digest('hex');
 }
 
 /** A refusal at load/approval time: the component is not run at all. */

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { netnsPath } from './netns.js';
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');
-export const CLI = join(ROOT, 'bin/cni-wasm.js');
+export const CLI = join(ROOT, 'bin/cni-wasm.cjs');
 /** Debian's containernetworking-plugins */
 export const REFERENCE_BIN = '/usr/lib/cni';
 

@@ -13,7 +13,7 @@ const BUILD_PLUGINS = join(ROOT, 'dist/tools/build-plugins.js');
 
 export interface Run { status: number | null; stdout: string; stderr: string }
 
-/** `node bin/cni-wasm.js ...args` */
+/** `node bin/cni-wasm.cjs ...args` */
 export function cli(args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): Run {
   const r = spawnSync(process.execPath, [CLI, ...args], {
     encoding: 'utf8', input: opts.input ?? '', env: opts.env ?? process.env, timeout: 120_000,

@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+// Entry point; the shims `cni-wasm install` writes exec this. CommonJS, as
+// the ESM loader alone costs tens of ms and every CNI call is a new process.
+// The host runs from one bundle (dist/cni-wasm.cjs) loaded through V8's code
+// cache. After a bare `tsc` (no bundle step) the bundle is older than the
+// compiled files: then run those instead.
+'use strict';
+const { statSync } = require('fs');
+const { join } = require('path');
+const { pathToFileURL } = require('url');
+
+const bundle = join(__dirname, '../dist/cni-wasm.cjs');
+const compiled = join(__dirname, '../dist/host/cli.js');
+const mtime = (p) => { try { return statSync(p).mtimeMs; } catch { return 0; } };
+
+if (mtime(bundle) >= mtime(compiled)) {
+  require('./codecache.cjs').requireCached(bundle).main(process.argv);
+} else {
+  import(pathToFileURL(compiled).href).then((m) => m.main(process.argv));
+}
