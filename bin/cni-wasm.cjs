@@ -13,7 +13,10 @@ const bundle = join(__dirname, '../dist/cni-wasm.cjs');
 const compiled = join(__dirname, '../dist/host/cli.js');
 const mtime = (p) => { try { return statSync(p).mtimeMs; } catch { return 0; } };
 
-if (mtime(bundle) >= mtime(compiled)) {
+// Only CNI mode (the hot path) runs the bundle: Node 20 drops the dynamic
+// import() callback of code V8 loads from its code cache, and `approve` needs
+// import('@bytecodealliance/jco') ("A dynamic import callback was not specified").
+if (process.env.CNI_COMMAND && mtime(bundle) >= mtime(compiled)) {
   require('./codecache.cjs').requireCached(bundle).main(process.argv);
 } else {
   import(pathToFileURL(compiled).href).then((m) => m.main(process.argv));

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { ConflistRunner, PluginError, type NetConfList, type RuntimeConf, type Step } from './conflist.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
-const CLI = join(ROOT, 'bin/cni-wasm.js');
+const CLI = join(ROOT, 'bin/cni-wasm.cjs');
 const REFERENCE_BIN = '/usr/lib/cni';
 const PREFIX = 'cw-demo-';
 const HOST = 'cw-demo-host';
@@ -38,7 +38,7 @@ const useReference = process.argv.includes('--reference');
 
 const out = (s = ''): void => { process.stdout.write(s + '\n'); };
 const indent = (text: string, pad = '    '): string =>
-  text.replace(/\s+$/, '').split('\n').map((l) => pad + l).join('\n');
+  text.replace(/\s+$/, '').split('\n').map((l) => (pad + l).trimEnd()).join('\n');
 function section(title: string): void {
   out();
   out(`== ${title} ${'='.repeat(Math.max(3, 72 - title.length))}`);
@@ -132,7 +132,6 @@ function conflist(dataDir: string): NetConfList {
     cniVersion: '1.0.0',
     name: NETWORK,
     plugins: [
-      { type: 'loopback' },
       {
         type: 'bridge',
         bridge: BRIDGE,
@@ -149,8 +148,34 @@ function conflist(dataDir: string): NetConfList {
   };
 }
 
+/** JSON with small objects and arrays kept on one line. */
+// As containerd and CRI-O do: the loopback is its own network, attached as "lo".
+const LOOPBACK: NetConfList = { cniVersion: '1.0.0', name: 'cni-loopback', plugins: [{ type: 'loopback' }] };
+
+function compactJson(v: unknown, pad = ''): string {
+  const flat = JSON.stringify(v);
+  if (flat.length <= 72 - pad.length || v === null || typeof v !== 'object') return flat;
+  const inner = pad + '  ';
+  if (Array.isArray(v)) return `[\n${v.map((x) => inner + compactJson(x, inner)).join(',\n')}\n${pad}]`;
+  const body = Object.entries(v as Record<string, unknown>).map(([k, x]) => `${inner}${JSON.stringify(k)}: ${compactJson(x, inner)}`);
+  return `{\n${body.join(',\n')}\n${pad}}`;
+}
+
 function describeSteps(steps: Step[]): string {
   return steps.map((s) => `${s.type} ${s.command} ${s.ms.toFixed(0)} ms`).join(', ');
+}
+
+/** Set name -> elements of our NAT table in the host netns; null when there is no table. */
+function natSets(): Map<string, string[]> | null {
+  const r = run(['ip', 'netns', 'exec', HOST, 'nft', '-j', 'list', 'table', 'inet', NAT_TABLE]);
+  if (r.status !== 0) return null;
+  const str = (e: any): string => typeof e === 'string' ? e
+    : e?.concat ? e.concat.map(str).join(' . ')
+    : e?.prefix ? `${e.prefix.addr}/${e.prefix.len}`
+    : e?.range ? e.range.join('-') : JSON.stringify(e);
+  const sets = new Map<string, string[]>();
+  for (const x of JSON.parse(r.stdout).nftables as any[]) if (x.set) sets.set(x.set.name, (x.set.elem ?? []).map(str));
+  return sets;
 }
 
 interface Attachment { ips: { address: string }[] }
@@ -226,6 +251,13 @@ function auditSummary(file: string): void {
     out(`  ${p.padEnd(12)}${String(e.inv).padStart(5)}${String(e.calls).padStart(12)}${String(e.denied).padStart(8)}${String(e.errors).padStart(8)}`);
   }
   for (const [p, e] of by) if (e.kinds.size) out(`  ${p} used: ${[...e.kinds].sort().join(', ')}`);
+  const errs = new Map<string, number>();
+  for (const r of recs) {
+    if (r.outcome === 'ok' || r.call.startsWith('invoke.')) continue;
+    const k = `${r.plugin} ${r.call} -> ${r.outcome.replace(/^error: (\S+).*/, '$1')}`;
+    errs.set(k, (errs.get(k) ?? 0) + 1);
+  }
+  if (errs.size) out(`  errors the host returned (a plugin probing, e.g. for a bridge not made yet): ${[...errs].map(([k, n]) => `${k} x${n}`).join('; ')}`);
   const denied = recs.filter((r) => r.verdict === 'deny');
   check(denied.length === 0, 'no call was denied by the policy', denied.map((r) => `${r.plugin} ${r.call}`).join('; '));
   const a = CONTAINERS[0];
@@ -278,18 +310,21 @@ async function main(): Promise<void> {
 
   const list = conflist(ipamDir);
   section(`Network config "${NETWORK}" (a conflist, as in /etc/cni/net.d)`);
-  out(indent(JSON.stringify(list, null, 2).replace(ipamDir, '<temp>/ipam'), '  '));
+  out(indent(compactJson(list).replace(ipamDir, '<temp>/ipam'), '  '));
 
   const runner = new ConflistRunner({ path, hostNs: HOST });
   const rt = (c: typeof CONTAINERS[number]): RuntimeConf => ({ containerId: c.id, netns: `/run/netns/${c.ns}`, ifname: 'eth0' });
   const results = new Map<string, Attachment>();
 
-  section('ADD: each plugin in order, prevResult from the one before');
+  const lo = (c: typeof CONTAINERS[number]): RuntimeConf => ({ ...rt(c), ifname: 'lo' });
+
+  section('ADD: the loopback network (lo), then each plugin of the conflist in order (eth0)');
   for (const c of CONTAINERS) {
+    const l = runner.add(LOOPBACK, lo(c));
     const r = runner.add(list, rt(c));
     const res = r.result as Attachment;
     results.set(c.name, res);
-    out(`  container ${c.name}: ${describeSteps(r.steps)}`);
+    out(`  container ${c.name}: ${describeSteps([...l.steps, ...r.steps])}`);
     out(`    result ips: ${(res.ips ?? []).map((i) => i.address).join(', ')}`);
     await step();
   }
@@ -327,12 +362,10 @@ async function main(): Promise<void> {
   } finally {
     for (const s of servers) { if (s.pid) try { process.kill(s.pid, 'SIGTERM'); } catch { /* gone */ } }
   }
-  if (existsSync(join(ROOT, 'node_modules/.bin/nft')) || have('nft')) {
-    const t = run(['ip', 'netns', 'exec', HOST, 'nft', 'list', 'table', 'inet', NAT_TABLE]);
-    if (t.status === 0) {
-      const els = (t.stdout.match(/elements = \{[^}]*\}/g) ?? []).map((e) => e.replace(/\s+/g, ' '));
-      out(`  ipMasq: nft table inet ${NAT_TABLE} in ${HOST}: ${els.length ? els.join('; ') : 'no elements'}`);
-    }
+  const sets = natSets();
+  if (sets) {
+    out(`  ipMasq (nft table inet ${NAT_TABLE} in ${HOST}, one set element per address):`);
+    for (const [name, elems] of sets) if (!name.startsWith('skip')) out(`    set ${name}: ${elems.join(', ') || '(empty)'}`);
   }
 
   if (!useReference) {
@@ -341,10 +374,11 @@ async function main(): Promise<void> {
   }
   await step();
 
-  section('DEL: each plugin in reverse order, prevResult = the ADD result');
+  section('DEL: each plugin in reverse order with prevResult = the ADD result, then lo');
   for (const c of [...CONTAINERS].reverse()) {
     const r = runner.del(list, rt(c), results.get(c.name));
-    out(`  container ${c.name}: ${describeSteps(r.steps)}`);
+    const l = runner.del(LOOPBACK, lo(c));
+    out(`  container ${c.name}: ${describeSteps([...r.steps, ...l.steps])}`);
     await step();
   }
   const again = runner.del(list, rt(CONTAINERS[0]), results.get('a'));
@@ -361,11 +395,10 @@ async function main(): Promise<void> {
   const files = existsSync(netDir) ? readdirSync(netDir) : [];
   const leases = files.filter((f) => f !== 'lock' && !f.startsWith('last_reserved_ip'));
   check(leases.length === 0, 'no IPAM leases', leases.length ? leases.join(' ') : `left: ${files.join(', ') || 'nothing'} (bookkeeping the reference keeps too)`);
-  const nat = run(['ip', 'netns', 'exec', HOST, 'nft', '-j', 'list', 'table', 'inet', NAT_TABLE]);
-  if (nat.status === 0) {
-    const sets = (JSON.parse(nat.stdout).nftables as any[]).filter((x) => x.set).map((x) => x.set);
-    const full = sets.filter((s) => (s.elem ?? []).length);
-    check(full.length === 0, `nft sets in inet ${NAT_TABLE} are empty`, full.map((s) => `${s.name}: ${s.elem.length}`).join(', '));
+  const after = natSets();
+  if (after) {
+    const full = [...after].filter(([, e]) => e.length);
+    check(full.length === 0, `nft sets in inet ${NAT_TABLE} are empty`, full.map(([n, e]) => `${n}: ${e.join(' ')}`).join('; '));
   } else if (!useReference) {
     check(false, `nft table inet ${NAT_TABLE} was never created (ipMasq)`);
   }

@@ -6,7 +6,7 @@ import { CniError, CniErrorCode } from './cni/errors.js';
 import { parseEnv, type Invocation } from './cni/env.js';
 import { parseNetConf, type NetConf } from './cni/config.js';
 import { convertResult } from './cni/convert.js';
-import { versionInfo } from './cni/versions.js';
+import { isSupportedVersion, versionInfo } from './cni/versions.js';
 import { AuditLog } from './gate/audit.js';
 import { Ledger } from './gate/ledger.js';
 import { type Policy, loadPolicy } from './gate/policy.js';
@@ -38,9 +38,10 @@ interface Shared {
 export function invoke(type: string, env: NodeJS.ProcessEnv, stdin: () => string, policyFile?: string): Outcome {
   let version: string | undefined;
   let shared: Shared | undefined;
+  let text = '';
   try {
     const inv = parseEnv(env);
-    const text = stdin();
+    text = stdin();
     if (inv.command === 'VERSION') {
       let requested: unknown;
       try { requested = (JSON.parse(text || '{}') as { cniVersion?: unknown }).cniVersion; } catch { requested = undefined; }
@@ -64,10 +65,22 @@ export function invoke(type: string, env: NodeJS.ProcessEnv, stdin: () => string
     return { stdout: JSON.stringify(result) + '\n', exitCode: 0 };
   } catch (e) {
     const err = e instanceof CniError ? e : new CniError(999, (e as Error)?.message ?? String(e));
+    // A config rejected after its version was read still gets its own version back.
+    version ??= requestedVersion(text);
     return { stdout: JSON.stringify(err.toJSON(version)) + '\n', exitCode: 1 };
   } finally {
     shared?.ns.close();
     shared?.audit.close();
+  }
+}
+
+/** The config's cniVersion, when the config decodes and names a version we speak. */
+function requestedVersion(text: string): string | undefined {
+  try {
+    const v = (JSON.parse(text) as { cniVersion?: unknown } | null)?.cniVersion;
+    return isSupportedVersion(v) ? v : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -78,9 +91,20 @@ function guestConfig(conf: NetConf): string {
 }
 
 function runPlugin(sh: Shared, type: string, command: string, config: string, depth: number): string {
-  const plugin = loadPlugin(type, sh.policy);
-  if (!plugin) {
-    throw new CniError(CniErrorCode.InvalidNetworkConfig, `no plugin component named '${type}' (looked in the bundled plugins and ${sh.policy.pluginDirs.join(', ') || 'no plugin dirs'})`);
+  let plugin: ReturnType<typeof loadPlugin>;
+  try {
+    plugin = loadPlugin(type, sh.policy);
+    if (!plugin) {
+      throw new CniError(CniErrorCode.InvalidNetworkConfig, `no plugin component named '${type}' (looked in the bundled plugins and ${sh.policy.pluginDirs.join(', ') || 'no plugin dirs'})`);
+    }
+  } catch (e) {
+    // A refusal to load is a decision about a plugin: it is audited too.
+    const why = e instanceof CniError ? `error: CNI${e.code} ${e.msg}` : `error: ${(e as Error).message}`;
+    sh.audit.write({
+      time: new Date().toISOString(), plugin: type, sha256: '', command, containerId: sh.inv.containerId,
+      network: sh.network, call: 'invoke.load', args: { depth }, verdict: 'deny', outcome: why, ms: 0,
+    });
+    throw e;
   }
   const confDoc = JSON.parse(config) as Record<string, unknown>;
   const ctx: CallContext = {
@@ -93,6 +117,8 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
     delegate: (t, cmd, cfg) => delegateSync(sh, t, cmd, cfg, depth + 1),
   };
   const t0 = nowMs();
+  // one budget for start-up and the call together
+  const remaining = () => Math.max(1, Math.round(sh.policy.timeoutMs - (nowMs() - t0)));
   let outcome = 'ok';
   try {
     const guest = instantiate(plugin, ctx, sh.policy.timeoutMs);
@@ -101,7 +127,7 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
       hasNetns: !!sh.inv.netns && existsSync(sh.inv.netns), netnsPath: sh.inv.netns,
     };
     const fn = command.toLowerCase();
-    const out = withTimeLimit(ctx, command, sh.policy.timeoutMs, () => guest[fn](req));
+    const out = withTimeLimit(ctx, command, remaining(), () => guest[fn](req));
     return typeof out === 'string' ? out : '';
   } catch (e) {
     outcome = e instanceof CniError ? `error: CNI${e.code} ${e.msg}` : `error: ${(e as Error).message}`;

@@ -34,6 +34,13 @@ export const routes: HostInterface = {
       if (ns === 'host') ctx.ledger.add({ kind: 'route', dst: r.dst, gw: r.gw, dev: r.dev, plugin: ctx.plugin.type });
     },
   },
+  addEcmp: {
+    authorize,
+    run: (ctx, ns: Role, r: WitRoute) => {
+      ctx.ns.rtnl(ns).addRoute(toKernel(ctx, ns, r), { exclusive: false });
+      if (ns === 'host') ctx.ledger.add({ kind: 'route', dst: r.dst, gw: r.gw, dev: r.dev, plugin: ctx.plugin.type });
+    },
+  },
   del: {
     authorize,
     run: (ctx, ns: Role, r: WitRoute) => {

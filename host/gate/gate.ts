@@ -117,6 +117,7 @@ export function nsGranted(g: { host?: boolean; container?: boolean } | undefined
  *  created or what its network config names. */
 export function mayChangeHostLink(ctx: CallContext, name: string): string | null {
   if (ctx.ledger.ownsLink(name) || ctx.configNames.has(name)) return null;
+  if (ctx.plugin.grants.links?.names?.includes(name)) return null;
   return `host link '${name}' was not created by this attachment and is not named in the network config`;
 }
 

@@ -10,7 +10,9 @@ import { readFileSync } from 'node:fs';
 export interface NsGrant { host?: boolean; container?: boolean }
 
 export interface Grants {
-  links?: NsGrant;
+  /** names: host links the plugin may change without its config naming them
+   *  (its built-in default device, e.g. the bridge plugin's "cni0") */
+  links?: NsGrant & { names?: string[] };
   addresses?: NsGrant;
   routes?: NsGrant;
   /** keys are slash-form sysctl paths; '*' matches one path component */

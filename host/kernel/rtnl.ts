@@ -471,8 +471,10 @@ export class Rtnl {
     })];
   }
 
-  addRoute(r: RouteInfo): void {
-    this.ack(`add route ${r.dst}${r.gw ? ` via ${r.gw}` : ''}`, rt.MessageType.NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, ...this.routeMsg(r, false));
+  /** exclusive: false adds beside other routes to the same destination (no NLM_F_EXCL). */
+  addRoute(r: RouteInfo, opts: { exclusive?: boolean } = {}): void {
+    const flags = opts.exclusive === false ? NLM_F_CREATE : NLM_F_CREATE | NLM_F_EXCL;
+    this.ack(`add route ${r.dst}${r.gw ? ` via ${r.gw}` : ''}`, rt.MessageType.NEWROUTE, flags, ...this.routeMsg(r, false));
   }
 
   delRoute(r: RouteInfo): void {

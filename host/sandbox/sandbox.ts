@@ -45,7 +45,7 @@ function guestFailure(ctx: CallContext, what: string, timeoutMs: number, e: unkn
     return new CniError(err.payload.code, err.payload.msg, err.payload.details);
   }
   if (err && err.code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
-    return new CniError(ERR_PLUGIN_TIMEOUT, `plugin '${type}' did not finish ${what} within ${timeoutMs} ms and was stopped`);
+    return new CniError(ERR_PLUGIN_TIMEOUT, `plugin '${type}' did not finish ${what} within its time limit (${ctx.policy.timeoutMs} ms) and was stopped`);
   }
   const why = ctx.lastAbort ?? (e instanceof WebAssembly.RuntimeError ? e.message : `host error: ${err?.message ?? String(e)}`);
   const oom = /unreachable|out of bounds|memory/.test(why) && !ctx.lastAbort ? ' (it may have run out of its memory limit)' : '';

@@ -64,6 +64,9 @@ declare function __addresses_list(a0: i32, a1: i32, a2: i32, a3: i32, ret: i32):
 @external("cni-wasm:plugin/routes@0.1.0", "add")
 declare function __routes_add(a0: i32, a1: i32, a2: i32, a3: i32, a4: i32, a5: i32, a6: i32, a7: i32, a8: i32, a9: i32, a10: i32, a11: i32, ret: i32): void;
 // @ts-ignore: decorator
+@external("cni-wasm:plugin/routes@0.1.0", "add-ecmp")
+declare function __routes_add_ecmp(a0: i32, a1: i32, a2: i32, a3: i32, a4: i32, a5: i32, a6: i32, a7: i32, a8: i32, a9: i32, a10: i32, a11: i32, ret: i32): void;
+// @ts-ignore: decorator
 @external("cni-wasm:plugin/routes@0.1.0", "del")
 declare function __routes_del(a0: i32, a1: i32, a2: i32, a3: i32, a4: i32, a5: i32, a6: i32, a7: i32, a8: i32, a9: i32, a10: i32, a11: i32, ret: i32): void;
 // @ts-ignore: decorator
@@ -210,6 +213,12 @@ export namespace routes {
   export function add(ns: Netns, r: Route): HostError | null {
     const ret = cabiAlloc(20, 4);
     __routes_add(<i32>ns, <i32>changetype<usize>(r.dst), r.dst.length, <i32>changetype<usize>(r.gw), r.gw.length, <i32>changetype<usize>(r.dev), r.dev.length, <i32>changetype<usize>(r.src), r.src.length, <i32>r.metric, <i32>changetype<usize>(r.scope), r.scope.length, <i32>ret);
+    return lift_result_void_HostError(ret);
+  }
+  /** Like add, but routes to the same destination through another device or gateway may already exist: the kernel keeps them and adds this one beside them (IPv6 joins them into one multipath route). The very same route twice is still EEXIST. This is how the reference plugins' IPAM helper adds container routes, so two interfaces can each have a default. */
+  export function addEcmp(ns: Netns, r: Route): HostError | null {
+    const ret = cabiAlloc(20, 4);
+    __routes_add_ecmp(<i32>ns, <i32>changetype<usize>(r.dst), r.dst.length, <i32>changetype<usize>(r.gw), r.gw.length, <i32>changetype<usize>(r.dev), r.dev.length, <i32>changetype<usize>(r.src), r.src.length, <i32>r.metric, <i32>changetype<usize>(r.scope), r.scope.length, <i32>ret);
     return lift_result_void_HostError(ret);
   }
   export function del(ns: Netns, r: Route): HostError | null {

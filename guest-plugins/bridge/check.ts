@@ -1,0 +1,158 @@
+// CHECK: is the attachment prevResult describes still there, as the
+// reference bridge checks it? The bridge (a bridge, same MAC, promisc as
+// configured), the container interface (a veth, same MAC, in this netns),
+// a host veth enslaved to the bridge, the container's addresses with their
+// prefix routes, and every result route.
+import {
+  CniError, CniResult, Command, IPNet, IpFamily, Link, Netns, Request, ResultInterface, Route,
+  ERR_INTERNAL, addresses, cniError, delegate, hostFailure, links, parseCIDR, parseIP, routes,
+} from "../sdk";
+import { BridgeConf } from "./config";
+
+function fail(msg: string): CniError {
+  return cniError(ERR_INTERNAL, msg);
+}
+
+function q(s: string): string {
+  return "\"" + s + "\"";
+}
+
+class Found {
+  link: Link | null = null;
+  err: CniError | null = null;
+}
+
+/** validateInterface: named, present in ns, and sandboxed exactly when expected. */
+function lookup(intf: ResultInterface, ns: Netns, expectInSandbox: bool): Found {
+  const f = new Found();
+  if (intf.name.length == 0) { f.err = fail("Interface name missing "); return f; }
+  const l = links.get(ns, intf.name);
+  if (!l.ok) { f.err = fail("Interface name " + intf.name + " not found"); return f; }
+  if (expectInSandbox && intf.sandbox.length == 0) { f.err = fail("Interface " + intf.name + " is expected to be in a sandbox"); return f; }
+  if (!expectInSandbox && intf.sandbox.length > 0) { f.err = fail("Interface " + intf.name + " should not be in sandbox"); return f; }
+  f.link = l.value;
+  return f;
+}
+
+function sameNet(a: IPNet, b: IPNet): bool {
+  return a.prefix == b.prefix && a.network().equals(b.network());
+}
+
+/** Each address on the interface, with its prefix route in the table. */
+function checkAddresses(ifname: string, result: CniResult): CniError | null {
+  for (let i = 0; i < result.ips.length; i++) {
+    const want = parseCIDR(result.ips[i].address);
+    if (want === null) return fail("invalid address " + q(result.ips[i].address) + " in prevResult");
+    const fam = want.isV4() ? IpFamily.V4 : IpFamily.V6;
+    const have = addresses.list(Netns.Container, ifname, fam);
+    if (!have.ok) return fail("Cannot find container link " + ifname);
+    let match = false;
+    for (let j = 0; j < have.value.length; j++) {
+      const h = parseCIDR(have.value[j].cidr);
+      if (h !== null && h.prefix == want.prefix && h.ip.equals(want.ip)) { match = true; break; }
+    }
+    if (!match) return fail("Failed to match addr " + want.toString() + " on interface " + ifname);
+    const table = routes.list(Netns.Container, fam);
+    if (!table.ok) return hostFailure("Error trying to find Gateway " + result.ips[i].gateway + " for interface " + ifname, table.error!);
+    let prefixRoute = false;
+    for (let j = 0; j < table.value.length; j++) {
+      const d = parseCIDR(table.value[j].dst);
+      if (d !== null && sameNet(d, want)) { prefixRoute = true; break; }
+    }
+    if (!prefixRoute) return fail("Failed to find Gateway " + result.ips[i].gateway + " for interface " + ifname);
+  }
+  return null;
+}
+
+/** The gateway a route without one was given at ADD: the first IP's of its family. */
+function familyGateway(result: CniResult, v4: bool): string {
+  for (let i = 0; i < result.ips.length; i++) {
+    const g = parseIP(result.ips[i].gateway);
+    if (g !== null && g.isV4() == v4) return result.ips[i].gateway;
+  }
+  return "";
+}
+
+function checkRoutes(result: CniResult): CniError | null {
+  for (let i = 0; i < result.routes.length; i++) {
+    const r = result.routes[i];
+    const dst = parseCIDR(r.dst);
+    if (dst === null) return fail("Invalid static route found " + r.dst);
+    const table = routes.list(Netns.Container, dst.isV4() ? IpFamily.V4 : IpFamily.V6);
+    if (!table.ok) return hostFailure("Expected Route " + r.dst + " not route table lookup error", table.error!);
+    const wantGw = parseIP(r.gw.length > 0 ? r.gw : familyGateway(result, dst.isV4()));
+    let found = false;
+    for (let j = 0; j < table.value.length && !found; j++) {
+      const t: Route = table.value[j];
+      const d = parseCIDR(t.dst);
+      if (d === null || !sameNet(d, dst)) continue;
+      // A default route is matched by destination alone, as the reference does.
+      if (dst.prefix == 0) { found = true; break; }
+      const g = parseIP(t.gw);
+      if (wantGw === null ? g === null : (g !== null && g.equals(wantGw!))) found = true;
+    }
+    if (!found) return fail("Expected Route " + r.dst + (r.gw.length > 0 ? " via " + r.gw : "") + " not found in routing table");
+  }
+  return null;
+}
+
+export function checkAttachment(req: Request, c: BridgeConf): CniError | null {
+  if (!req.hasNetns) return cniError(3, "failed to open netns " + q(req.netnsPath) + ": no such network namespace");
+
+  if (c.isLayer3()) {
+    const r = delegate.run(c.ipamType, Command.Check, req.config);
+    if (!r.ok) return r.error!;
+  }
+  const prev = c.prevResult;
+  if (prev === null) return fail("Required prevResult missing");
+  const result = CniResult.fromJSON(prev);
+
+  let brMap = new ResultInterface(), contMap = new ResultInterface();
+  for (let i = 0; i < result.interfaces.length; i++) {
+    const it = result.interfaces[i];
+    if (it.name == c.bridge) brMap = it;
+    else if (it.name == req.ifname && it.sandbox == req.netnsPath) contMap = it;
+  }
+
+  // The bridge.
+  const bf = lookup(brMap, Netns.Host, false);
+  if (bf.err !== null) return bf.err;
+  const br = bf.link!;
+  if (br.kind != "bridge") return fail("Interface " + brMap.name + " does not have link type of bridge");
+  if (brMap.mac.length > 0 && brMap.mac != br.mac) return fail("Bridge interface " + brMap.name + " Mac doesn't match: " + brMap.mac);
+  if (br.promisc != c.promiscMode) {
+    return fail("Bridge interface " + brMap.name + " configured Promisc Mode " + (c.promiscMode ? "true" : "false") +
+      " doesn't match current state: " + (br.promisc ? "true" : "false") + " ");
+  }
+
+  if (req.netnsPath != contMap.sandbox) {
+    return fail("Sandbox in prevResult " + contMap.sandbox + " doesn't match configured netns: " + req.netnsPath);
+  }
+
+  // The container end.
+  const cf = lookup(contMap, Netns.Container, true);
+  if (cf.err !== null) return cf.err;
+  const cont = cf.link!;
+  if (cont.kind != "veth") return fail("Error: Container interface " + cont.name + " not of type veth");
+  if (contMap.mac.length > 0 && contMap.mac != cont.mac) {
+    return fail("Interface " + contMap.name + " Mac " + contMap.mac + " doesn't match container Mac: " + cont.mac);
+  }
+
+  // The host end: a veth in the result, enslaved to the bridge.
+  let vethFound = false;
+  for (let i = 0; i < result.interfaces.length && !vethFound; i++) {
+    const it = result.interfaces[i];
+    if (it.name == brMap.name || it.name == contMap.name) continue;
+    const vf = lookup(it, Netns.Host, false);
+    if (vf.err !== null) return vf.err;
+    const v = vf.link!;
+    if (v.kind != "veth" || v.master != br.name) continue; // not what we created: skip it
+    if (it.mac.length > 0 && it.mac != v.mac) return fail("Interface " + it.name + " Mac doesn't match: " + it.mac + " not found");
+    vethFound = true;
+  }
+  if (!vethFound) return fail("CNI veth created for bridge " + c.bridge + " was not found");
+
+  const ae = checkAddresses(req.ifname, result);
+  if (ae !== null) return ae;
+  return checkRoutes(result);
+}

@@ -1,0 +1,512 @@
+// bridge: attach a container to a Linux bridge in the host namespace through
+// a veth pair, as the reference bridge plugin (containernetworking/plugins)
+// does. ADD reads top to bottom like the recipe:
+//
+//   config → bridge → veth pair → IPAM → container addresses and routes →
+//   gateway on the bridge + forwarding → masquerade → result
+//
+// Anything a failed ADD made is taken back (the IPAM lease, the veth, a
+// bridge this call created), so a failed ADD leaves the host as it found it.
+import {
+  CniError, CniPlugin, CniResult, Command, HostError, IPConfig, IPNet, IpFamily, JSONValue, Level, Link,
+  Masquerade, Netns, PortOptions, Request, Result, ResultRoute, Route, VethSpec,
+  ERR_INTERNAL, ERR_UNSUPPORTED_FIELD, addresses, cniError, delegate, firewall, hostFailure, links, log,
+  parseCIDR, parseIP, registerPlugin, routes, sysctl,
+} from "../sdk";
+import { BridgeConf, loadConf } from "./config";
+import { checkAttachment } from "./check";
+
+/** Index of the container interface in the result: [bridge, host veth, container]. */
+const CONTAINER_IFACE: i32 = 2;
+
+function fail(msg: string, details: string = ""): CniError {
+  return cniError(ERR_INTERNAL, msg, details);
+}
+
+function debug(msg: string): void {
+  log.write(Level.Debug, msg);
+}
+
+function q(s: string): string {
+  return "\"" + s + "\"";
+}
+
+/** Best effort, as the reference ignores these sysctl errors too. */
+function trySysctl(ns: Netns, key: string, value: string): bool {
+  const e = sysctl.set(ns, key, value);
+  if (e !== null) debug("sysctl " + key + "=" + value + ": " + e.message);
+  return e === null;
+}
+
+/** What this ADD has made so far, so a failure can take it back. */
+class Attachment {
+  createdBridge: bool = false;
+  vethCreated: bool = false;
+  hostVeth: string = "";
+  ipamDone: bool = false;
+  masq: Array<Masquerade> = new Array<Masquerade>();
+  /** the bridge's MAC before any port joined: ensureAddr pins it */
+  bridgeMac: string = "";
+
+  constructor(public req: Request, public conf: BridgeConf) {}
+
+  undo(): void {
+    for (let i = 0; i < this.masq.length; i++) firewall.masqueradeDel(this.masq[i]);
+    if (this.ipamDone) {
+      const r = delegate.run(this.conf.ipamType, Command.Del, this.req.config);
+      if (!r.ok) debug("releasing the IPAM lease failed: " + r.error!.msg);
+    }
+    if (this.vethCreated) {
+      // Deleting either end deletes the pair.
+      if (links.remove(Netns.Container, this.req.ifname) !== null) links.remove(Netns.Host, this.hostVeth);
+    }
+    if (this.createdBridge) links.remove(Netns.Host, this.conf.bridge);
+  }
+}
+
+// ---------------------------------------------------------------- bridge
+
+function ensureBridge(a: Attachment): Result<Link, CniError> {
+  const c = a.conf;
+  const br = c.bridge;
+  const what = "failed to create bridge " + q(br);
+  let got = links.get(Netns.Host, br);
+  if (!got.ok) {
+    if (got.error!.code != "ENODEV") return Result.failure<Link, CniError>(hostFailure(what + ": could not lookup " + q(br), got.error!));
+    const made = links.createBridge(br, <u32>c.mtu, c.vlan != 0);
+    if (made.ok) {
+      a.createdBridge = true;
+    } else {
+      const e = made.error!;
+      if (e.code == "EOPNOTSUPP" && c.vlan != 0) return Result.failure<Link, CniError>(vlanUnsupported(c));
+      if (e.code != "EEXIST") return Result.failure<Link, CniError>(hostFailure(what + ": could not add " + q(br), e));
+    }
+    got = links.get(Netns.Host, br);
+    if (!got.ok) return Result.failure<Link, CniError>(hostFailure(what + ": could not lookup " + q(br), got.error!));
+  }
+  // Checked before touching it: never set flags on something that is not ours to bridge.
+  if (got.value.kind != "bridge") return Result.failure<Link, CniError>(fail(what + ": " + q(br) + " already exists but is not a bridge"));
+  if (c.promiscMode) {
+    const e = links.setPromisc(Netns.Host, br, true);
+    if (e !== null) return Result.failure<Link, CniError>(hostFailure(what + ": could not set promiscuous mode on " + q(br), e));
+  }
+  // We own the routes for this interface.
+  trySysctl(Netns.Host, "net/ipv6/conf/" + br + "/accept_ra", "0");
+  const up = links.setUp(Netns.Host, br, true);
+  if (up !== null) return Result.failure<Link, CniError>(hostFailure(what, up));
+  a.bridgeMac = got.value.mac;
+  return Result.success<Link, CniError>(got.value);
+}
+
+function vlanUnsupported(c: BridgeConf): CniError {
+  return cniError(ERR_UNSUPPORTED_FIELD,
+    "\"vlan\": " + c.vlan.toString() + " is not supported here: this kernel has no bridge VLAN filtering",
+    "the kernel was built without CONFIG_BRIDGE_VLAN_FILTERING (EOPNOTSUPP); remove \"vlan\" or use a kernel with it");
+}
+
+// ---------------------------------------------------------------- veth
+
+function setupVeth(a: Attachment): Result<VethSpec, CniError> {
+  const c = a.conf, ifname = a.req.ifname;
+  const spec = new VethSpec();
+  spec.containerName = ifname;
+  spec.hostName = ""; // the host picks vethXXXXXXXX
+  spec.mtu = <u32>c.mtu;
+  spec.containerMac = c.mac;
+  let hostName = "", contMac = "";
+  // A clash on the random host-side name is retried with a new draw; a clash
+  // on the container name is the caller's mistake (ADD twice).
+  let tries = 0;
+  while (hostName.length == 0) {
+    const r = links.createVeth(spec);
+    if (r.ok) {
+      hostName = r.value.host.name;
+      contMac = r.value.container.mac;
+    } else {
+      const e = r.error!;
+      if (e.code != "EEXIST") return Result.failure<VethSpec, CniError>(hostFailure("failed to make veth pair", e));
+      if (links.get(Netns.Container, ifname).ok) {
+        return Result.failure<VethSpec, CniError>(fail("container veth name provided (" + ifname + ") already exists"));
+      }
+      if (++tries == 10) return Result.failure<VethSpec, CniError>(fail("failed to find a unique veth name"));
+    }
+  }
+  a.vethCreated = true;
+  a.hostVeth = hostName;
+  // Reuse the spec to hand back the two names and the container MAC.
+  spec.hostName = hostName;
+  spec.containerMac = contMac;
+
+  const up = links.setUp(Netns.Host, hostName, true);
+  if (up !== null) return Result.failure<VethSpec, CniError>(hostFailure("failed to set " + q(hostName) + " up", up));
+  trySysctl(Netns.Host, "net/ipv6/conf/" + hostName + "/accept_ra", "0");
+  const m = links.setMaster(Netns.Host, hostName, c.bridge);
+  if (m !== null) return Result.failure<VethSpec, CniError>(hostFailure("failed to connect " + q(hostName) + " to bridge " + c.bridge, m));
+  const port = new PortOptions();
+  port.hairpin = c.hairpinMode;
+  port.isolated = c.portIsolation;
+  const p = links.setBridgePort(hostName, port);
+  if (p !== null) return Result.failure<VethSpec, CniError>(hostFailure("failed to setup hairpin mode for " + hostName, p));
+  if (c.vlan != 0) {
+    const v = links.bridgeVlanAdd(hostName, <u32>c.vlan, true, true, false);
+    if (v !== null) {
+      if (v.code == "EOPNOTSUPP") return Result.failure<VethSpec, CniError>(vlanUnsupported(c));
+      return Result.failure<VethSpec, CniError>(hostFailure("failed to setup vlan tag on interface " + q(hostName), v));
+    }
+  }
+  return Result.success<VethSpec, CniError>(spec);
+}
+
+// ---------------------------------------------------------------- addresses
+
+class Gateways {
+  v4: Array<IPNet> = new Array<IPNet>();
+  v6: Array<IPNet> = new Array<IPNet>();
+}
+
+function isDefaultDst(dst: string, family: i32): bool {
+  const n = parseCIDR(dst);
+  return n !== null && n.prefix == 0 && n.ip.family == family;
+}
+
+/**
+ * Points every IP at the container interface, fills in gateways (the
+ * subnet's first address) when the bridge is the gateway, and adds a default
+ * route per family for isDefaultGateway unless IPAM gave one with a gateway.
+ */
+function calcGateways(result: CniResult, c: BridgeConf): Result<Gateways, CniError> {
+  const gws = new Gateways();
+  let found4 = false, found6 = false;
+  for (let i = 0; i < result.ips.length; i++) {
+    const ipc = result.ips[i];
+    const addr = parseCIDR(ipc.address);
+    if (addr === null) return Result.failure<Gateways, CniError>(fail("Unknown IP object: " + ipc.address));
+    const fam = addr.ip.family;
+    ipc.iface = CONTAINER_IFACE;
+    if (ipc.gateway.length == 0 && c.isGateway) ipc.gateway = addr.network().next().toString();
+    if (c.isDefaultGateway && !(fam == 4 ? found4 : found6)) {
+      let found = false;
+      for (let j = 0; j < result.routes.length; j++) {
+        const r = result.routes[j];
+        if (r.gw.length > 0 && isDefaultDst(r.dst, fam)) { found = true; break; }
+      }
+      if (!found) {
+        const rt = new ResultRoute();
+        rt.dst = fam == 4 ? "0.0.0.0/0" : "::/0";
+        rt.gw = ipc.gateway;
+        result.routes.push(rt);
+      }
+      if (fam == 4) found4 = true; else found6 = true;
+    }
+    if (c.isGateway) {
+      const gw = parseIP(ipc.gateway);
+      if (gw === null || gw.family != fam) {
+        return Result.failure<Gateways, CniError>(fail("invalid gateway " + q(ipc.gateway) + " for " + ipc.address));
+      }
+      (fam == 4 ? gws.v4 : gws.v6).push(new IPNet(gw, addr.prefix));
+    }
+  }
+  return Result.success<Gateways, CniError>(gws);
+}
+
+/** Addresses, link up, then routes, inside the container (the reference's ipam.ConfigureIface). */
+function configureIface(ifname: string, result: CniResult, noDad: bool): CniError | null {
+  let v6enabled = false;
+  let v4gw = "", v6gw = "";
+  for (let i = 0; i < result.ips.length; i++) {
+    const ipc = result.ips[i];
+    const addr = parseCIDR(ipc.address)!;
+    if (addr.isV6() && !v6enabled) {
+      // An IPv6 address needs IPv6 on for lo and the interface.
+      const names: string[] = ["lo", ifname];
+      for (let k = 0; k < names.length; k++) {
+        const key = "net/ipv6/conf/" + names[k] + "/disable_ipv6";
+        const cur = sysctl.get(Netns.Container, key);
+        if (!cur.ok || cur.value == "0") continue;
+        const e = sysctl.set(Netns.Container, key, "0");
+        if (e !== null) return hostFailure("failed to enable IPv6 for interface " + q(names[k]) + " (" + key + "=" + cur.value + ")", e);
+      }
+      v6enabled = true;
+    }
+    const e = addresses.add(Netns.Container, ifname, ipc.address, noDad);
+    if (e !== null) return hostFailure("failed to add IP addr " + ipc.address + " to " + q(ifname), e);
+    if (ipc.gateway.length > 0) {
+      const gw = parseIP(ipc.gateway);
+      if (gw !== null && gw.isV4() && v4gw.length == 0) v4gw = ipc.gateway;
+      else if (gw !== null && gw.isV6() && v6gw.length == 0) v6gw = ipc.gateway;
+    }
+  }
+  const up = links.setUp(Netns.Container, ifname, true);
+  if (up !== null) return hostFailure("failed to set " + q(ifname) + " UP", up);
+  for (let i = 0; i < result.routes.length; i++) {
+    const r = result.routes[i];
+    const dst = parseCIDR(r.dst);
+    if (dst === null) return fail("invalid route destination " + q(r.dst));
+    let gw = r.gw;
+    if (gw.length == 0) gw = dst.isV4() ? v4gw : v6gw;
+    const rt = new Route();
+    rt.dst = r.dst;
+    rt.gw = gw;
+    rt.dev = ifname;
+    rt.scope = "universe"; // as Go's netlink sends it, gateway or not
+    // Beside any route to the same destination another interface has (a
+    // second network's default route), as the reference adds them.
+    const e = routes.addEcmp(Netns.Container, rt);
+    if (e !== null) return hostFailure("failed to add route '" + r.dst + " via " + (gw.length > 0 ? gw : "<nil>") + " dev " + ifname + "'", e);
+  }
+  return null;
+}
+
+/**
+ * Puts gateway address gw on the bridge. Another address of the family (or,
+ * for IPv6, an overlapping one) is an error, or is replaced with forceAddress.
+ */
+function ensureAddr(a: Attachment, gw: IPNet): CniError | null {
+  const br = a.conf.bridge;
+  const fam = gw.isV4() ? IpFamily.V4 : IpFamily.V6;
+  const want = gw.toString();
+  const list = addresses.list(Netns.Host, br, fam);
+  if (!list.ok) return hostFailure("could not get list of IP addresses", list.error!);
+  for (let i = 0; i < list.value.length; i++) {
+    const cur = parseCIDR(list.value[i].cidr);
+    if (cur === null) continue;
+    if (cur.ip.equals(gw.ip) && cur.prefix == gw.prefix) return null;
+    if (gw.isV4() || cur.contains(gw.ip) || gw.contains(cur.ip)) {
+      if (!a.conf.forceAddress) return fail(q(br) + " already has an IP address different from " + want);
+      const e = addresses.del(Netns.Host, br, list.value[i].cidr);
+      if (e !== null) return hostFailure("could not remove IP address from " + q(br), e);
+    }
+  }
+  const e = addresses.add(Netns.Host, br, want, false);
+  if (e !== null && e.code != "EEXIST") return hostFailure("could not add IP address to " + q(br), e);
+  // Pin the bridge's MAC: otherwise it follows the lowest port MAC as ports come and go.
+  if (a.bridgeMac.length > 0) {
+    const m = links.setMac(Netns.Host, br, a.bridgeMac);
+    if (m !== null) return hostFailure("could not set bridge's mac", m);
+  }
+  return null;
+}
+
+function setupGateways(a: Attachment, gws: Gateways): CniError | null {
+  for (let f = 0; f < 2; f++) {
+    const list = f == 0 ? gws.v4 : gws.v6;
+    for (let i = 0; i < list.length; i++) {
+      const e = ensureAddr(a, list[i]);
+      if (e !== null) return fail("failed to set bridge addr: " + e.msg, e.details);
+    }
+    if (list.length > 0) {
+      const key = f == 0 ? "net/ipv4/ip_forward" : "net/ipv6/conf/all/forwarding";
+      const e = sysctl.set(Netns.Host, key, "1");
+      if (e !== null) return hostFailure("failed to enable forwarding", e);
+    }
+  }
+  return null;
+}
+
+function setupMasquerade(a: Attachment, result: CniResult): CniError | null {
+  for (let i = 0; i < result.ips.length; i++) {
+    const addr = parseCIDR(result.ips[i].address)!;
+    const m = new Masquerade();
+    m.network = a.conf.name;
+    m.source = addr.ip.toString();
+    m.exclude = addr.networkCIDR();
+    const e = firewall.masqueradeAdd(m);
+    if (e !== null) return hostFailure("failed to set up IP masquerade for " + m.source, e);
+    a.masq.push(m);
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------- ADD
+
+function addAttachment(a: Attachment): Result<string, CniError> {
+  const c = a.conf, req = a.req;
+
+  const brr = ensureBridge(a);
+  if (!brr.ok) return Result.failure<string, CniError>(brr.error!);
+
+  const vr = setupVeth(a);
+  if (!vr.ok) return Result.failure<string, CniError>(vr.error!);
+  const veth = vr.value;
+
+  const result = new CniResult();
+  result.addInterface(c.bridge, "", "");
+  result.addInterface(veth.hostName, "", "");
+  result.addInterface(req.ifname, veth.containerMac, req.netnsPath);
+
+  let ipamDns: JSONValue | null = null;
+  if (c.isLayer3()) {
+    const out = delegate.run(c.ipamType, Command.Add, req.config);
+    if (!out.ok) return Result.failure<string, CniError>(out.error!);
+    a.ipamDone = true;
+    const ipam = CniResult.parse(out.value);
+    if (ipam === null) return Result.failure<string, CniError>(fail("could not read the result of IPAM plugin " + q(c.ipamType)));
+    result.ips = ipam.ips;
+    result.routes = ipam.routes;
+    ipamDns = ipam.dns;
+    if (result.ips.length == 0) return Result.failure<string, CniError>(fail("IPAM plugin returned missing IP config"));
+
+    const gr = calcGateways(result, c);
+    if (!gr.ok) return Result.failure<string, CniError>(gr.error!);
+
+    // The reference turns DAD off with accept_dad=0 before adding addresses;
+    // doing the same leaves identical state and nothing to wait for. Should
+    // the sysctl be refused, IFA_F_NODAD on each address has the same effect.
+    let noDad = false;
+    if (c.enableDad) {
+      trySysctl(Netns.Container, "net/ipv6/conf/" + req.ifname + "/enhanced_dad", "1");
+      trySysctl(Netns.Container, "net/ipv6/conf/" + req.ifname + "/accept_dad", "1");
+    } else {
+      noDad = !trySysctl(Netns.Container, "net/ipv6/conf/" + req.ifname + "/accept_dad", "0");
+    }
+    trySysctl(Netns.Container, "net/ipv4/conf/" + req.ifname + "/arp_notify", "1");
+    const ce = configureIface(req.ifname, result, noDad);
+    if (ce !== null) return Result.failure<string, CniError>(ce);
+
+    if (c.isGateway) {
+      const ge = setupGateways(a, gr.value);
+      if (ge !== null) return Result.failure<string, CniError>(ge);
+    }
+    if (c.ipMasq) {
+      const me = setupMasquerade(a, result);
+      if (me !== null) return Result.failure<string, CniError>(me);
+    }
+  } else if (!c.disableContainerInterface) {
+    // Layer 2 only: the container end still has to be up.
+    const e = links.setUp(Netns.Container, req.ifname, true);
+    if (e !== null) return Result.failure<string, CniError>(hostFailure("failed to set " + q(req.ifname) + " up", e));
+  }
+
+  // MACs now: the bridge's may have changed as the port joined or the gateway was set.
+  const hv = links.get(Netns.Host, veth.hostName);
+  if (!hv.ok) return Result.failure<string, CniError>(hostFailure("failed to lookup " + q(veth.hostName), hv.error!));
+  result.interfaces[1].mac = hv.value.mac;
+  const bl = links.get(Netns.Host, c.bridge);
+  if (!bl.ok) return Result.failure<string, CniError>(hostFailure("could not lookup " + q(c.bridge), bl.error!));
+  result.interfaces[0].mac = bl.value.mac;
+
+  // The config's DNS when it has any, else what IPAM said.
+  result.dns = c.dns !== null ? c.dns : ipamDns;
+  return Result.success<string, CniError>(result.stringify());
+}
+
+/** Refusals that need nothing created first. */
+function precheck(c: BridgeConf, req: Request): CniError | null {
+  if (c.isLayer3() && c.disableContainerInterface) return fail("cannot use IPAM when DisableContainerInterface flag is set");
+  if (c.hairpinMode && c.promiscMode) return fail("cannot set hairpin mode and promiscuous mode at the same time.");
+  if (c.macSpoofChk) {
+    return cniError(ERR_UNSUPPORTED_FIELD, "\"macspoofchk\": true is not supported by cni-wasm's bridge yet",
+      "MAC spoof checking needs per-port nftables rules that no host function offers; set \"macspoofchk\": false");
+  }
+  if (c.vlan != 0 && c.isGateway) {
+    return cniError(ERR_UNSUPPORTED_FIELD, "\"vlan\": " + c.vlan.toString() + " together with \"isGateway\" is not supported by cni-wasm's bridge yet",
+      "the gateway would need a host-side VLAN veth on the bridge, which no host function creates");
+  }
+  if (!req.hasNetns) {
+    return cniError(3, "failed to open netns " + q(req.netnsPath) + ": no such network namespace");
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------- DEL
+
+function isGlobalUnicast(n: IPNet): bool {
+  const b = n.ip.bytes;
+  if (n.isV4()) {
+    if (b[12] == 0 || b[12] == 127 || b[12] >= 224) return false; // unspecified/this-net, loopback, multicast+broadcast
+    return !(b[12] == 169 && b[13] == 254);
+  }
+  if (b[0] == 0xff) return false; // multicast
+  if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return false; // link-local
+  let zero = true;
+  for (let i = 0; i < 15; i++) if (b[i] != 0) { zero = false; break; }
+  return !(zero && (b[15] == 0 || b[15] == 1)); // :: and ::1
+}
+
+function ipamDel(c: BridgeConf, req: Request): CniError | null {
+  if (!c.isLayer3()) return null;
+  const r = delegate.run(c.ipamType, Command.Del, req.config);
+  return r.ok ? null : r.error!;
+}
+
+function ifaceAddresses(ifname: string, out: Array<IPNet>): HostError | null {
+  for (let f = 0; f < 2; f++) {
+    const l = addresses.list(Netns.Container, ifname, f == 0 ? IpFamily.V4 : IpFamily.V6);
+    if (!l.ok) return l.error!;
+    for (let i = 0; i < l.value.length; i++) {
+      const n = parseCIDR(l.value[i].cidr);
+      if (n !== null && isGlobalUnicast(n)) out.push(n);
+    }
+  }
+  return null;
+}
+
+class Bridge extends CniPlugin {
+  add(req: Request): Result<string, CniError> {
+    const cr = loadConf(req);
+    if (!cr.ok) return Result.failure<string, CniError>(cr.error!);
+    const c = cr.value;
+    if (c.isDefaultGateway) c.isGateway = true;
+    const pe = precheck(c, req);
+    if (pe !== null) return Result.failure<string, CniError>(pe);
+
+    const a = new Attachment(req, c);
+    const r = addAttachment(a);
+    if (!r.ok) {
+      debug("ADD failed (" + r.error!.msg + "): undoing what it made");
+      a.undo();
+    }
+    return r;
+  }
+
+  del(req: Request): CniError | null {
+    const cr = loadConf(req);
+    if (!cr.ok) return cr.error!;
+    const c = cr.value;
+    // No namespace (never given, or already gone): only the lease is left to release.
+    if (!req.hasNetns) return ipamDel(c, req);
+
+    const ips = new Array<IPNet>();
+    const l = links.get(Netns.Container, req.ifname);
+    if (!l.ok) {
+      const e = l.error!;
+      if (e.code == "ENETNS") return ipamDel(c, req);
+      if (e.code != "ENODEV") return hostFailure("failed to lookup " + q(req.ifname), e);
+      // Already gone (DEL twice): nothing to remove, and no masquerade to find by it.
+    } else {
+      const ae = ifaceAddresses(req.ifname, ips);
+      if (ae !== null) {
+        if (ae.code == "ENETNS") return ipamDel(c, req);
+        if (ae.code != "ENODEV") return hostFailure("failed to get IP addresses for " + q(req.ifname), ae);
+      }
+      const e = links.remove(Netns.Container, req.ifname);
+      if (e !== null) {
+        if (e.code == "ENETNS") return ipamDel(c, req);
+        if (e.code != "ENODEV") return hostFailure("failed to delete " + q(req.ifname), e);
+      }
+    }
+
+    const ie = ipamDel(c, req);
+    if (ie !== null) return ie;
+
+    if (c.isLayer3() && c.ipMasq) {
+      for (let i = 0; i < ips.length; i++) {
+        const m = new Masquerade();
+        m.network = c.name;
+        m.source = ips[i].ip.toString();
+        m.exclude = ips[i].networkCIDR();
+        const e = firewall.masqueradeDel(m);
+        if (e !== null) return hostFailure("failed to tear down IP masquerade for " + m.source, e);
+      }
+    }
+    return null;
+  }
+
+  check(req: Request): CniError | null {
+    const cr = loadConf(req);
+    if (!cr.ok) return cr.error!;
+    return checkAttachment(req, cr.value);
+  }
+}
+
+registerPlugin(new Bridge());
