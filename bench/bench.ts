@@ -298,23 +298,21 @@ async function measureScale(impls: Impl[], dataDir: string, n: number, m: number
   await fresh(res.scale0);
   log(`  ${m} attachments each: adding (untimed)`);
   const held: { impl: Impl; a: Attached }[] = [];
-  try {
-    for (let k = 0; k < m; k++) {
-      for (const impl of impls) held.push({ impl, a: add(impl, conflist(impl, SCALE, dataDir), `${PREFIX}s-${impl.key}-${k}`) });
-      if (k % 10 === 9) await step();
-    }
-    for (const impl of impls) {
-      const bridge = `cwb-${impl.key[0]}-${SCALE.key}`;
-      const ports = must(['ip', '-n', impl.hostNs, '-br', 'link', 'show', 'master', bridge]).trim().split('\n').length;
-      if (ports !== m) throw new Error(`${impl.label}: expected ${m} ports on ${bridge}, found ${ports}`);
-    }
-    await fresh(res.scaleN);
-  } finally {
-    // interrupted or failed: deleting the namespaces (in cleanup) removes them all at once
-    if (!interrupted) log(`  removing the ${held.length} attachments`);
-    for (const { impl, a } of interrupted ? [] : held.reverse()) {
-      try { del(impl, conflist(impl, SCALE, dataDir), a); } catch (e) { log(`  DEL failed: ${(e as Error).message}`); run(['ip', 'netns', 'del', a.ns]); }
-    }
+  for (let k = 0; k < m; k++) {
+    for (const impl of impls) held.push({ impl, a: add(impl, conflist(impl, SCALE, dataDir), `${PREFIX}s-${impl.key}-${k}`) });
+    if (k % 10 === 9) await step();
+  }
+  for (const impl of impls) {
+    const bridge = `cwb-${impl.key[0]}-${SCALE.key}`;
+    const ports = must(['ip', '-n', impl.hostNs, '-br', 'link', 'show', 'master', bridge]).trim().split('\n').length;
+    if (ports !== m) throw new Error(`${impl.label}: expected ${m} ports on ${bridge}, found ${ports}`);
+  }
+  await fresh(res.scaleN);
+  // (on failure or Ctrl-C cleanup() deletes the namespaces, which removes all of it at once)
+  log(`  removing the ${held.length} attachments (untimed)`);
+  for (const { impl, a } of held.reverse()) {
+    del(impl, conflist(impl, SCALE, dataDir), a);
+    if (seq % 20 === 0) await step();
   }
   const s = (x: Samples, k: ImplKey) => stats(x[k]).median.toFixed(1);
   log(`  ADD at 0: ours ${s(res.scale0, 'ours')} / ref ${s(res.scale0, 'ref')} ms; at ${m}: ours ${s(res.scaleN, 'ours')} / ref ${s(res.scaleN, 'ref')} ms`);

@@ -23,6 +23,7 @@ class AddrSet {
     return v;
   }
 
+  addV4(v: u32): void { this.v4.add(v); }
   add(ip: IP): void {
     if (ip.family == 4) { this.v4.add(ip.toU32()); return; }
     const lo = AddrSet.half(ip, 8), hi = AddrSet.half(ip, 0);
@@ -46,6 +47,29 @@ class AddrSet {
   }
 }
 
+/** A strict dotted quad (as net.ParseIP reads and Go prints it) as a number; -1 if s is not one. */
+function parseV4(s: string): i64 {
+  const n = s.length;
+  if (n < 7 || n > 15) return -1;
+  let v: i64 = 0, part: i32 = 0, digits = 0, dots = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? s.charCodeAt(i) : 0x2e;
+    if (c == 0x2e) {
+      if (digits == 0) return -1;
+      v = (v << 8) | <i64>part;
+      dots++;
+      part = 0; digits = 0;
+      continue;
+    }
+    if (c < 0x30 || c > 0x39) return -1;
+    if (digits > 0 && part == 0) return -1; // leading zero
+    part = part * 10 + (c - 0x30);
+    digits++;
+    if (part > 255) return -1;
+  }
+  return dots == 4 ? v : -1;
+}
+
 /** Inserts name into the sorted list unless present (the directory walk is in name order). */
 function insertSorted(keys: Array<string>, name: string): void {
   let i = 0;
@@ -65,7 +89,9 @@ export class LeaseStore {
   /** addresses whose file (named exactly as Go prints the address) exists */
   taken: AddrSet = new AddrSet();
 
-  /** Opens (creating and locking) <dataDir>/<network> and reads every file in it. */
+  private loaded: bool = false;
+
+  /** Opens (creating and locking) <dataDir>/<network> and lists it. */
   open(network: string, dataDir: string): HostError | null {
     const e = store.open(network, dataDir);
     if (e !== null) return e;
@@ -74,13 +100,28 @@ export class LeaseStore {
     this.keys = ks.value;
     for (let i = 0; i < this.keys.length; i++) {
       const k = this.keys[i];
+      // Files named exactly as Go prints an address block it. A strict dotted
+      // quad is that name; an IPv6 name counts by value, however it is written.
+      const v4 = parseV4(k);
+      if (v4 >= 0) { this.taken.addV4(<u32>v4); continue; }
+      if (k.indexOf(":") < 0) continue;
       const ip = goParseIP(k);
-      if (ip !== null && goIPString(ip) == k) this.taken.add(ip);
+      if (ip !== null) this.taken.add(ip);
+    }
+    return null;
+  }
+
+  /** Reads every file once, when first needed (the reference walks them all to find an owner). */
+  private load(): void {
+    if (this.loaded) return;
+    this.loaded = true;
+    for (let i = 0; i < this.keys.length; i++) {
+      const k = this.keys[i];
+      if (this.contents.has(k)) continue;
       const v = store.get(k);
       // an unreadable file is skipped, as the reference's directory walk does
       if (v.ok && v.value !== null) this.contents.set(k, v.value!);
     }
-    return null;
   }
 
   /** Creates the lease file for ip unless it exists; records it as the range set's last. */
@@ -104,7 +145,12 @@ export class LeaseStore {
   /** The address in last_reserved_ip.<rangeID>, or null (missing or not an address). */
   lastReservedIP(rangeID: string): IP | null {
     const key = LAST_IP_PREFIX + rangeID;
-    if (!this.contents.has(key)) return null;
+    if (!this.contents.has(key)) {
+      if (this.loaded || !this.keys.includes(key)) return null;
+      const v = store.get(key);
+      if (!v.ok || v.value === null) return null;
+      this.contents.set(key, v.value!);
+    }
     return goParseIP(this.contents.get(key)); // net.ParseIP: no trimming
   }
 
@@ -114,12 +160,14 @@ export class LeaseStore {
 
   /** Whether any file holds exactly `match` (after trimming), as FindByKey. */
   private findByKey(match: string): bool {
+    this.load();
     for (let i = 0; i < this.keys.length; i++) if (this.matches(this.keys[i], match)) return true;
     return false;
   }
 
   /** Removes every file holding `match`; whether one was removed (ReleaseByKey). */
   private releaseByKey(match: string): bool {
+    this.load();
     let found = false;
     const kept = new Array<string>();
     for (let i = 0; i < this.keys.length; i++) {
@@ -128,7 +176,7 @@ export class LeaseStore {
         found = true;
         this.contents.delete(k);
         const ip = goParseIP(k);
-        if (ip !== null && goIPString(ip) == k) this.taken.delete(ip);
+        if (ip !== null) this.taken.delete(ip);
         continue;
       }
       kept.push(k);
@@ -150,6 +198,7 @@ export class LeaseStore {
 
   /** The addresses held by the attachment, or by the container in the old format. */
   getByID(id: string, ifname: string): Array<IP> {
+    this.load();
     const match = trimSpace(id) + LINE_BREAK + ifname;
     const matchOld = trimSpace(id);
     const out = new Array<IP>();
@@ -170,6 +219,7 @@ export class LeaseStore {
    * stay while any valid attachment has that container.
    */
   releaseAllExcept(valid: Array<string>, validIDs: Array<string>): Array<string> {
+    this.load();
     const released = new Array<string>();
     const kept = new Array<string>();
     for (let i = 0; i < this.keys.length; i++) {
@@ -181,6 +231,7 @@ export class LeaseStore {
       if (!live && store.remove(k) === null) {
         released.push(k);
         this.contents.delete(k);
+        this.taken.delete(ip);
         continue;
       }
       kept.push(k);

@@ -270,7 +270,8 @@ test('an unpinned component is refused with 102 and the sha256 to pin', () => {
   assert.match(e.msg, /not approved/);
   assert.ok(e.msg.includes(sha(wasm)), `message names the digest: ${e.msg}`);
   assert.ok(e.msg.includes(wasm));
-  assert.is(readAudit(h).filter((x) => x.plugin === 'unpinned').length, 0, 'it never ran');
+  const recsunpinned = readAudit(h).filter((x) => x.plugin === 'unpinned');
+  assert.equal(recsunpinned.map((x) => [x.call, x.verdict]), [['invoke.load', 'deny']], 'it never ran; the refusal is audited');
 });
 
 test('a component whose sha256 differs from the pin is refused with 102', () => {
@@ -284,7 +285,8 @@ test('a component whose sha256 differs from the pin is refused with 102', () => 
     assert.ok(e.msg.includes(sha(wasm)), e.msg);
     assert.ok(e.msg.includes(pinned), e.msg);
     assert.match(e.msg, /refusing/);
-    assert.is(readAudit(h).filter((x) => x.plugin === 'wrongpin').length, 0, 'it never ran');
+    const recswrongpin = readAudit(h).filter((x) => x.plugin === 'wrongpin');
+  assert.equal(recswrongpin.map((x) => [x.call, x.verdict]), [['invoke.load', 'deny']], 'it never ran; the refusal is audited');
     assert.ok(hostLo().flags.includes('UP'));
   } finally {
     writePolicyWith({});
