@@ -60,8 +60,17 @@ class Attachment {
       // Deleting either end deletes the pair.
       if (links.remove(Netns.Container, this.req.ifname) !== null) links.remove(Netns.Host, this.hostVeth);
     }
-    if (this.createdBridge) links.remove(Netns.Host, this.conf.bridge);
+    // A bridge this call created goes too, unless a concurrent ADD has
+    // already put its own port on it.
+    if (this.createdBridge && !hasPorts(this.conf.bridge)) links.remove(Netns.Host, this.conf.bridge);
   }
+}
+
+function hasPorts(bridge: string): bool {
+  const all = links.list(Netns.Host);
+  if (!all.ok) return true; // cannot tell: leave it
+  for (let i = 0; i < all.value.length; i++) if (all.value[i].master == bridge) return true;
+  return false;
 }
 
 // ---------------------------------------------------------------- bridge

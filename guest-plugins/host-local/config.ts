@@ -239,6 +239,17 @@ export function decodeRoute(d: Decoder, v: JSONValue, routes: Array<ConfRoute>):
   routes.push(rt);
 }
 
+/**
+ * A route without "dst" would reach the result as "<nil>" in the reference
+ * (which no runtime can read); refuse it up front, before anything is leased.
+ */
+export function checkRoutes(routes: Array<ConfRoute>): string {
+  for (let i = 0; i < routes.length; i++) {
+    if (routes[i].dst == "<nil>") return "route " + i.toString() + " has no \"dst\"";
+  }
+  return "";
+}
+
 /** A []*ip.IP (args.cni.ips, runtimeConfig.ips); a null or "" entry is kept as "no address". */
 function decodeIPList(d: Decoder, v: JSONValue, struct: string, path: string, out: Array<IP | null>): void {
   if (v.isNull()) return;
@@ -398,6 +409,8 @@ export function loadIPAMConfig(req: Request): Loaded {
       if (all[i].overlaps(all[j])) return fail(ERR_INVALID_CONFIG, "range set " + i.toString() + " overlaps with " + j.toString());
     }
   }
+  const re = checkRoutes(conf.routes);
+  if (re.length > 0) return fail(ERR_INVALID_CONFIG, re);
   const l = new Loaded();
   l.conf = conf;
   return l;

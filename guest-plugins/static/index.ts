@@ -13,7 +13,7 @@ import {
 import {
   ARG_STRING, Decoder, GoCIDR, goIPString, goParseCIDR, goParseIP, loadEnvArgs, matchField, trimSpace, versionAtLeast,
 } from "../host-local/gocompat";
-import { ConfRoute, decodeRoute } from "../host-local/config";
+import { ConfRoute, checkRoutes, decodeRoute } from "../host-local/config";
 
 class Address {
   /** "address" as written */
@@ -236,6 +236,8 @@ function loadIPAMConfig(req: Request): Loaded {
   if ((numV4 > 1 || numV6 > 1) && !versionAtLeast(c.cniVersion, "0.3.0")) {
     return fail(ERR_INVALID_CONFIG, "CNI version " + c.cniVersion + " does not support more than 1 address per family");
   }
+  const re = checkRoutes(c.routes);
+  if (re.length > 0) return fail(ERR_INVALID_CONFIG, re);
   const l = new Loaded();
   l.conf = c;
   return l;

@@ -26,6 +26,7 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import {
   copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, symlinkSync, writeFileSync,
 } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -84,10 +85,17 @@ function ensurePackages(): void {
   if (r.status !== 0) throw new Error(`apt-get install -y ${need.join(' ')} failed:\n${r.stderr || r.stdout}`);
 }
 
+const podmanEnv = (dir: string): NodeJS.ProcessEnv => ({
+  PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  HOME: process.env.HOME ?? '/root',
+  CONTAINERS_CONF: join(dir, 'containers.conf'),
+  CONTAINERS_STORAGE_CONF: join(dir, 'storage.conf'),
+});
+
 /** podman, run inside cwp-host with the isolated configuration. */
-function podman(args: string[], opts: { check?: boolean; timeoutMs?: number } = {}): SpawnSyncReturns<string> {
+function podman(args: string[], opts: { check?: boolean; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): SpawnSyncReturns<string> {
   const cmd = ['nsenter', `--net=${netnsPath(HOST)}`, 'podman', ...args];
-  const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', env, timeout: opts.timeoutMs ?? 180_000 });
+  const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', env: opts.env ?? env, timeout: opts.timeoutMs ?? 180_000 });
   if (r.error) throw new Error(`podman ${args.join(' ')}: ${r.error.message}`);
   if ((opts.check ?? true) && r.status !== 0) {
     throw new Error(`podman ${args.join(' ')} exited ${r.status ?? r.signal}\n` +
@@ -189,23 +197,35 @@ function unmountUnder(dir: string): string[] {
   return mounts;
 }
 
+/** A run killed before its after hook (e.g. by the runner's timeout) leaves
+ *  its temp dir, and maybe containers known only to its own podman config:
+ *  remove them with that config, then the dir. */
+function reapCrashedRuns(): void {
+  for (const n of readdirSync(tmpdir())) {
+    const dir = join(tmpdir(), n);
+    const conf = join(dir, 'podman', 'containers.conf');
+    if (!n.startsWith(P) || !existsSync(conf)) continue;
+    podman(['rm', '--all', '--force', '--time', '0'], { check: false, env: podmanEnv(join(dir, 'podman')) });
+    unmountUnder(dir);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 // ---------------------------------------------------------------- setup
 
 test.before(() => {
   ensurePackages();
   for (const d of OUTSIDE_DIRS) if (existsSync(d)) preexisting.add(d);
   cleanupAll(P);
+  makeNetns(HOST);
+  reapCrashedRuns();
+  cleanupAll(P);
   baseline = machineNetns();
   makeNetns(HOST);
   h = makeHarness(P);
   podmanDir = join(h.dir, 'podman');
   writeConfig(podmanDir, h.bin);
-  env = {
-    PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-    HOME: process.env.HOME ?? '/root',
-    CONTAINERS_CONF: join(podmanDir, 'containers.conf'),
-    CONTAINERS_STORAGE_CONF: join(podmanDir, 'storage.conf'),
-  };
+  env = podmanEnv(podmanDir);
 });
 
 test.after(() => {
