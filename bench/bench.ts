@@ -134,7 +134,8 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 process.on('exit', () => { cleanup(); });
 
 async function step(): Promise<void> {
-  await new Promise((r) => setImmediate(r));
+  // a signal's handler runs on the loop turn after the one that reads it
+  for (let i = 0; i < 2; i++) await new Promise((r) => setImmediate(r));
   if (interrupted) throw new Error(`interrupted by ${interrupted}`);
 }
 
@@ -162,6 +163,7 @@ function setnsExec(hostFd: number, wrap: (bin: string) => string[] = (b) => [b])
     const cmd = wrap(bin);
     const r = spawnSync(cmd[0], cmd.slice(1), { input: stdin, env, encoding: 'utf8', timeout: 60_000 });
     if (r.error) return { code: -1, stdout: r.stdout ?? '', stderr: r.error.message };
+    if (r.signal) return { code: -1, stdout: r.stdout, stderr: `${r.stderr}killed by ${r.signal}\n` };
     return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
   });
 }
@@ -516,10 +518,10 @@ try {
   await main();
 } catch (e) {
   code = 1;
-  console.error(`bench FAILED: ${(e as Error).message}`);
+  console.error(interrupted ? `bench interrupted (${interrupted})` : `bench FAILED: ${(e as Error).message}`);
   const steps = (e as { steps?: { stderr: string }[] }).steps;
   const last = steps?.[steps.length - 1];
-  if (last?.stderr.trim()) console.error(last.stderr.trim().split('\n').slice(-15).map((l) => '    ' + l).join('\n'));
+  if (!interrupted && last?.stderr.trim()) console.error(last.stderr.trim().split('\n').slice(-15).map((l) => '    ' + l).join('\n'));
 } finally {
   const n = cleanup();
   const left = listOurNetns();

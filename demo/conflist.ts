@@ -96,6 +96,7 @@ export function defaultExec(hostNs: string | undefined, timeoutMs: number): Exec
     const cmd = hostNs ? ['ip', 'netns', 'exec', hostNs, bin] : [bin];
     const r = spawnSync(cmd[0], cmd.slice(1), { input: stdin, env, encoding: 'utf8', timeout: timeoutMs });
     if (r.error) return { code: -1, stdout: r.stdout ?? '', stderr: `${r.error.message}\n${r.stderr ?? ''}` };
+    if (r.signal) return { code: -1, stdout: r.stdout, stderr: `${r.stderr}killed by ${r.signal}\n` };
     return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
   };
 }

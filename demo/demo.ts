@@ -36,7 +36,10 @@ const useReference = process.argv.includes('--reference');
 
 // ---------------------------------------------------------------- output
 
-const out = (s = ''): void => { process.stdout.write(s + '\n'); };
+// `npm run demo | head` must not stop the demo before it cleans up
+let stdoutOpen = true;
+process.stdout.on('error', () => { stdoutOpen = false; });
+const out = (s = ''): void => { if (stdoutOpen) process.stdout.write(s + '\n'); };
 const indent = (text: string, pad = '    '): string =>
   text.replace(/\s+$/, '').split('\n').map((l) => (pad + l).trimEnd()).join('\n');
 function section(title: string): void {
@@ -121,7 +124,8 @@ process.on('exit', () => { cleanup(); });
 
 /** A step boundary: lets signal handlers run, and stops if one did. */
 async function step(): Promise<void> {
-  await new Promise((r) => setImmediate(r));
+  // a signal's handler runs on the loop turn after the one that reads it
+  for (let i = 0; i < 2; i++) await new Promise((r) => setImmediate(r));
   if (interrupted) throw new Error(`interrupted by ${interrupted}`);
 }
 
@@ -411,6 +415,7 @@ async function main(): Promise<void> {
     const ledgers = existsSync(ledgerDir) ? readdirSync(ledgerDir).filter((f) => f.endsWith('.json')) : [];
     check(ledgers.length === 0, 'no attachment ledgers', ledgers.join(' '));
   }
+  await step();
   show(HOST, ['ip', '-br', 'link']);
   out(`  (the bridge stays, as with the reference plugin; it goes with ${HOST})`);
 }
@@ -421,8 +426,8 @@ try {
 } catch (e) {
   code = 1;
   out();
-  out(`FAILED: ${(e as Error).message}`);
-  if (e instanceof PluginError) {
+  out(interrupted ? `Interrupted (${interrupted})` : `FAILED: ${(e as Error).message}`);
+  if (e instanceof PluginError && !interrupted) {
     const last = e.steps[e.steps.length - 1];
     if (last?.stderr.trim()) out(indent(last.stderr.trim().split('\n').slice(-15).join('\n')));
   }
@@ -433,7 +438,7 @@ try {
   const left = listOurNetns();
   if (!check(left.length === 0, `no ${PREFIX}* namespaces left`, left.join(' '))) code = 1;
 }
-if (failures) code = 1;
+if (failures || interrupted) code = 1;
 out();
-out(code ? `Demo FAILED (${failures} failed check${failures === 1 ? '' : 's'})` : 'Demo passed: every check ok.');
+out(!code ? 'Demo passed: every check ok.' : failures ? `Demo FAILED (${failures} failed check${failures === 1 ? '' : 's'})` : 'Demo FAILED');
 process.exit(code);

@@ -8,7 +8,7 @@
 // Anything a failed ADD made is taken back (the IPAM lease, the veth, a
 // bridge this call created), so a failed ADD leaves the host as it found it.
 import {
-  CniError, CniPlugin, CniResult, Command, HostError, IPConfig, IPNet, IpFamily, JSONValue, Level, Link,
+  CniError, CniPlugin, CniResult, Command, HostError, IPNet, IpFamily, Level, Link,
   Masquerade, Netns, PortOptions, Request, Result, ResultRoute, Route, VethSpec,
   ERR_INTERNAL, ERR_UNSUPPORTED_FIELD, addresses, cniError, delegate, firewall, hostFailure, links, log,
   parseCIDR, parseIP, registerPlugin, routes, sysctl,
@@ -343,7 +343,6 @@ function addAttachment(a: Attachment): Result<string, CniError> {
   result.addInterface(veth.hostName, "", "");
   result.addInterface(req.ifname, veth.containerMac, req.netnsPath);
 
-  let ipamDns: JSONValue | null = null;
   if (c.isLayer3()) {
     const out = delegate.run(c.ipamType, Command.Add, req.config);
     if (!out.ok) return Result.failure<string, CniError>(out.error!);
@@ -352,7 +351,6 @@ function addAttachment(a: Attachment): Result<string, CniError> {
     if (ipam === null) return Result.failure<string, CniError>(fail("could not read the result of IPAM plugin " + q(c.ipamType)));
     result.ips = ipam.ips;
     result.routes = ipam.routes;
-    ipamDns = ipam.dns;
     if (result.ips.length == 0) return Result.failure<string, CniError>(fail("IPAM plugin returned missing IP config"));
 
     const gr = calcGateways(result, c);
@@ -394,8 +392,8 @@ function addAttachment(a: Attachment): Result<string, CniError> {
   if (!bl.ok) return Result.failure<string, CniError>(hostFailure("could not lookup " + q(c.bridge), bl.error!));
   result.interfaces[0].mac = bl.value.mac;
 
-  // The config's DNS when it has any, else what IPAM said.
-  result.dns = c.dns !== null ? c.dns : ipamDns;
+  // The config's DNS, as the reference 1.1.1 reports it (what IPAM said is dropped).
+  result.dns = c.dns;
   return Result.success<string, CniError>(result.stringify());
 }
 

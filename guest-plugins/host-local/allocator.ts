@@ -80,7 +80,7 @@ function insertSorted(keys: Array<string>, name: string): void {
   keys[i] = name;
 }
 
-/** The network's directory, read once under the lock and kept in step with our writes. */
+/** The network's directory, read whole under the lock (one host call) and kept in step with our writes. */
 export class LeaseStore {
   /** file names, sorted (lock and dotfiles excluded by the host) */
   keys: Array<string> = new Array<string>();
@@ -89,15 +89,19 @@ export class LeaseStore {
   /** addresses whose file (named exactly as Go prints the address) exists */
   taken: AddrSet = new AddrSet();
 
-  private loaded: bool = false;
-
   /** Opens (creating and locking) <dataDir>/<network> and lists it. */
   open(network: string, dataDir: string): HostError | null {
     const e = store.open(network, dataDir);
     if (e !== null) return e;
-    const ks = store.keys();
-    if (!ks.ok) return ks.error;
-    this.keys = ks.value;
+    // The whole directory in one host call: ADD needs every owner anyway
+    // (the reference walks all files to refuse a duplicate allocation).
+    const all = store.entries();
+    if (!all.ok) return all.error;
+    this.keys = new Array<string>();
+    for (let i = 0; i < all.value.length; i++) {
+      this.keys.push(all.value[i].f0);
+      this.contents.set(all.value[i].f0, all.value[i].f1);
+    }
     for (let i = 0; i < this.keys.length; i++) {
       const k = this.keys[i];
       // Files named exactly as Go prints an address block it. A strict dotted
@@ -109,19 +113,6 @@ export class LeaseStore {
       if (ip !== null) this.taken.add(ip);
     }
     return null;
-  }
-
-  /** Reads every file once, when first needed (the reference walks them all to find an owner). */
-  private load(): void {
-    if (this.loaded) return;
-    this.loaded = true;
-    for (let i = 0; i < this.keys.length; i++) {
-      const k = this.keys[i];
-      if (this.contents.has(k)) continue;
-      const v = store.get(k);
-      // an unreadable file is skipped, as the reference's directory walk does
-      if (v.ok && v.value !== null) this.contents.set(k, v.value!);
-    }
   }
 
   /** Creates the lease file for ip unless it exists; records it as the range set's last. */
@@ -145,12 +136,7 @@ export class LeaseStore {
   /** The address in last_reserved_ip.<rangeID>, or null (missing or not an address). */
   lastReservedIP(rangeID: string): IP | null {
     const key = LAST_IP_PREFIX + rangeID;
-    if (!this.contents.has(key)) {
-      if (this.loaded || !this.keys.includes(key)) return null;
-      const v = store.get(key);
-      if (!v.ok || v.value === null) return null;
-      this.contents.set(key, v.value!);
-    }
+    if (!this.contents.has(key)) return null;
     return goParseIP(this.contents.get(key)); // net.ParseIP: no trimming
   }
 
@@ -160,14 +146,12 @@ export class LeaseStore {
 
   /** Whether any file holds exactly `match` (after trimming), as FindByKey. */
   private findByKey(match: string): bool {
-    this.load();
     for (let i = 0; i < this.keys.length; i++) if (this.matches(this.keys[i], match)) return true;
     return false;
   }
 
   /** Removes every file holding `match`; whether one was removed (ReleaseByKey). */
   private releaseByKey(match: string): bool {
-    this.load();
     let found = false;
     const kept = new Array<string>();
     for (let i = 0; i < this.keys.length; i++) {
@@ -198,7 +182,6 @@ export class LeaseStore {
 
   /** The addresses held by the attachment, or by the container in the old format. */
   getByID(id: string, ifname: string): Array<IP> {
-    this.load();
     const match = trimSpace(id) + LINE_BREAK + ifname;
     const matchOld = trimSpace(id);
     const out = new Array<IP>();
@@ -219,7 +202,6 @@ export class LeaseStore {
    * stay while any valid attachment has that container.
    */
   releaseAllExcept(valid: Array<string>, validIDs: Array<string>): Array<string> {
-    this.load();
     const released = new Array<string>();
     const kept = new Array<string>();
     for (let i = 0; i < this.keys.length; i++) {

@@ -241,7 +241,8 @@ export function decodeRoute(d: Decoder, v: JSONValue, routes: Array<ConfRoute>):
 
 /**
  * A route without "dst" would reach the result as "<nil>" in the reference
- * (which no runtime can read); refuse it up front, before anything is leased.
+ * (which no runtime can read). ADD refuses it up front, before anything is
+ * leased; DEL and CHECK take the config as the reference does.
  */
 export function checkRoutes(routes: Array<ConfRoute>): string {
   for (let i = 0; i < routes.length; i++) {
@@ -409,8 +410,6 @@ export function loadIPAMConfig(req: Request): Loaded {
       if (all[i].overlaps(all[j])) return fail(ERR_INVALID_CONFIG, "range set " + i.toString() + " overlaps with " + j.toString());
     }
   }
-  const re = checkRoutes(conf.routes);
-  if (re.length > 0) return fail(ERR_INVALID_CONFIG, re);
   const l = new Loaded();
   l.conf = conf;
   return l;

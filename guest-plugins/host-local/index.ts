@@ -7,13 +7,14 @@
 //   the reference answers 999 for everything (the messages are the same);
 // - `resolvConf` is ignored (a warning is logged): a plugin here cannot read
 //   files, so the result carries no DNS from it;
+// - ADD refuses a route without "dst" (code 7) instead of printing "<nil>";
 // - GC (spec 1.1) releases the leases of attachments not in
 //   cni.dev/valid-attachments (the reference has no GC).
 import {
   CniError, CniPlugin, CniResult, IP, Level, Request, Result, ResultRoute,
-  ERR_INTERNAL, cniError, hostFailure, log, registerPlugin,
+  ERR_INTERNAL, ERR_INVALID_CONFIG, cniError, hostFailure, log, registerPlugin,
 } from "../sdk";
-import { IPAMConfig, loadIPAMConfig } from "./config";
+import { IPAMConfig, checkRoutes, loadIPAMConfig } from "./config";
 import { LeaseStore, allocate } from "./allocator";
 import { goIPString, trimSpace } from "./gocompat";
 
@@ -42,6 +43,8 @@ class HostLocal extends CniPlugin {
     const l = loadIPAMConfig(req);
     if (l.err !== null) return Result.failure<string, CniError>(l.err!);
     const conf = l.conf!;
+    const re = checkRoutes(conf.routes);
+    if (re.length > 0) return Result.failure<string, CniError>(cniError(ERR_INVALID_CONFIG, re));
 
     const result = new CniResult();
     if (conf.resolvConf.length > 0) {

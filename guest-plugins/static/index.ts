@@ -1,11 +1,12 @@
 // static: the addresses, routes and DNS the configuration names, as the
 // reference plugin gives them. Addresses may also come from CNI_ARGS
-// ("IP=" CIDRs, comma separated, with "GATEWAY="), args.cni.ips or
-// runtimeConfig.ips; each later source replaces the earlier ones, as there.
+// ("IP=" CIDRs, comma separated, with "GATEWAY=") are added to the configured
+// ones; args.cni.ips, then runtimeConfig.ips, replace all before them.
 //
 // Differences from the reference, on purpose: error codes are 7 for an
 // invalid configuration and 4 for bad CNI_ARGS (the reference answers 999;
-// the messages are its own).
+// the messages are its own), and ADD refuses a route without "dst" instead
+// of printing "<nil>".
 import {
   CniError, CniPlugin, CniResult, IP, IPConfig, IPNet, JSONValue, Request, Result, ResultRoute,
   ERR_INTERNAL, ERR_INVALID_CONFIG, ERR_INVALID_ENV, cniError, configDecodeError, parseConfig, registerPlugin,
@@ -236,8 +237,6 @@ function loadIPAMConfig(req: Request): Loaded {
   if ((numV4 > 1 || numV6 > 1) && !versionAtLeast(c.cniVersion, "0.3.0")) {
     return fail(ERR_INVALID_CONFIG, "CNI version " + c.cniVersion + " does not support more than 1 address per family");
   }
-  const re = checkRoutes(c.routes);
-  if (re.length > 0) return fail(ERR_INVALID_CONFIG, re);
   const l = new Loaded();
   l.conf = c;
   return l;
@@ -257,6 +256,8 @@ class Static extends CniPlugin {
     const l = loadIPAMConfig(req);
     if (l.err !== null) return Result.failure<string, CniError>(l.err!);
     const c = l.conf!;
+    const re = checkRoutes(c.routes);
+    if (re.length > 0) return Result.failure<string, CniError>(cniError(ERR_INVALID_CONFIG, re));
     const result = new CniResult();
     for (let i = 0; i < c.addresses.length; i++) {
       const a = c.addresses[i];

@@ -59,6 +59,8 @@ export const links: HostInterface = {
       // host namespace, so neither end ever clashes with a name elsewhere.
       c.createVeth(spec.containerName, hostName, {
         mtu: spec.mtu || undefined, mac: spec.containerMac || undefined, peerNsFd: ctx.ns.hostFd(),
+        // txqueuelen 0 on both ends, as the reference plugins' veths have it
+        txqlen: 0,
       });
       ctx.ledger.add({ kind: 'link', name: hostName, linkKind: 'veth', plugin: ctx.plugin.type });
       return {

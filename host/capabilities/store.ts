@@ -37,6 +37,8 @@ function dirGrant(ctx: CallContext, dataDir: string): string | null {
   return dirs.some((d) => d === '*' || dataDir === d || dataDir.startsWith(d.replace(/\/*$/, '/'))) ? null : `data dir '${dataDir}' is outside the plugin's granted store dirs`;
 }
 
+const storeKeys = (dir: string): string[] => readdirSync(dir).filter((n) => n !== 'lock' && !n.startsWith('.')).sort();
+
 const needOpen = (ctx: CallContext) => (ctx.plugin.grants.store ? null : 'no store grant');
 
 export const store: HostInterface = {
@@ -88,6 +90,18 @@ export const store: HostInterface = {
   },
   keys: {
     authorize: needOpen,
-    run: (ctx) => readdirSync(session(ctx).dir).filter((n) => n !== 'lock' && !n.startsWith('.')).sort(),
+    run: (ctx) => storeKeys(session(ctx).dir),
+  },
+  entries: {
+    authorize: needOpen,
+    run: (ctx) => {
+      const dir = session(ctx).dir;
+      const out: [string, string][] = [];
+      for (const k of storeKeys(dir)) {
+        // unreadable entries (a directory, a vanished file) are skipped
+        try { out.push([k, readFileSync(join(dir, k), 'utf8')]); } catch { /* skip */ }
+      }
+      return out;
+    },
   },
 };

@@ -222,7 +222,7 @@ function toRoute(msg: Buffer): RouteInfo & { cloned: boolean } {
 
 // ---------------------------------------------------------------- the socket
 
-export interface VethOptions { mtu?: number; mac?: string; peerMac?: string; peerNsFd?: number }
+export interface VethOptions { mtu?: number; mac?: string; peerMac?: string; peerNsFd?: number; txqlen?: number }
 export interface BridgeOptions { mtu?: number; vlanFiltering?: boolean; mac?: string }
 export interface MacvlanOptions { mtu?: number; mac?: string; nsFd?: number }
 export interface SetLinkOptions {
@@ -314,12 +314,14 @@ export class Rtnl {
     const peer = Buffer.concat([rt.formatLink({}), encode(ifla.formatLinkAttrs({
       ifname: peerName,
       mtu: opts.mtu,
+      txqlen: opts.txqlen,
       address: opts.peerMac !== undefined ? parseMac(opts.peerMac) : undefined,
       netNsFd: opts.peerNsFd,
     }))]);
     this.newLink(`create veth ${name}/${peerName}`, {
       ifname: name,
       mtu: opts.mtu,
+      txqlen: opts.txqlen,
       address: opts.mac !== undefined ? parseMac(opts.mac) : undefined,
       linkinfo: encode(ifla.formatInfo({ kind: 'veth', data: encode(ifla.formatVethInfo({ peer })) })),
     });

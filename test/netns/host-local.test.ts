@@ -330,6 +330,11 @@ test('bad configs: code 7, the reference\'s message, nothing written', () => {
     assert.not.ok(existsSync(d), `${name}: nothing written`);
     if (haveRef) assert.is(run('ref', 'ADD', netconf(d, ipam), { cid: 'b1' }).json.msg, msg, `${name}: the reference's message`);
   }
+  // the reference would print "dst": "<nil>" and lease an address; we refuse first
+  const d = dataDir('bad');
+  const noDst = run('ours', 'ADD', netconf(d, { subnet: '10.60.0.0/24', routes: [{ gw: '10.60.0.1' }] }), { cid: 'b1' });
+  assert.equal([noDst.json.code, noDst.json.msg], [7, 'route 0 has no "dst"']);
+  assert.not.ok(existsSync(d), 'no route dst: nothing written');
   const noIpam = run('ours', 'ADD', { cniVersion: '1.0.0', name: 'hlnet', type: 'host-local' });
   assert.is(noIpam.json.code, 7);
   assert.is(noIpam.json.msg, 'IPAM config missing \'ipam\' key');

@@ -277,6 +277,25 @@ export function liftParts_list_string(base: usize, n: u32): Array<string> {
   return out;
 }
 
+export function lift_result_list_tuple_string_string_HostError(p: usize): Result<Array<Tuple2<string, string>>, HostError> {
+  if (load<u8>(p) == 0) return Result.success<Array<Tuple2<string, string>>, HostError>(lift_list_tuple_string_string(p + 4));
+  return Result.failure<Array<Tuple2<string, string>>, HostError>(lift_HostError(p + 4));
+}
+
+export function lift_list_tuple_string_string(p: usize): Array<Tuple2<string, string>> {
+  return liftParts_list_tuple_string_string(load<u32>(p), load<u32>(p, 4));
+}
+
+export function liftParts_list_tuple_string_string(base: usize, n: u32): Array<Tuple2<string, string>> {
+  const out = new Array<Tuple2<string, string>>(0);
+  for (let i: u32 = 0; i < n; i++) out.push(lift_tuple_string_string(base + <usize>i * 16));
+  return out;
+}
+
+export function lift_tuple_string_string(p: usize): Tuple2<string, string> {
+  return new Tuple2<string, string>(lift_string(p + 0), lift_string(p + 8));
+}
+
 export function lift_result_string_CniError(p: usize): Result<string, CniError> {
   if (load<u8>(p) == 0) return Result.success<string, CniError>(lift_string(p + 4));
   return Result.failure<string, CniError>(lift_CniError(p + 4));
@@ -299,16 +318,6 @@ export function liftFlat_Request(a0: i32, a1: i32, a2: i32, a3: i32, a4: i32, a5
   r.hasNetns = a8 != 0;
   r.netnsPath = String.UTF16.decodeUnsafe(<usize>a9, <usize>a10 << 1);
   return r;
-}
-
-export function liftParts_list_tuple_string_string(base: usize, n: u32): Array<Tuple2<string, string>> {
-  const out = new Array<Tuple2<string, string>>(0);
-  for (let i: u32 = 0; i < n; i++) out.push(lift_tuple_string_string(base + <usize>i * 16));
-  return out;
-}
-
-export function lift_tuple_string_string(p: usize): Tuple2<string, string> {
-  return new Tuple2<string, string>(lift_string(p + 0), lift_string(p + 8));
 }
 
 export function store_result_string_CniError(p: usize, v: Result<string, CniError>): void {
