@@ -57,8 +57,9 @@ class Attachment {
       if (!r.ok) debug("releasing the IPAM lease failed: " + r.error!.msg);
     }
     if (this.vethCreated) {
-      // Deleting either end deletes the pair.
-      if (links.remove(Netns.Container, this.req.ifname) !== null) links.remove(Netns.Host, this.hostVeth);
+      // Deleting either end deletes the pair; the host end first, so the
+      // ledger forgets it too.
+      if (links.remove(Netns.Host, this.hostVeth) !== null) links.remove(Netns.Container, this.req.ifname);
     }
     // A bridge this call created goes too, unless a concurrent ADD has
     // already put its own port on it.
@@ -115,7 +116,12 @@ function vlanUnsupported(c: BridgeConf): CniError {
 
 // ---------------------------------------------------------------- veth
 
-function setupVeth(a: Attachment): Result<VethSpec, CniError> {
+class VethEnds {
+  hostName: string = "";
+  containerMac: string = "";
+}
+
+function setupVeth(a: Attachment): Result<VethEnds, CniError> {
   const c = a.conf, ifname = a.req.ifname;
   const spec = new VethSpec();
   spec.containerName = ifname;
@@ -133,37 +139,37 @@ function setupVeth(a: Attachment): Result<VethSpec, CniError> {
       contMac = r.value.container.mac;
     } else {
       const e = r.error!;
-      if (e.code != "EEXIST") return Result.failure<VethSpec, CniError>(hostFailure("failed to make veth pair", e));
+      if (e.code != "EEXIST") return Result.failure<VethEnds, CniError>(hostFailure("failed to make veth pair", e));
       if (links.get(Netns.Container, ifname).ok) {
-        return Result.failure<VethSpec, CniError>(fail("container veth name provided (" + ifname + ") already exists"));
+        return Result.failure<VethEnds, CniError>(fail("container veth name provided (" + ifname + ") already exists"));
       }
-      if (++tries == 10) return Result.failure<VethSpec, CniError>(fail("failed to find a unique veth name"));
+      if (++tries == 10) return Result.failure<VethEnds, CniError>(fail("failed to find a unique veth name"));
     }
   }
   a.vethCreated = true;
   a.hostVeth = hostName;
-  // Reuse the spec to hand back the two names and the container MAC.
-  spec.hostName = hostName;
-  spec.containerMac = contMac;
+  const ends = new VethEnds();
+  ends.hostName = hostName;
+  ends.containerMac = contMac;
 
   const up = links.setUp(Netns.Host, hostName, true);
-  if (up !== null) return Result.failure<VethSpec, CniError>(hostFailure("failed to set " + q(hostName) + " up", up));
+  if (up !== null) return Result.failure<VethEnds, CniError>(hostFailure("failed to set " + q(hostName) + " up", up));
   trySysctl(Netns.Host, "net/ipv6/conf/" + hostName + "/accept_ra", "0");
   const m = links.setMaster(Netns.Host, hostName, c.bridge);
-  if (m !== null) return Result.failure<VethSpec, CniError>(hostFailure("failed to connect " + q(hostName) + " to bridge " + c.bridge, m));
+  if (m !== null) return Result.failure<VethEnds, CniError>(hostFailure("failed to connect " + q(hostName) + " to bridge " + c.bridge, m));
   const port = new PortOptions();
   port.hairpin = c.hairpinMode;
   port.isolated = c.portIsolation;
   const p = links.setBridgePort(hostName, port);
-  if (p !== null) return Result.failure<VethSpec, CniError>(hostFailure("failed to setup hairpin mode for " + hostName, p));
+  if (p !== null) return Result.failure<VethEnds, CniError>(hostFailure("failed to setup hairpin mode for " + hostName, p));
   if (c.vlan != 0) {
     const v = links.bridgeVlanAdd(hostName, <u32>c.vlan, true, true, false);
     if (v !== null) {
-      if (v.code == "EOPNOTSUPP") return Result.failure<VethSpec, CniError>(vlanUnsupported(c));
-      return Result.failure<VethSpec, CniError>(hostFailure("failed to setup vlan tag on interface " + q(hostName), v));
+      if (v.code == "EOPNOTSUPP") return Result.failure<VethEnds, CniError>(vlanUnsupported(c));
+      return Result.failure<VethEnds, CniError>(hostFailure("failed to setup vlan tag on interface " + q(hostName), v));
     }
   }
-  return Result.success<VethSpec, CniError>(spec);
+  return Result.success<VethEnds, CniError>(ends);
 }
 
 // ---------------------------------------------------------------- addresses
