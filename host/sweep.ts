@@ -10,6 +10,7 @@ import { VALID_ATTACHMENTS } from './cni/config.js';
 import type { Namespaces } from './capabilities/namespaces.js';
 import { Rtnl } from './kernel/rtnl.js';
 import { masqueradeDel } from './kernel/masquerade.js';
+import { parseMasquerade } from './capabilities/firewall.js';
 import { nowMs } from './lazy.js';
 
 function removeEntry(e: LedgerEntry, rtnl: () => Rtnl): string | null {
@@ -22,8 +23,7 @@ function removeEntry(e: LedgerEntry, rtnl: () => Rtnl): string | null {
     }
   }
   if (e.kind === 'masquerade') {
-    const family = e.source.includes(':') ? 6 : 4;
-    masqueradeDel({ family, source: e.source.split('/')[0], exclude: e.exclude });
+    masqueradeDel([parseMasquerade(e)]);
     return `firewall.masquerade-del ${e.source}`;
   }
   return null;

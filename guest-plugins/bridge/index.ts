@@ -51,7 +51,7 @@ class Attachment {
   constructor(public req: Request, public conf: BridgeConf) {}
 
   undo(): void {
-    for (let i = 0; i < this.masq.length; i++) firewall.masqueradeDel(this.masq[i]);
+    if (this.masq.length > 0) firewall.masqueradeDel(this.masq);
     if (this.ipamDone) {
       const r = delegate.run(this.conf.ipamType, Command.Del, this.req.config);
       if (!r.ok) debug("releasing the IPAM lease failed: " + r.error!.msg);
@@ -318,17 +318,26 @@ function setupGateways(a: Attachment, gws: Gateways): CniError | null {
   return null;
 }
 
-function setupMasquerade(a: Attachment, result: CniResult): CniError | null {
-  for (let i = 0; i < result.ips.length; i++) {
-    const addr = parseCIDR(result.ips[i].address)!;
+/** One entry per address, all in one host call (one nftables transaction). */
+function masqueradeEntries(network: string, addrs: Array<IPNet>): Array<Masquerade> {
+  const out = new Array<Masquerade>();
+  for (let i = 0; i < addrs.length; i++) {
     const m = new Masquerade();
-    m.network = a.conf.name;
-    m.source = addr.ip.toString();
-    m.exclude = addr.networkCIDR();
-    const e = firewall.masqueradeAdd(m);
-    if (e !== null) return hostFailure("failed to set up IP masquerade for " + m.source, e);
-    a.masq.push(m);
+    m.network = network;
+    m.source = addrs[i].ip.toString();
+    m.exclude = addrs[i].networkCIDR();
+    out.push(m);
   }
+  return out;
+}
+
+function setupMasquerade(a: Attachment, result: CniResult): CniError | null {
+  const addrs = new Array<IPNet>();
+  for (let i = 0; i < result.ips.length; i++) addrs.push(parseCIDR(result.ips[i].address)!);
+  const entries = masqueradeEntries(a.conf.name, addrs);
+  const e = firewall.masqueradeAdd(entries);
+  if (e !== null) return hostFailure("failed to set up IP masquerade", e);
+  a.masq = entries;
   return null;
 }
 
@@ -502,15 +511,9 @@ class Bridge extends CniPlugin {
     const ie = ipamDel(c, req);
     if (ie !== null) return ie;
 
-    if (c.isLayer3() && c.ipMasq) {
-      for (let i = 0; i < ips.length; i++) {
-        const m = new Masquerade();
-        m.network = c.name;
-        m.source = ips[i].ip.toString();
-        m.exclude = ips[i].networkCIDR();
-        const e = firewall.masqueradeDel(m);
-        if (e !== null) return hostFailure("failed to tear down IP masquerade for " + m.source, e);
-      }
+    if (c.isLayer3() && c.ipMasq && ips.length > 0) {
+      const e = firewall.masqueradeDel(masqueradeEntries(c.name, ips));
+      if (e !== null) return hostFailure("failed to tear down IP masquerade", e);
     }
     return null;
   }

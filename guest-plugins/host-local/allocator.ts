@@ -11,168 +11,57 @@ import { goIPString, goParseIP, trimSpace } from "./gocompat";
 const LAST_IP_PREFIX = "last_reserved_ip.";
 const LINE_BREAK = "\r\n";
 
-/** Addresses by value, without a string per lookup (the iterator may test many). */
-class AddrSet {
-  private v4: Set<u32> = new Set<u32>();
-  /** IPv6: low 64 bits -> the high halves seen with them */
-  private v6: Map<u64, Array<u64>> = new Map<u64, Array<u64>>();
-
-  private static half(ip: IP, from: i32): u64 {
-    let v: u64 = 0;
-    for (let i = from; i < from + 8; i++) v = (v << 8) | <u64>ip.bytes[i];
-    return v;
-  }
-
-  addV4(v: u32): void { this.v4.add(v); }
-  add(ip: IP): void {
-    if (ip.family == 4) { this.v4.add(ip.toU32()); return; }
-    const lo = AddrSet.half(ip, 8), hi = AddrSet.half(ip, 0);
-    if (!this.v6.has(lo)) this.v6.set(lo, new Array<u64>());
-    const a = this.v6.get(lo);
-    if (!a.includes(hi)) a.push(hi);
-  }
-  delete(ip: IP): void {
-    if (ip.family == 4) { this.v4.delete(ip.toU32()); return; }
-    const lo = AddrSet.half(ip, 8);
-    if (!this.v6.has(lo)) return;
-    const a = this.v6.get(lo);
-    const i = a.indexOf(AddrSet.half(ip, 0));
-    if (i >= 0) a.splice(i, 1);
-  }
-  has(ip: IP): bool {
-    if (ip.family == 4) return this.v4.has(ip.toU32());
-    const lo = AddrSet.half(ip, 8);
-    if (!this.v6.has(lo)) return false;
-    return this.v6.get(lo).includes(AddrSet.half(ip, 0));
-  }
-}
-
-/** A strict dotted quad (as net.ParseIP reads and Go prints it) as a number; -1 if s is not one. */
-function parseV4(s: string): i64 {
-  const n = s.length;
-  if (n < 7 || n > 15) return -1;
-  let v: i64 = 0, part: i32 = 0, digits = 0, dots = 0;
-  for (let i = 0; i <= n; i++) {
-    const c = i < n ? s.charCodeAt(i) : 0x2e;
-    if (c == 0x2e) {
-      if (digits == 0) return -1;
-      v = (v << 8) | <i64>part;
-      dots++;
-      part = 0; digits = 0;
-      continue;
-    }
-    if (c < 0x30 || c > 0x39) return -1;
-    if (digits > 0 && part == 0) return -1; // leading zero
-    part = part * 10 + (c - 0x30);
-    digits++;
-    if (part > 255) return -1;
-  }
-  return dots == 4 ? v : -1;
-}
-
-/** Inserts name into the sorted list unless present (the directory walk is in name order). */
-function insertSorted(keys: Array<string>, name: string): void {
-  let i = 0;
-  while (i < keys.length && keys[i] < name) i++;
-  if (i < keys.length && keys[i] == name) return;
-  keys.push(name);
-  for (let j = keys.length - 1; j > i; j--) keys[j] = keys[j - 1];
-  keys[i] = name;
-}
-
-/** The network's directory, read whole under the lock (one host call) and kept in step with our writes. */
+/**
+ * The network's directory, touched only where needed: a lookup by owner is one
+ * host call (store.find) and a candidate address one store.get, so an ADD costs
+ * the same with 5 leases or 5,000 (the reference reads every lease file).
+ */
 export class LeaseStore {
-  /** file names, sorted (lock and dotfiles excluded by the host) */
-  keys: Array<string> = new Array<string>();
-  /** contents by file name; a name missing here could not be read */
-  contents: Map<string, string> = new Map<string, string>();
-  /** addresses whose file (named exactly as Go prints the address) exists */
-  taken: AddrSet = new AddrSet();
-
-  /** Opens (creating and locking) <dataDir>/<network> and lists it. */
+  /** Opens (creating and locking) <dataDir>/<network>. */
   open(network: string, dataDir: string): HostError | null {
-    const e = store.open(network, dataDir);
-    if (e !== null) return e;
-    // The whole directory in one host call: ADD needs every owner anyway
-    // (the reference walks all files to refuse a duplicate allocation).
-    const all = store.entries();
-    if (!all.ok) return all.error;
-    this.keys = new Array<string>();
-    for (let i = 0; i < all.value.length; i++) {
-      this.keys.push(all.value[i].f0);
-      this.contents.set(all.value[i].f0, all.value[i].f1);
-    }
-    for (let i = 0; i < this.keys.length; i++) {
-      const k = this.keys[i];
-      // Files named exactly as Go prints an address block it. A strict dotted
-      // quad is that name; an IPv6 name counts by value, however it is written.
-      const v4 = parseV4(k);
-      if (v4 >= 0) { this.taken.addV4(<u32>v4); continue; }
-      if (k.indexOf(":") < 0) continue;
-      const ip = goParseIP(k);
-      if (ip !== null) this.taken.add(ip);
-    }
-    return null;
+    return store.open(network, dataDir);
   }
 
   /** Creates the lease file for ip unless it exists; records it as the range set's last. */
   reserve(id: string, ifname: string, ip: IP, rangeID: string): Result<bool, HostError> {
-    if (this.taken.has(ip)) return Result.success<bool, HostError>(false);
     const key = goIPString(ip);
-    const content = trimSpace(id) + LINE_BREAK + ifname;
-    const e = store.put(key, content);
+    const have = store.get(key);
+    if (!have.ok) return Result.failure<bool, HostError>(have.error!);
+    if (have.value !== null) return Result.success<bool, HostError>(false);
+    const e = store.put(key, trimSpace(id) + LINE_BREAK + ifname);
     if (e !== null) return Result.failure<bool, HostError>(e);
-    this.taken.add(ip);
-    insertSorted(this.keys, key);
-    this.contents.set(key, content);
-    const last = LAST_IP_PREFIX + rangeID;
-    const e2 = store.put(last, key);
+    const e2 = store.put(LAST_IP_PREFIX + rangeID, key);
     if (e2 !== null) return Result.failure<bool, HostError>(e2);
-    insertSorted(this.keys, last);
-    this.contents.set(last, key);
     return Result.success<bool, HostError>(true);
   }
 
   /** The address in last_reserved_ip.<rangeID>, or null (missing or not an address). */
   lastReservedIP(rangeID: string): IP | null {
-    const key = LAST_IP_PREFIX + rangeID;
-    if (!this.contents.has(key)) return null;
-    return goParseIP(this.contents.get(key)); // net.ParseIP: no trimming
+    const v = store.get(LAST_IP_PREFIX + rangeID);
+    if (!v.ok || v.value === null) return null;
+    return goParseIP(v.value!); // net.ParseIP: no trimming
   }
 
-  private matches(key: string, match: string): bool {
-    return this.contents.has(key) && trimSpace(this.contents.get(key)) == match;
-  }
-
-  /** Whether any file holds exactly `match` (after trimming), as FindByKey. */
-  private findByKey(match: string): bool {
-    for (let i = 0; i < this.keys.length; i++) if (this.matches(this.keys[i], match)) return true;
-    return false;
+  /** Keys of files holding exactly `match` (after trimming), as FindByKey walks them. */
+  private holding(match: string): Array<string> {
+    const values = new Array<string>();
+    values.push(match);
+    const r = store.find(values);
+    return r.ok ? r.value : new Array<string>();
   }
 
   /** Removes every file holding `match`; whether one was removed (ReleaseByKey). */
   private releaseByKey(match: string): bool {
+    const keys = this.holding(match);
     let found = false;
-    const kept = new Array<string>();
-    for (let i = 0; i < this.keys.length; i++) {
-      const k = this.keys[i];
-      if (this.matches(k, match) && store.remove(k) === null) {
-        found = true;
-        this.contents.delete(k);
-        const ip = goParseIP(k);
-        if (ip !== null) this.taken.delete(ip);
-        continue;
-      }
-      kept.push(k);
-    }
-    this.keys = kept;
+    for (let i = 0; i < keys.length; i++) if (store.remove(keys[i]) === null) found = true;
     return found;
   }
 
   /** Whether the attachment holds any address (files from before ifname was stored count). */
   findByID(id: string, ifname: string): bool {
-    if (this.findByKey(trimSpace(id) + LINE_BREAK + ifname)) return true;
-    return this.findByKey(trimSpace(id));
+    if (this.holding(trimSpace(id) + LINE_BREAK + ifname).length > 0) return true;
+    return this.holding(trimSpace(id)).length > 0;
   }
 
   /** Releases the attachment's addresses; only if none, files naming just the container. */
@@ -182,15 +71,14 @@ export class LeaseStore {
 
   /** The addresses held by the attachment, or by the container in the old format. */
   getByID(id: string, ifname: string): Array<IP> {
-    const match = trimSpace(id) + LINE_BREAK + ifname;
-    const matchOld = trimSpace(id);
+    const values = new Array<string>();
+    values.push(trimSpace(id) + LINE_BREAK + ifname);
+    values.push(trimSpace(id));
+    const r = store.find(values);
     const out = new Array<IP>();
-    for (let i = 0; i < this.keys.length; i++) {
-      const k = this.keys[i];
-      if (!this.contents.has(k)) continue;
-      const c = trimSpace(this.contents.get(k));
-      if (c != match && c != matchOld) continue;
-      const ip = goParseIP(k);
+    if (!r.ok) return out;
+    for (let i = 0; i < r.value.length; i++) {
+      const ip = goParseIP(r.value[i]);
       if (ip !== null) out.push(ip);
     }
     return out;
@@ -203,22 +91,15 @@ export class LeaseStore {
    */
   releaseAllExcept(valid: Array<string>, validIDs: Array<string>): Array<string> {
     const released = new Array<string>();
-    const kept = new Array<string>();
-    for (let i = 0; i < this.keys.length; i++) {
-      const k = this.keys[i];
-      const ip = goParseIP(k);
-      if (ip === null || !this.contents.has(k)) { kept.push(k); continue; }
-      const c = trimSpace(this.contents.get(k));
+    const all = store.entries();
+    if (!all.ok) return released;
+    for (let i = 0; i < all.value.length; i++) {
+      const k = all.value[i].f0;
+      if (goParseIP(k) === null) continue;
+      const c = trimSpace(all.value[i].f1);
       const live = c.indexOf(LINE_BREAK) >= 0 ? valid.includes(c) : validIDs.includes(c);
-      if (!live && store.remove(k) === null) {
-        released.push(k);
-        this.contents.delete(k);
-        this.taken.delete(ip);
-        continue;
-      }
-      kept.push(k);
+      if (!live && store.remove(k) === null) released.push(k);
     }
-    this.keys = kept;
     return released;
   }
 }

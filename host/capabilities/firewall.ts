@@ -5,7 +5,7 @@ import { type MasqueradeEntry, masqueradeAdd, masqueradeDel } from '../kernel/ma
 
 interface WitMasquerade { network: string; source: string; exclude: string }
 
-function parse(m: WitMasquerade): MasqueradeEntry {
+export function parseMasquerade(m: WitMasquerade): MasqueradeEntry {
   const v6 = m.source.includes(':');
   const src = m.source.split('/')[0];
   const ok = v6 ? Address6.isValid(src) && Address6.isValid(m.exclude) && m.exclude.includes('/')
@@ -19,19 +19,22 @@ function parse(m: WitMasquerade): MasqueradeEntry {
   return { family: 4, source: new Address4(src).correctForm(), exclude: `${n.startAddress().correctForm()}/${n.subnetMask}` };
 }
 
+const granted = (ctx: { plugin: { grants: { firewall?: boolean } } }) => (ctx.plugin.grants.firewall ? null : 'no firewall grant');
+
 export const firewall: HostInterface = {
   masqueradeAdd: {
-    authorize: (ctx) => (ctx.plugin.grants.firewall ? null : 'no firewall grant'),
-    run: (ctx, m: WitMasquerade) => {
-      masqueradeAdd(parse(m));
-      ctx.ledger.add({ kind: 'masquerade', network: m.network, source: m.source, exclude: m.exclude, plugin: ctx.plugin.type });
+    authorize: granted,
+    run: (ctx, entries: WitMasquerade[]) => {
+      masqueradeAdd(entries.map(parseMasquerade));
+      ctx.ledger.add(...entries.map((m) => ({ kind: 'masquerade' as const, network: m.network, source: m.source, exclude: m.exclude, plugin: ctx.plugin.type })));
     },
   },
   masqueradeDel: {
-    authorize: (ctx) => (ctx.plugin.grants.firewall ? null : 'no firewall grant'),
-    run: (ctx, m: WitMasquerade) => {
-      masqueradeDel(parse(m));
-      ctx.ledger.forget((e) => e.kind === 'masquerade' && e.source === m.source);
+    authorize: granted,
+    run: (ctx, entries: WitMasquerade[]) => {
+      masqueradeDel(entries.map(parseMasquerade));
+      const gone = new Set(entries.map((m) => m.source));
+      ctx.ledger.forget((e) => e.kind === 'masquerade' && gone.has(e.source));
     },
   },
 };

@@ -92,6 +92,16 @@ export const store: HostInterface = {
     authorize: needOpen,
     run: (ctx) => storeKeys(session(ctx).dir),
   },
+  find: {
+    authorize: needOpen,
+    run: (ctx, values: string[]) => {
+      const dir = session(ctx).dir;
+      const wanted = new Set(values);
+      return storeKeys(dir).filter((k) => {
+        try { return wanted.has(readFileSync(join(dir, k), 'utf8').trim()); } catch { return false; }
+      });
+    },
+  },
   entries: {
     authorize: needOpen,
     run: (ctx) => {

@@ -53,8 +53,8 @@ export class Ledger {
     return this.doc.entries.some((e) => e.kind === 'link' && e.name === name);
   }
 
-  add(e: LedgerEntry): void {
-    this.doc.entries.push(e);
+  add(...e: LedgerEntry[]): void {
+    this.doc.entries.push(...e);
     this.save();
   }
 

@@ -1,16 +1,23 @@
-// Source NAT for containers, in nftables. One table for the purpose, with
-// sets keyed by address: an attachment adds two set elements and removes
-// them on DEL, so the cost of a packet and of an ADD stays flat however many
-// containers there are (no chain per container, unlike iptables-based CNI).
+// Source NAT for containers, in nftables, designed so that neither a packet
+// nor an ADD/DEL costs more as containers are added:
 //
 //   table inet cni_wasm_nat
-//     set masq4      { ipv4_addr }                    sources to masquerade
-//     set skip4      { ipv4_addr . ipv4_addr, interval } (source . own subnet)
-//     chain postrouting { nat hook, srcnat priority }
-//       ip saddr . ip daddr @skip4 return
-//       ip daddr 224.0.0.0/4 return
-//       ip saddr @masq4 masquerade
-//   (and the same for IPv6 with masq6 / skip6, ff00::/8)
+//     map masq4 { ipv4_addr : verdict }     container address -> its network's chain
+//     map masq6 { ipv6_addr : verdict }
+//     chain postrouting { nat hook, srcnat }
+//       ip saddr vmap @masq4
+//       ip6 saddr vmap @masq6
+//     chain to_<subnet>     one per container subnet, made once:
+//       ip daddr <subnet> return             traffic inside the network is not NATed
+//       ip daddr 224.0.0.0/4 return          nor is multicast
+//       masquerade
+//
+// An attachment adds one map element per address and DEL removes it: no
+// chain per container, unlike iptables-based CNI. The maps are plain hash
+// maps (no interval flag) so nft does not load every element to check for
+// overlaps: measured, interval sets made each `nft` run grow with the number
+// of containers (8.5 ms per run at 200 containers, against 2 ms).
+import { KernelError } from './types.js';
 import { nftApply } from './nft.js';
 
 export const NAT_TABLE = 'cni_wasm_nat';
@@ -19,46 +26,63 @@ export interface MasqueradeEntry {
   family: 4 | 6;
   /** plain address, no prefix */
   source: string;
-  /** the network's own subnet, CIDR */
+  /** the network's own subnet, CIDR in canonical form */
   exclude: string;
 }
 
-// Re-declares the table each time (idempotent), and rebuilds the chain's
-// three rules inside the same atomic batch: sets and their elements survive.
-function skeleton(): string {
-  return [
-    `add table inet ${NAT_TABLE}`,
-    `add set inet ${NAT_TABLE} masq4 { type ipv4_addr; }`,
-    `add set inet ${NAT_TABLE} masq6 { type ipv6_addr; }`,
-    `add set inet ${NAT_TABLE} skip4 { type ipv4_addr . ipv4_addr; flags interval; }`,
-    `add set inet ${NAT_TABLE} skip6 { type ipv6_addr . ipv6_addr; flags interval; }`,
-    `add chain inet ${NAT_TABLE} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
-    `flush chain inet ${NAT_TABLE} postrouting`,
-    `add rule inet ${NAT_TABLE} postrouting ip saddr . ip daddr @skip4 return`,
-    `add rule inet ${NAT_TABLE} postrouting ip daddr 224.0.0.0/4 return`,
-    `add rule inet ${NAT_TABLE} postrouting ip saddr @masq4 masquerade`,
-    `add rule inet ${NAT_TABLE} postrouting ip6 saddr . ip6 daddr @skip6 return`,
-    `add rule inet ${NAT_TABLE} postrouting ip6 daddr ff00::/8 return`,
-    `add rule inet ${NAT_TABLE} postrouting ip6 saddr @masq6 masquerade`,
-  ].join('\n');
-}
+const T = `inet ${NAT_TABLE}`;
+// an nft identifier: "to_10_1_0_0_24" for 10.1.0.0/24 (jump takes no quoted names)
+const chainOf = (e: MasqueradeEntry) => `to_${e.exclude.replace(/[^0-9a-fA-F]/g, '_')}`;
+const element = (e: MasqueradeEntry) => `${T} masq${e.family} { ${e.source} : jump ${chainOf(e)} }`;
 
-function elements(e: MasqueradeEntry): string[] {
-  const f = e.family;
-  return [
-    `inet ${NAT_TABLE} masq${f} { ${e.source} }`,
-    `inet ${NAT_TABLE} skip${f} { ${e.source} . ${e.exclude} }`,
+/** Table, maps, hooks and the subnets' chains; run only when the fast path finds something missing. */
+function setup(entries: MasqueradeEntry[]): string[] {
+  const lines = [
+    `add table ${T}`,
+    `add map ${T} masq4 { type ipv4_addr : verdict; }`,
+    `add map ${T} masq6 { type ipv6_addr : verdict; }`,
+    `add chain ${T} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
+    `flush chain ${T} postrouting`,
+    `add rule ${T} postrouting ip saddr vmap @masq4`,
+    `add rule ${T} postrouting ip6 saddr vmap @masq6`,
   ];
+  for (const e of entries) {
+    const ip = e.family === 4 ? 'ip' : 'ip6';
+    const multicast = e.family === 4 ? '224.0.0.0/4' : 'ff00::/8';
+    lines.push(
+      `add chain ${T} ${chainOf(e)}`,
+      `flush chain ${T} ${chainOf(e)}`,
+      `add rule ${T} ${chainOf(e)} ${ip} daddr ${e.exclude} return`,
+      `add rule ${T} ${chainOf(e)} ${ip} daddr ${multicast} return`,
+      `add rule ${T} ${chainOf(e)} masquerade`,
+    );
+  }
+  return lines;
 }
 
-export function masqueradeAdd(e: MasqueradeEntry, nsFd: number | null = null): void {
-  nftApply(skeleton() + '\n' + elements(e).map((x) => `add element ${x}`).join('\n') + '\n', nsFd);
+const missing = (e: unknown) => e instanceof KernelError && /No such file or directory/.test(e.message);
+
+export function masqueradeAdd(entries: MasqueradeEntry[], nsFd: number | null = null): void {
+  if (!entries.length) return;
+  const add = entries.map((e) => `add element ${element(e)}`);
+  try {
+    nftApply(add.join('\n') + '\n', nsFd); // usual case: one small transaction
+  } catch (e) {
+    if (!missing(e)) throw e;
+    nftApply([...setup(entries), ...add].join('\n') + '\n', nsFd);
+  }
 }
 
 /** Removing what is already gone is not an error (DEL is idempotent). */
-export function masqueradeDel(e: MasqueradeEntry, nsFd: number | null = null): void {
-  // `destroy element` (nft >= 1.0.8) would ignore missing elements; Debian 12
-  // has 1.0.6, so add-then-delete in one batch gives the same effect.
-  const els = elements(e);
-  nftApply(skeleton() + '\n' + els.map((x) => `add element ${x}`).join('\n') + '\n' + els.map((x) => `delete element ${x}`).join('\n') + '\n', nsFd);
+export function masqueradeDel(entries: MasqueradeEntry[], nsFd: number | null = null): void {
+  if (!entries.length) return;
+  // `destroy element` (nft >= 1.0.8) would ignore a missing element; Debian 12
+  // has 1.0.6, so add-then-delete in one transaction does the same. The chain
+  // must exist for the element to be added: a missing table means nothing to do.
+  const lines = [...entries.map((e) => `add element ${element(e)}`), ...entries.map((e) => `delete element ${element(e)}`)];
+  try {
+    nftApply(lines.join('\n') + '\n', nsFd);
+  } catch (e) {
+    if (!missing(e)) throw e;
+  }
 }

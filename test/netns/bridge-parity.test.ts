@@ -171,12 +171,13 @@ function leases(impl: Impl, network: string): string[] {
   return readdirSync(d).filter((f) => f !== 'lock' && !f.startsWith('last_reserved_ip') && !f.startsWith('.')).sort();
 }
 
+/** Addresses in our masquerade map (elements are [address, verdict] pairs). */
 function masqSet(impl: Impl, set: 'masq4' | 'masq6'): string[] {
-  const r = nsExec(ns(impl, 'host'), ['nft', '-j', 'list', 'set', 'inet', 'cni_wasm_nat', set], { check: false });
+  const r = nsExec(ns(impl, 'host'), ['nft', '-j', 'list', 'map', 'inet', 'cni_wasm_nat', set], { check: false });
   if (r.status !== 0) return [];
   const doc = JSON.parse(r.stdout).nftables as any[];
-  const s = doc.find((x) => x.set)?.set;
-  return (s?.elem ?? []).map((e: any) => (typeof e === 'string' ? e : JSON.stringify(e))).sort();
+  const m = doc.find((x) => x.map)?.map;
+  return (m?.elem ?? []).map((e: any) => (Array.isArray(e) ? e[0] : e)).map((e: any) => (typeof e === 'string' ? e : JSON.stringify(e))).sort();
 }
 
 /** iptables nat rules the reference made (its CNI-* chains). */

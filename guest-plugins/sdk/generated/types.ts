@@ -114,7 +114,7 @@ export class Route {
   scope: string = "";
 }
 
-/** Masquerade traffic from `source` (an address) leaving for anywhere but `exclude` (the network's subnet). One set element per attachment. */
+/** Masquerade traffic from `source` (an address) leaving for anywhere but `exclude` (its network's subnet) or multicast. One map element per address; all of an attachment's entries go in one nftables transaction. */
 export class Masquerade {
   network: string = "";
   source: string = "";
@@ -252,6 +252,23 @@ export function lift_result_string_HostError(p: usize): Result<string, HostError
   return Result.failure<string, HostError>(lift_HostError(p + 4));
 }
 
+export function lowerList_list_Masquerade(v: Array<Masquerade>): usize {
+  const base = cabiAlloc(<usize>v.length * 24, 4);
+  for (let i = 0; i < v.length; i++) store_Masquerade(base + <usize>i * 24, v[i]);
+  return base;
+}
+
+export function store_Masquerade(p: usize, v: Masquerade): void {
+  store_string(p + 0, v.network);
+  store_string(p + 8, v.source);
+  store_string(p + 16, v.exclude);
+}
+
+export function store_string(p: usize, v: string): void {
+  store<u32>(p, changetype<usize>(v));
+  store<u32>(p, v.length, 4);
+}
+
 export function lift_result_option_string_HostError(p: usize): Result<string | null, HostError> {
   if (load<u8>(p) == 0) return Result.success<string | null, HostError>(lift_option_string(p + 4));
   return Result.failure<string | null, HostError>(lift_HostError(p + 4));
@@ -296,6 +313,12 @@ export function lift_tuple_string_string(p: usize): Tuple2<string, string> {
   return new Tuple2<string, string>(lift_string(p + 0), lift_string(p + 8));
 }
 
+export function lowerList_list_string(v: Array<string>): usize {
+  const base = cabiAlloc(<usize>v.length * 8, 4);
+  for (let i = 0; i < v.length; i++) store_string(base + <usize>i * 8, v[i]);
+  return base;
+}
+
 export function lift_result_string_CniError(p: usize): Result<string, CniError> {
   if (load<u8>(p) == 0) return Result.success<string, CniError>(lift_string(p + 4));
   return Result.failure<string, CniError>(lift_CniError(p + 4));
@@ -326,11 +349,6 @@ export function store_result_string_CniError(p: usize, v: Result<string, CniErro
   store_CniError(p + 4, v.error!);
 }
 
-export function store_string(p: usize, v: string): void {
-  store<u32>(p, changetype<usize>(v));
-  store<u32>(p, v.length, 4);
-}
-
 export function store_CniError(p: usize, v: CniError): void {
   store_u32(p + 0, v.code);
   store_string(p + 4, v.msg);
@@ -350,10 +368,4 @@ export function store_result_void_CniError(p: usize, v: CniError | null): void {
 export function store_list_string(p: usize, v: Array<string>): void {
   store<u32>(p, lowerList_list_string(v));
   store<u32>(p, v.length, 4);
-}
-
-export function lowerList_list_string(v: Array<string>): usize {
-  const base = cabiAlloc(<usize>v.length * 8, 4);
-  for (let i = 0; i < v.length; i++) store_string(base + <usize>i * 8, v[i]);
-  return base;
 }
