@@ -169,7 +169,7 @@ function describeSteps(steps: Step[]): string {
   return steps.map((s) => `${s.type} ${s.command} ${s.ms.toFixed(0)} ms`).join(', ');
 }
 
-/** Set name -> elements of our NAT table in the host netns; null when there is no table. */
+/** Map name -> keys (container addresses) of our NAT table in the host netns; null when there is no table. */
 function natSets(): Map<string, string[]> | null {
   const r = run(['ip', 'netns', 'exec', HOST, 'nft', '-j', 'list', 'table', 'inet', NAT_TABLE]);
   if (r.status !== 0) return null;
@@ -178,7 +178,10 @@ function natSets(): Map<string, string[]> | null {
     : e?.prefix ? `${e.prefix.addr}/${e.prefix.len}`
     : e?.range ? e.range.join('-') : JSON.stringify(e);
   const sets = new Map<string, string[]>();
-  for (const x of JSON.parse(r.stdout).nftables as any[]) if (x.set) sets.set(x.set.name, (x.set.elem ?? []).map(str));
+  for (const x of JSON.parse(r.stdout).nftables as any[]) {
+    const m = x.map ?? x.set;
+    if (m) sets.set(m.name, (m.elem ?? []).map((e: any) => str(Array.isArray(e) ? e[0] : e)));
+  }
   return sets;
 }
 
@@ -368,8 +371,8 @@ async function main(): Promise<void> {
   }
   const sets = natSets();
   if (sets) {
-    out(`  ipMasq (nft table inet ${NAT_TABLE} in ${HOST}, one set element per address):`);
-    for (const [name, elems] of sets) if (!name.startsWith('skip')) out(`    set ${name}: ${elems.join(', ') || '(empty)'}`);
+    out(`  ipMasq (nft table inet ${NAT_TABLE} in ${HOST}, one map element per address):`);
+    for (const [name, elems] of sets) out(`    map ${name}: ${elems.join(', ') || '(empty)'}`);
   }
 
   if (!useReference) {
@@ -402,7 +405,7 @@ async function main(): Promise<void> {
   const after = natSets();
   if (after) {
     const full = [...after].filter(([, e]) => e.length);
-    check(full.length === 0, `nft sets in inet ${NAT_TABLE} are empty`, full.map(([n, e]) => `${n}: ${e.join(' ')}`).join('; '));
+    check(full.length === 0, `nft maps in inet ${NAT_TABLE} are empty`, full.map(([n, e]) => `${n}: ${e.join(' ')}`).join('; '));
   } else if (!useReference) {
     check(false, `nft table inet ${NAT_TABLE} was never created (ipMasq)`);
   }
