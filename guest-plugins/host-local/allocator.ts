@@ -6,7 +6,7 @@
 // once stays true while this call updates it.
 import { HostError, IP, IPConfig, Result, store } from "../sdk";
 import { Range, RangeSet } from "./config";
-import { goIPString, goParseIP, trimSpace } from "./gocompat";
+import { goIPString, goParseIP, trimSpace } from "../sdk/gocompat";
 
 const LAST_IP_PREFIX = "last_reserved_ip.";
 const LINE_BREAK = "\r\n";

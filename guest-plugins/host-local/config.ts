@@ -8,7 +8,8 @@ import {
 } from "../sdk";
 import {
   ARG_IP, Decoder, GoCIDR, cniParseIP, goIPString, goParseCIDR, loadEnvArgs, matchField, versionAtLeast,
-} from "./gocompat";
+  ConfRoute, decodeRoute, decodeSubnet,
+} from "../sdk/gocompat";
 
 /** One allocatable range: a subnet, the first and last address to hand out, and its gateway. */
 export class Range {
@@ -125,12 +126,6 @@ export class RangeSet {
   }
 }
 
-export class ConfRoute {
-  /** as Go prints the parsed route: "<nil>" when the config gave no dst */
-  dst: string = "<nil>";
-  gw: string = "";
-}
-
 export class IPAMConfig {
   name: string = "";
   cniVersion: string = "";
@@ -158,18 +153,6 @@ function fail(code: u32, msg: string): Loaded {
 // ---- decoding (encoding/json's rules: key order, case-insensitive names, null) ----
 
 const RANGE_FIELDS: Array<string> = ["rangeStart", "rangeEnd", "subnet", "gateway"];
-
-/** A types.IPNet value (its UnmarshalJSON): null reads as "", which is no CIDR. */
-function decodeSubnet(d: Decoder, v: JSONValue, struct: string, path: string): GoCIDR | null {
-  if (!v.isNull() && !v.isString()) {
-    d.typeAbort(v, struct, path, "string");
-    return null;
-  }
-  const s = v.asString();
-  const c = goParseCIDR(s);
-  if (c === null) d.abort("invalid CIDR address: " + s);
-  return c;
-}
 
 /** Sets one Range field from key `name`; false when the name is no Range field. */
 function decodeRangeField(d: Decoder, r: Range, name: string, v: JSONValue, struct: string, path: string): void {
@@ -207,48 +190,6 @@ function decodeRangeSets(d: Decoder, v: JSONValue, struct: string, path: string)
   const items = v.asArray();
   for (let i = 0; i < items.length && !d.stopped; i++) out.push(decodeRangeSet(d, items[i], struct, path));
   return out;
-}
-
-const ROUTE_FIELDS: Array<string> = ["dst", "gw"];
-
-/** types.Route (its own UnmarshalJSON: any error in it stops decoding). */
-export function decodeRoute(d: Decoder, v: JSONValue, routes: Array<ConfRoute>): void {
-  if (v.isNull()) return; // Go keeps a nil route and prints null; there is nothing to give
-  if (!v.isObject()) {
-    d.typeAbort(v, "IPAMConfig", "ipam.routes", "types.route");
-    return;
-  }
-  const rt = new ConfRoute();
-  const keys = v.keys();
-  for (let i = 0; i < keys.length && !d.stopped; i++) {
-    const name = matchField(keys[i], ROUTE_FIELDS);
-    const f = v.get(keys[i])!;
-    if (name == "dst") {
-      const c = decodeSubnet(d, f, "IPAMConfig", "ipam.routes");
-      if (c !== null) rt.dst = c.toString();
-    } else if (name == "gw") {
-      if (f.isNull()) { rt.gw = ""; continue; }
-      if (!f.isString()) {
-        d.typeAbort(f, "IPAMConfig", "ipam.routes", "net.IP");
-        continue;
-      }
-      const gw = d.netIP(f, "IPAMConfig", "ipam.routes");
-      rt.gw = gw === null ? "" : goIPString(gw);
-    }
-  }
-  routes.push(rt);
-}
-
-/**
- * A route without "dst" would reach the result as "<nil>" in the reference
- * (which no runtime can read). ADD refuses it up front, before anything is
- * leased; DEL and CHECK take the config as the reference does.
- */
-export function checkRoutes(routes: Array<ConfRoute>): string {
-  for (let i = 0; i < routes.length; i++) {
-    if (routes[i].dst == "<nil>") return "route " + i.toString() + " has no \"dst\"";
-  }
-  return "";
 }
 
 /** A []*ip.IP (args.cni.ips, runtimeConfig.ips); a null or "" entry is kept as "no address". */

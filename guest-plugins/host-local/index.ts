@@ -14,9 +14,9 @@ import {
   CniError, CniPlugin, CniResult, IP, Level, Request, Result, ResultRoute,
   ERR_INTERNAL, ERR_INVALID_CONFIG, cniError, hostFailure, log, registerPlugin,
 } from "../sdk";
-import { IPAMConfig, checkRoutes, loadIPAMConfig } from "./config";
+import { IPAMConfig, loadIPAMConfig } from "./config";
 import { LeaseStore, allocate } from "./allocator";
-import { goIPString, trimSpace } from "./gocompat";
+import { checkRoutes, goIPString, trimSpace } from "../sdk/gocompat";
 
 /** filepath.Clean for an absolute dataDir (the host takes only clean absolute paths). */
 function cleanPath(p: string): string {

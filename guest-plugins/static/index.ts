@@ -13,8 +13,8 @@ import {
 } from "../sdk";
 import {
   ARG_STRING, Decoder, GoCIDR, goIPString, goParseCIDR, goParseIP, loadEnvArgs, matchField, trimSpace, versionAtLeast,
-} from "../host-local/gocompat";
-import { ConfRoute, checkRoutes, decodeRoute } from "../host-local/config";
+  ConfRoute, checkRoutes, decodeRoute,
+} from "../sdk/gocompat";
 
 class Address {
   /** "address" as written */

@@ -1,8 +1,11 @@
 // How the reference plugins (Go) read their input, reproduced where it shows:
 // encoding/json's field matching and type-error text, net.ParseIP /
 // net.ParseCIDR / net.IP.String, strings.TrimSpace, %q quoting, and libcni's
-// CNI_ARGS loader (types.LoadArgs). Shared by host-local and static.
-import { IP, JSONKind, JSONValue, Tuple2, parseIP } from "../sdk";
+// CNI_ARGS loader (types.LoadArgs), and the IPAM `routes` entry (types.Route).
+// Shared by the IPAM plugins (host-local, static).
+import { IP, parseIP } from "./ip";
+import { JSONKind, JSONValue } from "./json";
+import { Tuple2 } from "./generated/types";
 
 // ---- encoding/json ----
 
@@ -263,3 +266,66 @@ export function loadEnvArgs(pairs: Array<Tuple2<string, string>>, known: Array<s
   }
   return out;
 }
+
+// ---- IPAM routes (types.Route) ----
+
+export class ConfRoute {
+  /** as Go prints the parsed route: "<nil>" when the config gave no dst */
+  dst: string = "<nil>";
+  gw: string = "";
+}
+
+/** A types.IPNet value (its UnmarshalJSON): null reads as "", which is no CIDR. */
+export function decodeSubnet(d: Decoder, v: JSONValue, struct: string, path: string): GoCIDR | null {
+  if (!v.isNull() && !v.isString()) {
+    d.typeAbort(v, struct, path, "string");
+    return null;
+  }
+  const s = v.asString();
+  const c = goParseCIDR(s);
+  if (c === null) d.abort("invalid CIDR address: " + s);
+  return c;
+}
+
+const ROUTE_FIELDS: Array<string> = ["dst", "gw"];
+
+/** types.Route (its own UnmarshalJSON: any error in it stops decoding). */
+export function decodeRoute(d: Decoder, v: JSONValue, routes: Array<ConfRoute>): void {
+  if (v.isNull()) return; // Go keeps a nil route and prints null; there is nothing to give
+  if (!v.isObject()) {
+    d.typeAbort(v, "IPAMConfig", "ipam.routes", "types.route");
+    return;
+  }
+  const rt = new ConfRoute();
+  const keys = v.keys();
+  for (let i = 0; i < keys.length && !d.stopped; i++) {
+    const name = matchField(keys[i], ROUTE_FIELDS);
+    const f = v.get(keys[i])!;
+    if (name == "dst") {
+      const c = decodeSubnet(d, f, "IPAMConfig", "ipam.routes");
+      if (c !== null) rt.dst = c.toString();
+    } else if (name == "gw") {
+      if (f.isNull()) { rt.gw = ""; continue; }
+      if (!f.isString()) {
+        d.typeAbort(f, "IPAMConfig", "ipam.routes", "net.IP");
+        continue;
+      }
+      const gw = d.netIP(f, "IPAMConfig", "ipam.routes");
+      rt.gw = gw === null ? "" : goIPString(gw);
+    }
+  }
+  routes.push(rt);
+}
+
+/**
+ * A route without "dst" would reach the result as "<nil>" in the reference
+ * (which no runtime can read). ADD refuses it up front, before anything is
+ * leased; DEL and CHECK take the config as the reference does.
+ */
+export function checkRoutes(routes: Array<ConfRoute>): string {
+  for (let i = 0; i < routes.length; i++) {
+    if (routes[i].dst == "<nil>") return "route " + i.toString() + " has no \"dst\"";
+  }
+  return "";
+}
+
