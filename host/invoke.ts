@@ -10,7 +10,7 @@ import { isSupportedVersion, versionInfo } from './cni/versions.js';
 import { AuditLog } from './gate/audit.js';
 import { Ledger } from './gate/ledger.js';
 import { type Policy, loadPolicy } from './gate/policy.js';
-import type { CallContext } from './gate/gate.js';
+import type { CallContext, DelegateCommand } from './gate/gate.js';
 import { Namespaces } from './capabilities/namespaces.js';
 import { loadPlugin, locatePlugin } from './sandbox/loader.js';
 import { instantiate, withTimeLimit } from './sandbox/sandbox.js';
@@ -143,7 +143,7 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
 }
 
 /** Runs another plugin for the same attachment; its result comes back in the current shape. */
-function delegateSync(sh: Shared, type: string, cmd: 'add' | 'del' | 'check', config: string, depth: number): string {
+function delegateSync(sh: Shared, type: string, cmd: DelegateCommand, config: string, depth: number): string {
   const command = cmd.toUpperCase();
   const conf = parseNetConf(config, { command: command as Invocation['command'] });
   let out: string;

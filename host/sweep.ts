@@ -11,6 +11,7 @@ import type { Namespaces } from './capabilities/namespaces.js';
 import { Rtnl } from './kernel/rtnl.js';
 import { masqueradeDel } from './kernel/masquerade.js';
 import { parseMasquerade } from './capabilities/firewall.js';
+import { spoofCheckDel } from './kernel/spoofcheck.js';
 import { nowMs } from './lazy.js';
 
 function removeEntry(e: LedgerEntry, rtnl: () => Rtnl): string | null {
@@ -25,6 +26,10 @@ function removeEntry(e: LedgerEntry, rtnl: () => Rtnl): string | null {
   if (e.kind === 'masquerade') {
     masqueradeDel([parseMasquerade(e)]);
     return `firewall.masquerade-del ${e.source}`;
+  }
+  if (e.kind === 'spoofcheck') {
+    spoofCheckDel([{ port: e.port, mac: e.mac }]);
+    return `firewall.mac-spoof-check-del ${e.port}`;
   }
   return null;
 }

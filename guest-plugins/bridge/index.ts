@@ -2,14 +2,16 @@
 // a veth pair, as the reference bridge plugin (containernetworking/plugins)
 // does. ADD reads top to bottom like the recipe:
 //
-//   config → bridge → veth pair → IPAM → container addresses and routes →
-//   gateway on the bridge + forwarding → masquerade → result
+//   config → bridge → veth pair (+ MAC spoof check) → IPAM → container
+//   addresses and routes → gateway on the bridge + forwarding → masquerade →
+//   result
 //
-// Anything a failed ADD made is taken back (the IPAM lease, the veth, a
-// bridge this call created), so a failed ADD leaves the host as it found it.
+// Anything a failed ADD made is taken back (the IPAM lease, the veth, its MAC
+// spoof check, a bridge this call created), so a failed ADD leaves the host as
+// it found it.
 import {
   CniError, CniPlugin, CniResult, Command, HostError, IPNet, IpFamily, Level, Link,
-  Masquerade, Netns, PortOptions, Request, Result, ResultRoute, Route, VethSpec,
+  MacSpoofCheck, Masquerade, Netns, PortOptions, Request, Result, ResultRoute, Route, VethSpec,
   ERR_INTERNAL, ERR_UNSUPPORTED_FIELD, addresses, cniError, delegate, firewall, hostFailure, links, log,
   parseCIDR, parseIP, registerPlugin, routes, sysctl,
 } from "../sdk";
@@ -45,6 +47,7 @@ class Attachment {
   hostVeth: string = "";
   ipamDone: bool = false;
   masq: Array<Masquerade> = new Array<Masquerade>();
+  spoofCheck: MacSpoofCheck | null = null;
   /** the bridge's MAC before any port joined: ensureAddr pins it */
   bridgeMac: string = "";
 
@@ -52,6 +55,7 @@ class Attachment {
 
   undo(): void {
     if (this.masq.length > 0) firewall.masqueradeDel(this.masq);
+    if (this.spoofCheck !== null) firewall.macSpoofCheckDel(this.spoofCheck!);
     if (this.ipamDone) {
       const r = delegate.run(this.conf.ipamType, Command.Del, this.req.config);
       if (!r.ok) debug("releasing the IPAM lease failed: " + r.error!.msg);
@@ -353,6 +357,16 @@ function addAttachment(a: Attachment): Result<string, CniError> {
   if (!vr.ok) return Result.failure<string, CniError>(vr.error!);
   const veth = vr.value;
 
+  // As the reference: right after the veth, before IPAM.
+  if (c.macSpoofChk) {
+    const sc = new MacSpoofCheck();
+    sc.port = veth.hostName;
+    sc.mac = veth.containerMac;
+    const e = firewall.macSpoofCheckAdd(sc);
+    if (e !== null) return Result.failure<string, CniError>(hostFailure("failed to setup spoof-check", e));
+    a.spoofCheck = sc;
+  }
+
   const result = new CniResult();
   result.addInterface(c.bridge, "", "");
   result.addInterface(veth.hostName, "", "");
@@ -416,10 +430,6 @@ function addAttachment(a: Attachment): Result<string, CniError> {
 function precheck(c: BridgeConf, req: Request): CniError | null {
   if (c.isLayer3() && c.disableContainerInterface) return fail("cannot use IPAM when DisableContainerInterface flag is set");
   if (c.hairpinMode && c.promiscMode) return fail("cannot set hairpin mode and promiscuous mode at the same time.");
-  if (c.macSpoofChk) {
-    return cniError(ERR_UNSUPPORTED_FIELD, "\"macspoofchk\": true is not supported by cni-wasm's bridge yet",
-      "MAC spoof checking needs per-port nftables rules that no host function offers; set \"macspoofchk\": false");
-  }
   if (c.vlan != 0 && c.isGateway) {
     return cniError(ERR_UNSUPPORTED_FIELD, "\"vlan\": " + c.vlan.toString() + " together with \"isGateway\" is not supported by cni-wasm's bridge yet",
       "the gateway would need a host-side VLAN veth on the bridge, which no host function creates");
@@ -463,6 +473,32 @@ function ifaceAddresses(ifname: string, out: Array<IPNet>): HostError | null {
   return null;
 }
 
+/**
+ * The port and MAC from prevResult: the host veth is the interface with no
+ * sandbox that is not the bridge, the container's is ours with a sandbox.
+ * Failures are logged, not returned, as the reference only prints them.
+ */
+function spoofCheckDel(c: BridgeConf, req: Request, liveMac: string): void {
+  const prev = c.prevResult;
+  if (prev === null) return;
+  const ifs = prev.getArray("interfaces");
+  if (ifs === null) return;
+  let port = "", mac = liveMac;
+  for (let i = 0; i < ifs.length; i++) {
+    const it = ifs[i];
+    if (!it.isObject()) continue;
+    const name = it.getString("name"), sandbox = it.getString("sandbox");
+    if (sandbox.length == 0 && name != c.bridge && port.length == 0) port = name;
+    else if (sandbox.length > 0 && name == req.ifname && it.getString("mac").length > 0) mac = it.getString("mac");
+  }
+  if (port.length == 0 || mac.length == 0) return;
+  const sc = new MacSpoofCheck();
+  sc.port = port;
+  sc.mac = mac;
+  const e = firewall.macSpoofCheckDel(sc);
+  if (e !== null) debug("removing the MAC spoof check on " + q(port) + ": " + e.message);
+}
+
 class Bridge extends CniPlugin {
   add(req: Request): Result<string, CniError> {
     const cr = loadConf(req);
@@ -489,6 +525,7 @@ class Bridge extends CniPlugin {
     if (!req.hasNetns) return ipamDel(c, req);
 
     const ips = new Array<IPNet>();
+    let removed = false, contMac = "";
     const l = links.get(Netns.Container, req.ifname);
     if (!l.ok) {
       const e = l.error!;
@@ -496,6 +533,7 @@ class Bridge extends CniPlugin {
       if (e.code != "ENODEV") return hostFailure("failed to lookup " + q(req.ifname), e);
       // Already gone (DEL twice): nothing to remove, and no masquerade to find by it.
     } else {
+      contMac = l.value.mac;
       const ae = ifaceAddresses(req.ifname, ips);
       if (ae !== null) {
         if (ae.code == "ENETNS") return ipamDel(c, req);
@@ -505,8 +543,13 @@ class Bridge extends CniPlugin {
       if (e !== null) {
         if (e.code == "ENETNS") return ipamDel(c, req);
         if (e.code != "ENODEV") return hostFailure("failed to delete " + q(req.ifname), e);
+      } else {
+        removed = true;
       }
     }
+    // The attachment was there: stop checking its port. Otherwise (DEL twice,
+    // no prevResult to name the port) the host's ledger sweep removes the check.
+    if (c.macSpoofChk && removed) spoofCheckDel(c, req, contMac);
 
     const ie = ipamDel(c, req);
     if (ie !== null) return ie;
@@ -523,6 +566,18 @@ class Bridge extends CniPlugin {
     if (!cr.ok) return cr.error!;
     return checkAttachment(req, cr.value);
   }
+
+  /** GC and STATUS are the IPAM plugin's business, as in the reference. */
+  gc(req: Request): CniError | null { return ipamOnly(req, Command.Gc); }
+  status(req: Request): CniError | null { return ipamOnly(req, Command.Status); }
+}
+
+function ipamOnly(req: Request, cmd: Command): CniError | null {
+  const cr = loadConf(req);
+  if (!cr.ok) return cr.error!;
+  if (!cr.value.isLayer3()) return null;
+  const r = delegate.run(cr.value.ipamType, cmd, req.config);
+  return r.ok ? null : r.error!;
 }
 
 registerPlugin(new Bridge());

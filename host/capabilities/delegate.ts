@@ -1,7 +1,7 @@
 // delegate: run another plugin (usually IPAM) for this same attachment.
 // Components run in their own sandbox with their own grants; other types
 // run as binaries from CNI_PATH only when policy lists them in allowExec.
-import { type CallContext, type HostInterface } from '../gate/gate.js';
+import { type CallContext, type DelegateCommand, type HostInterface } from '../gate/gate.js';
 import { CniError } from '../cni/errors.js';
 
 const g = (ctx: CallContext) => ctx.plugin.grants.delegate;
@@ -16,7 +16,7 @@ export const delegate: HostInterface = {
       if (ctx.depth >= 4) return 'delegation nested too deep';
       return null;
     },
-    run: (ctx, type: string, cmd: 'add' | 'del' | 'check', config: string) => ctx.delegate(type, cmd, config),
+    run: (ctx, type: string, cmd: DelegateCommand, config: string) => ctx.delegate(type, cmd, config),
     errorValue: (code, message, cause) => cause instanceof CniError
       ? { code: cause.code, msg: cause.msg, details: cause.details }
       : { code: 999, msg: message, details: code },

@@ -20,6 +20,9 @@ export interface PluginIdentity {
   grants: Grants;
 }
 
+/** What a plugin may ask another plugin to do (WIT delegate.command). */
+export type DelegateCommand = 'add' | 'del' | 'check' | 'gc' | 'status';
+
 /** Everything a host function may consult, bound to one plugin invocation. */
 export interface CallContext {
   plugin: PluginIdentity;
@@ -42,7 +45,7 @@ export interface CallContext {
   /** the last message the guest reported before trapping */
   lastAbort?: string;
   /** runs another plugin for this attachment; throws CniError */
-  delegate(type: string, command: 'add' | 'del' | 'check', config: string): string;
+  delegate(type: string, command: DelegateCommand, config: string): string;
 }
 
 export interface HostFunction {

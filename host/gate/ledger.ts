@@ -9,7 +9,9 @@ export type LedgerEntry =
   | { kind: 'link'; name: string; linkKind: string; plugin: string }
   | { kind: 'address'; link: string; cidr: string; plugin: string }
   | { kind: 'route'; dst: string; gw: string; dev: string; plugin: string }
-  | { kind: 'masquerade'; network: string; source: string; exclude: string; plugin: string };
+  | { kind: 'masquerade'; network: string; source: string; exclude: string; plugin: string }
+  /** a host port under MAC spoof check (port . mac in the bridge table cni_wasm_spoof) */
+  | { kind: 'spoofcheck'; port: string; mac: string; plugin: string };
 
 export interface LedgerFile {
   network: string;

@@ -1,4 +1,4 @@
-// The kernel layer: synchronous netlink, netns switching, sysctl, nftables, locks.
+// The kernel layer: synchronous netlink (rtnetlink, nf_tables map elements), netns switching, sysctl, nftables, locks.
 export { KernelError, type LinkInfo, type AddressInfo, type RouteInfo } from './types.js';
 export {
   Rtnl, ipToBytes, bytesToIp, parseCidr,
@@ -8,3 +8,4 @@ export {
 export { openNetns, closeFd, withNetns, homeNetnsFd, flock, funlock } from './native.js';
 export { sysctlGet, sysctlSet, sysctlPath } from './sysctl.js';
 export { nftApply, nftList } from './nft.js';
+export { Nftnl, nftElements, type MapElement } from './nftnl.js';

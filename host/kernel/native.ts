@@ -10,9 +10,10 @@ interface Addon {
   setns(fd: number): void;
   openNetns(path: string): number;
   close(fd: number): void;
-  nlOpen(): number;
+  nlOpen(protocol?: number): number;
   /** Returns full netlink messages (nlmsghdr included), ACK/DONE excluded. */
   nlRequest(fd: number, req: Buffer): Buffer[];
+  nlBatch(fd: number, batch: Buffer): void;
   flock(fd: number, exclusive: boolean): void;
   funlock(fd: number): void;
 }
@@ -52,9 +53,18 @@ function call<T>(what: string, f: () => T): T {
 export const setns = (fd: number): void => call('setns', () => load().setns(fd));
 export const openNetns = (path: string): number => call(`open ${path}`, () => load().openNetns(path));
 export const closeFd = (fd: number): void => call('close', () => load().close(fd));
-export const nlOpen = (): number => call('netlink socket', () => load().nlOpen());
+export const NETLINK_ROUTE = 0;
+export const NETLINK_NETFILTER = 12;
+/** A netlink socket bound in the thread's current netns (NETLINK_ROUTE unless told). */
+export const nlOpen = (protocol = NETLINK_ROUTE): number => call('netlink socket', () => load().nlOpen(protocol));
 /** Sends one request (caller sets seq, flags incl. NLM_F_ACK or NLM_F_DUMP); returns full reply messages. */
 export const nlRequest = (fd: number, req: Buffer): Buffer[] => load().nlRequest(fd, req);
+/**
+ * Sends one nfnetlink batch (BATCH_BEGIN, changes each with NLM_F_ACK,
+ * BATCH_END; consecutive seqs) and returns once every change is acked;
+ * throws the first error. The kernel applies it all or nothing.
+ */
+export const nlBatch = (fd: number, batch: Buffer): void => load().nlBatch(fd, batch);
 /** Blocks until the lock is held. */
 export const flock = (fd: number, exclusive: boolean): void => call('flock', () => load().flock(fd, exclusive));
 export const funlock = (fd: number): void => call('funlock', () => load().funlock(fd));

@@ -141,14 +141,14 @@ function scopeNumber(s: string): number {
 // ---------------------------------------------------------------- encoding
 
 /** Serialises codec StreamData to one buffer (for attributes the codec types as Buffer). */
-function encode(...parts: StreamData[]): Buffer {
+export function encode(...parts: StreamData[]): Buffer {
   const s = new S.AttrStream();
   for (const p of parts) s.emit(p);
   return Buffer.concat(s.bufs);
 }
 
 /** An attribute with NLA_F_NESTED set, which the codec's AttrStream.push cannot emit. */
-function nested(type: number, inner: StreamData): StreamData {
+export function nested(type: number, inner: StreamData): StreamData {
   return (out: AttrStreamT) => {
     const pad = S.padding(S.countLength(out.bufs));
     if (pad) out.emit(Buffer.alloc(pad));

@@ -3,14 +3,18 @@
 // only through our own reads. The machine's own netns is only ever read.
 import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readlinkSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  KernelError, Rtnl, bytesToIp, closeFd, flock, funlock, ipToBytes, nftApply, nftList, openNetns, sysctlGet, sysctlSet,
-  withNetns,
+  KernelError, Nftnl, Rtnl, bytesToIp, closeFd, flock, funlock, ipToBytes, nftApply, nftElements, nftList, openNetns,
+  sysctlGet, sysctlSet, withNetns, type MapElement,
 } from '../../host/kernel/index.js';
+import { NAT_TABLE, masqueradeAdd, masqueradeDel, type MasqueradeEntry } from '../../host/kernel/masquerade.js';
+import { NETLINK_NETFILTER, nlBatch, nlOpen } from '../../host/kernel/native.js';
+import { encodeBatch, nftTableExists } from '../../host/kernel/nftnl.js';
 import { cleanupAll, ipJson, makeNetns, nsExec } from '../helpers/netns.js';
 
 const P = 'kt-';
@@ -347,6 +351,152 @@ test('nft batch inside a netns', () => {
   assert.is(e.code, 'ENFT');
   assert.match(e.message, /nosuchset|No such file/);
   assert.not.match(nftList(fdA, ['list', 'set', 'ip', 'kt-test', 'pods']), /10\.22\.0\.3/);
+  assert.is(readlinkSync('/proc/thread-self/ns/net'), homeNs);
+});
+
+// ---------------------------------------------------------------- nf_tables map elements over netlink
+
+/** Elements of an inet map in netns ns, as "address : chain" (nft's own view); [] when the map is missing. */
+function mapElems(ns: string, map: string, table = NAT_TABLE): string[] {
+  const r = nsExec(ns, ['nft', '-j', 'list', 'map', 'inet', table, map], { check: false });
+  if (r.status !== 0) return [];
+  const m = (JSON.parse(r.stdout).nftables as any[]).find((x) => x.map)?.map;
+  return (m?.elem ?? []).map((e: any) => `${e[0]} : ${e[1].jump.target}`).sort();
+}
+
+const hostTables = () => nftList(null, ['list', 'tables']);
+
+// nft.ts runs nft through the CommonJS child_process object: count those spawns.
+const cp = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
+function nftRuns<T>(f: () => T): number {
+  const orig = cp.spawnSync;
+  let n = 0;
+  cp.spawnSync = ((cmd: string, ...rest: any[]) => {
+    if (cmd.endsWith('/nft') || cmd === 'nft') n++;
+    return (orig as any)(cmd, ...rest);
+  }) as typeof cp.spawnSync;
+  try {
+    f();
+  } finally {
+    cp.spawnSync = orig;
+  }
+  return n;
+}
+
+test('nf_tables map elements over netlink', () => {
+  const before = hostTables();
+  nftApply(`
+    table inet kt-nat {
+      map m4 { type ipv4_addr : verdict; }
+      map m6 { type ipv6_addr : verdict; }
+      chain to_a { }
+      chain to_b { }
+    }
+  `, fdA);
+  const el = (op: MapElement['op'], address: string, jump = 'to_a'): MapElement =>
+    ({ op, table: 'kt-nat', map: address.includes(':') ? 'm6' : 'm4', address, jump });
+  const nl = Nftnl.open(fdA);
+  try {
+    nl.apply([el('add', '10.30.0.2'), el('add', 'fd30::2', 'to_b')]);
+    assert.equal(mapElems(A, 'm4', 'kt-nat'), ['10.30.0.2 : to_a']);
+    assert.equal(mapElems(A, 'm6', 'kt-nat'), ['fd30::2 : to_b']);
+    // the same element again is fine; many in one batch
+    nl.apply([el('add', '10.30.0.2'), ...Array.from({ length: 50 }, (_, i) => el('add', `10.30.1.${i}`))]);
+    assert.is(mapElems(A, 'm4', 'kt-nat').length, 51);
+    // the address mapped to another chain is a clash, as with nft
+    assert.is(kerr(() => nl.apply([el('add', '10.30.0.2', 'to_b')])).code, 'EEXIST');
+    // delete (key only)
+    nl.apply(Array.from({ length: 50 }, (_, i) => el('delete', `10.30.1.${i}`)));
+    assert.equal(mapElems(A, 'm4', 'kt-nat'), ['10.30.0.2 : to_a']);
+    // missing element / chain / map / table: ENOENT, and the batch changes nothing
+    const e = kerr(() => nl.apply([el('add', '10.30.0.3'), el('delete', '10.30.0.99')]));
+    assert.is(e.code, 'ENOENT');
+    assert.match(e.message, /10\.30\.0\.3.*No such file or directory/);
+    assert.equal(mapElems(A, 'm4', 'kt-nat'), ['10.30.0.2 : to_a'], 'all or nothing');
+    assert.is(kerr(() => nl.apply([el('add', '10.30.0.4', 'to_nochain')])).code, 'ENOENT');
+    assert.is(kerr(() => nl.apply([{ ...el('add', '10.30.0.4'), map: 'nomap' }])).code, 'ENOENT');
+    assert.is(kerr(() => nl.apply([{ ...el('add', '10.30.0.4'), table: 'kt-notable' }])).code, 'ENOENT');
+    // a key of the wrong size
+    assert.is(kerr(() => nl.apply([{ ...el('add', 'fd30::3'), map: 'm4' }])).code, 'EINVAL');
+    // the socket still works after errors (their late replies are skipped)
+    nl.apply([el('delete', '10.30.0.2'), el('delete', 'fd30::2')]);
+    assert.equal(mapElems(A, 'm4', 'kt-nat'), []);
+    assert.equal(mapElems(A, 'm6', 'kt-nat'), []);
+  } finally {
+    nl.close();
+  }
+  // nftElements opens its socket in the given netns, not here
+  nftElements(fdA, [el('add', '10.30.0.5')]);
+  assert.equal(mapElems(A, 'm4', 'kt-nat'), ['10.30.0.5 : to_a']);
+  assert.is(kerr(() => nftElements(fdB, [el('add', '10.30.0.5')])).code, 'ENOENT', 'no such table in B');
+  assert.ok(nftTableExists(fdA, 'kt-nat'));
+  assert.not.ok(nftTableExists(fdB, 'kt-nat'));
+  assert.not.ok(nftTableExists(fdA, 'kt-test'), 'an ip table of that name is not an inet one');
+  assert.is(hostTables(), before, 'host untouched');
+  assert.is(readlinkSync('/proc/thread-self/ns/net'), homeNs);
+  nftApply('delete table inet kt-nat\n', fdA);
+});
+
+test('nlBatch refuses batches the kernel would not answer', () => {
+  const fd = withNetns(fdA, () => nlOpen(NETLINK_NETFILTER));
+  try {
+    const good = encodeBatch([{ op: 'delete', table: 'kt-none', map: 'm4', address: '10.0.0.1' }], 1000);
+    // intact: the kernel answers (no such table)
+    assert.throws(() => nlBatch(fd, good), (e: any) => e.code === 'ENOENT');
+    const typeError = (b: Buffer) => assert.throws(() => nlBatch(fd, b), (e: any) => e instanceof TypeError);
+    const beginLen = 20, elemLen = good.readUInt32LE(beginLen);
+    typeError(good.subarray(0, beginLen + elemLen)); // no BATCH_END
+    typeError(good.subarray(beginLen)); // no BATCH_BEGIN
+    typeError(Buffer.concat([good.subarray(0, beginLen), good.subarray(beginLen + elemLen)])); // no change
+    const noAck = Buffer.from(good);
+    noAck.writeUInt16LE(noAck.readUInt16LE(beginLen + 6) & ~0x4, beginLen + 6);
+    typeError(noAck);
+    const badSeq = Buffer.from(good);
+    badSeq.writeUInt32LE(7, beginLen + 8);
+    typeError(badSeq);
+    typeError(good.subarray(0, good.length - 3)); // truncated
+  } finally {
+    closeFd(fd);
+  }
+});
+
+test('masqueradeAdd and masqueradeDel: netlink, nft only to create what is missing', () => {
+  const e4: MasqueradeEntry = { family: 4, source: '10.40.0.2', exclude: '10.40.0.0/24' };
+  const e6: MasqueradeEntry = { family: 6, source: 'fd40::2', exclude: 'fd40::/64' };
+  const f4: MasqueradeEntry = { family: 4, source: '10.40.0.3', exclude: '10.40.0.0/24' };
+  const g4: MasqueradeEntry = { family: 4, source: '10.41.0.2', exclude: '10.41.0.0/24' };
+  const before = hostTables();
+  // no table yet: one nft run makes table, maps, chains and the elements
+  assert.is(nftRuns(() => masqueradeAdd([e4, e6], fdB)), 1);
+  assert.equal(mapElems(B, 'masq4'), ['10.40.0.2 : to_10_40_0_0_24']);
+  assert.equal(mapElems(B, 'masq6'), ['fd40::2 : to_fd40___64']);
+  assert.match(nsExec(B, ['nft', 'list', 'chain', 'inet', NAT_TABLE, 'to_10_40_0_0_24']).stdout, /ip daddr 10\.40\.0\.0\/24 return[\s\S]*masquerade/);
+  // the usual case: no nft at all; twice is fine
+  assert.is(nftRuns(() => masqueradeAdd([f4], fdB)), 0);
+  assert.is(nftRuns(() => masqueradeAdd([e4, e6, f4], fdB)), 0);
+  assert.equal(mapElems(B, 'masq4'), ['10.40.0.2 : to_10_40_0_0_24', '10.40.0.3 : to_10_40_0_0_24']);
+  // a new subnet has no chain yet: nft once more
+  assert.is(nftRuns(() => masqueradeAdd([g4], fdB)), 1);
+  assert.equal(mapElems(B, 'masq4'), ['10.40.0.2 : to_10_40_0_0_24', '10.40.0.3 : to_10_40_0_0_24', '10.41.0.2 : to_10_41_0_0_24']);
+  // DEL: no nft, idempotent
+  assert.is(nftRuns(() => masqueradeDel([e4, e6], fdB)), 0);
+  assert.equal(mapElems(B, 'masq4'), ['10.40.0.3 : to_10_40_0_0_24', '10.41.0.2 : to_10_41_0_0_24']);
+  assert.equal(mapElems(B, 'masq6'), []);
+  assert.is(nftRuns(() => masqueradeDel([e4, e6], fdB)), 0, 'again: nothing to do, no error');
+  // one entry's chain is gone: the others are still removed
+  masqueradeDel([f4, { family: 4, source: '10.42.0.2', exclude: '10.42.0.0/24' }], fdB);
+  assert.equal(mapElems(B, 'masq4'), ['10.41.0.2 : to_10_41_0_0_24']);
+  masqueradeDel([g4], fdB);
+  assert.equal(mapElems(B, 'masq4'), []);
+  // the table still exists, the maps are empty: set-up stays
+  assert.match(nsExec(B, ['nft', 'list', 'tables']).stdout, new RegExp(NAT_TABLE));
+  // no table at all: DEL is a no-op
+  nftApply(`delete table inet ${NAT_TABLE}\n`, fdB);
+  assert.is(nftRuns(() => masqueradeDel([e4, e6], fdB)), 0);
+  assert.not.match(nsExec(B, ['nft', 'list', 'tables']).stdout, new RegExp(NAT_TABLE));
+  // a family mismatch is refused before anything is sent
+  assert.is(kerr(() => masqueradeAdd([{ family: 4, source: 'fd40::9', exclude: '10.40.0.0/24' }], fdB)).code, 'EINVAL');
+  assert.is(hostTables(), before, 'host untouched');
   assert.is(readlinkSync('/proc/thread-self/ns/net'), homeNs);
 });
 

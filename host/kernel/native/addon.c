@@ -3,8 +3,9 @@
  *
  * Guests call the host synchronously, so the kernel layer cannot await a
  * promise. This addon gives it blocking primitives only: setns, open/close of
- * namespace files, a NETLINK_ROUTE socket with a send-one-request/read-all-
- * replies call, and flock. All message encoding/decoding stays in TypeScript.
+ * namespace files, NETLINK_ROUTE and NETLINK_NETFILTER sockets with a
+ * send-one-request/read-all-replies call and an nfnetlink batch call, and
+ * flock. All message encoding/decoding stays in TypeScript.
  *
  * Errors are thrown as Error objects with .code = errno name ("EEXIST") and
  * .errno = the positive errno number.
@@ -142,10 +143,22 @@ static napi_value Close(napi_env env, napi_callback_info info)
   return undefined(env);
 }
 
-/* A NETLINK_ROUTE socket, bound in the calling thread's current netns for life. */
+/* nlOpen(protocol = NETLINK_ROUTE): a netlink socket of that protocol
+ * (NETLINK_ROUTE or NETLINK_NETFILTER only), bound in the calling thread's
+ * current netns for life. */
 static napi_value NlOpen(napi_env env, napi_callback_info info)
 {
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  napi_value argv[1];
+  size_t argc = 1;
+  napi_valuetype t = napi_undefined;
+  int proto = NETLINK_ROUTE;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc >= 1) napi_typeof(env, argv[0], &t);
+  if (t != napi_undefined && napi_get_value_int32(env, argv[0], &proto) != napi_ok)
+    return type_error(env, "protocol must be a number");
+  if (proto != NETLINK_ROUTE && proto != NETLINK_NETFILTER)
+    return type_error(env, "protocol must be NETLINK_ROUTE (0) or NETLINK_NETFILTER (12)");
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, proto);
   if (fd < 0) return throw_errno(env, errno, "socket");
   int one = 1, rcvbuf = NL_RCVBUF;
   struct timeval tv = { .tv_sec = NL_TIMEOUT_SEC };
@@ -183,6 +196,44 @@ static const char *extack_msg(struct nlmsghdr *h)
   return NULL;
 }
 
+/* Reads one whole datagram into *buf, growing it to fit (peek with
+ * MSG_TRUNC first, so nothing is cut). Returns its length or -errno;
+ * SO_RCVTIMEO expiring is -ETIMEDOUT. */
+static ssize_t recv_whole(int fd, char **buf, size_t *cap)
+{
+  ssize_t n;
+  do n = recv(fd, *buf, *cap, MSG_PEEK | MSG_TRUNC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? -ETIMEDOUT : -errno;
+  if ((size_t)n > *cap) {
+    char *bigger = realloc(*buf, (size_t)n);
+    if (!bigger) return -ENOMEM;
+    *buf = bigger;
+    *cap = (size_t)n;
+  }
+  do n = recv(fd, *buf, *cap, 0);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
+}
+
+static int send_to_kernel(int fd, const void *msg, size_t len)
+{
+  struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+  ssize_t n;
+  do n = sendto(fd, msg, len, 0, (struct sockaddr *)&kernel, sizeof kernel);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : 0;
+}
+
+/* Throws the error an NLMSG_ERROR carries (err < 0), with its extended-ack text. */
+static napi_value throw_nlerr(napi_env env, struct nlmsghdr *h, int err)
+{
+  char detail[256] = "";
+  const char *m = extack_msg(h);
+  if (m) snprintf(detail, sizeof detail, "%s", m);
+  return throw_errno(env, -err, detail);
+}
+
 /*
  * nlRequest(fd, request) -> Buffer[]
  * Sends one complete netlink message (caller sets type, flags and seq) and
@@ -209,11 +260,8 @@ static napi_value NlRequest(napi_env env, napi_callback_info info)
   if (!dump && !(rh->nlmsg_flags & NLM_F_ACK))
     return type_error(env, "request must set NLM_F_ACK or be a dump (NLM_F_DUMP)");
 
-  struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
-  ssize_t n;
-  do n = sendto(fd, req, reqlen, 0, (struct sockaddr *)&kernel, sizeof kernel);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) return throw_errno(env, errno, "netlink send");
+  int r = send_to_kernel(fd, req, reqlen);
+  if (r < 0) return throw_errno(env, -r, "netlink send");
 
   napi_value out;
   napi_create_array(env, &out);
@@ -224,23 +272,8 @@ static napi_value NlRequest(napi_env env, napi_callback_info info)
   if (!buf) return throw_errno(env, ENOMEM, NULL);
 
   while (!done) {
-    /* Peek with MSG_TRUNC to learn the datagram size, so nothing is cut. */
-    n = recv(fd, buf, cap, MSG_PEEK | MSG_TRUNC);
-    if (n < 0) {
-      int e = errno;
-      if (e == EINTR) continue;
-      free(buf);
-      return throw_errno(env, (e == EAGAIN || e == EWOULDBLOCK) ? ETIMEDOUT : e, "netlink receive");
-    }
-    if ((size_t)n > cap) {
-      char *bigger = realloc(buf, (size_t)n);
-      if (!bigger) { free(buf); return throw_errno(env, ENOMEM, NULL); }
-      buf = bigger;
-      cap = (size_t)n;
-    }
-    do n = recv(fd, buf, cap, 0);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) { int e = errno; free(buf); return throw_errno(env, e, "netlink receive"); }
+    ssize_t n = recv_whole(fd, &buf, &cap);
+    if (n < 0) { free(buf); return throw_errno(env, (int)-n, "netlink receive"); }
 
     int left = (int)n;
     for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
@@ -250,11 +283,9 @@ static napi_value NlRequest(napi_env env, napi_callback_info info)
         if (h->nlmsg_len < NLMSG_LENGTH(sizeof(int))) { free(buf); return throw_errno(env, EPROTO, NULL); }
         int err = ((struct nlmsgerr *)NLMSG_DATA(h))->error;
         if (err == 0) { done = 1; break; }
-        char detail[256] = "";
-        const char *m = extack_msg(h);
-        if (m) snprintf(detail, sizeof detail, "%s", m);
+        throw_nlerr(env, h, err);
         free(buf);
-        return throw_errno(env, -err, detail);
+        return NULL;
       }
       if (h->nlmsg_type == NLMSG_DONE) {
         /* A dump that failed part-way reports its error in the DONE payload. */
@@ -273,6 +304,83 @@ static napi_value NlRequest(napi_env env, napi_callback_info info)
   /* The object set changed during the dump: the caller should retry. */
   if (interrupted) return throw_errno(env, EINTR, "netlink dump interrupted, retry");
   return out;
+}
+
+/*
+ * nlBatch(fd, batch) -> undefined
+ * Sends one nfnetlink batch as one datagram: NFNL_MSG_BATCH_BEGIN, the
+ * changes, NFNL_MSG_BATCH_END, with consecutive seqs from BEGIN's. The
+ * kernel applies the changes all or none. Every change must set NLM_F_ACK;
+ * BEGIN and END must not (kernels before 6.10 never answer them). Returns
+ * once every change is acknowledged; the first NLMSG_ERROR != 0 for any
+ * message of the batch throws.
+ *
+ * Why the wait ends (nfnetlink_rcv_batch, net/netfilter/nfnetlink.c): a
+ * failure of the batch as a whole (EPERM, unknown subsystem, out of memory,
+ * a failed commit) is an error for BEGIN's seq, sent before any other reply.
+ * Otherwise each message that set NLM_F_ACK or failed gets one NLMSG_ERROR,
+ * all sent once the whole batch was processed: the kernel goes on past a
+ * failure, so every change is answered, in order. A batch whose framing it
+ * cannot parse gets no answer at all: the checks below refuse those, and
+ * SO_RCVTIMEO bounds the wait anyway (ETIMEDOUT).
+ */
+#define NFNL_BATCH_BEGIN NLMSG_MIN_TYPE
+#define NFNL_BATCH_END (NLMSG_MIN_TYPE + 1)
+#define NFGENMSG_LEN 4 /* struct nfgenmsg */
+
+static napi_value NlBatch(napi_env env, napi_callback_info info)
+{
+  napi_value argv[2];
+  int fd;
+  void *data;
+  size_t len;
+  if (!get_args(env, info, 2, argv) || !get_fd(env, argv[0], &fd)) return NULL;
+  if (napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok) return type_error(env, "batch must be a Buffer");
+
+  char *req = data;
+  uint32_t base = 0, count = 0;
+  for (size_t off = 0; off < len; count++) {
+    struct nlmsghdr *h = (struct nlmsghdr *)(req + off);
+    if (len - off < NLMSG_HDRLEN || h->nlmsg_len < NLMSG_LENGTH(NFGENMSG_LEN) || h->nlmsg_len > len - off)
+      return type_error(env, "batch: bad nlmsg_len");
+    if (count == 0) base = h->nlmsg_seq;
+    if (h->nlmsg_seq != base + count) return type_error(env, "batch: seqs must be consecutive");
+    if (!(h->nlmsg_flags & NLM_F_REQUEST)) return type_error(env, "batch: NLM_F_REQUEST missing");
+    off += NLMSG_ALIGN(h->nlmsg_len);
+    int first = count == 0, last = off >= len;
+    int type_ok = first ? h->nlmsg_type == NFNL_BATCH_BEGIN
+                : last ? h->nlmsg_type == NFNL_BATCH_END
+                : h->nlmsg_type != NFNL_BATCH_BEGIN && h->nlmsg_type != NFNL_BATCH_END;
+    if (!type_ok) return type_error(env, "batch must be BATCH_BEGIN, changes, BATCH_END");
+    if (!!(h->nlmsg_flags & NLM_F_ACK) != !(first || last))
+      return type_error(env, "batch: every change, and only they, must set NLM_F_ACK");
+  }
+  if (count < 3) return type_error(env, "batch holds no change");
+
+  int r = send_to_kernel(fd, req, len);
+  if (r < 0) return throw_errno(env, -r, "netlink send");
+
+  uint32_t pending = count - 2;
+  size_t cap = 32768;
+  char *buf = malloc(cap);
+  unsigned char *acked = calloc(count, 1);
+  if (!buf || !acked) { free(buf); free(acked); return throw_errno(env, ENOMEM, NULL); }
+  while (pending) {
+    ssize_t n = recv_whole(fd, &buf, &cap);
+    if (n < 0) { free(buf); free(acked); return throw_errno(env, (int)-n, "netlink receive"); }
+    int left = (int)n;
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+      uint32_t i = h->nlmsg_seq - base; /* wraps: out of range = not ours */
+      if (h->nlmsg_type != NLMSG_ERROR || i >= count) continue;
+      if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct nlmsgerr))) { free(buf); free(acked); return throw_errno(env, EPROTO, NULL); }
+      int err = ((struct nlmsgerr *)NLMSG_DATA(h))->error;
+      if (err) { throw_nlerr(env, h, err); free(buf); free(acked); return NULL; }
+      if (i > 0 && i < count - 1 && !acked[i]) { acked[i] = 1; pending--; }
+    }
+  }
+  free(buf);
+  free(acked);
+  return undefined(env);
 }
 
 /* flock(fd, exclusive): blocks until the lock is held. */
@@ -307,6 +415,7 @@ NAPI_MODULE_INIT()
     { "close", NULL, Close, NULL, NULL, NULL, napi_enumerable, NULL },
     { "nlOpen", NULL, NlOpen, NULL, NULL, NULL, napi_enumerable, NULL },
     { "nlRequest", NULL, NlRequest, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "nlBatch", NULL, NlBatch, NULL, NULL, NULL, napi_enumerable, NULL },
     { "flock", NULL, Flock, NULL, NULL, NULL, napi_enumerable, NULL },
     { "funlock", NULL, Funlock, NULL, NULL, NULL, napi_enumerable, NULL },
   };
