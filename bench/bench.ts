@@ -508,7 +508,11 @@ async function main(): Promise<void> {
       `${rs.filter((r) => r.mark === 'pass').length} targets met, ${misses} missed.`,
       '',
     ].join('\n');
-    writeFileSync(o.out, md);
+    // Hand-written analysis below the marker survives a re-run.
+    const MARKER = '<!-- analysis: kept across bench runs -->';
+    const old = existsSync(o.out) ? readFileSync(o.out, 'utf8') : '';
+    const kept = old.includes(MARKER) ? old.slice(old.indexOf(MARKER)) : '';
+    writeFileSync(o.out, kept ? `${md}\n${kept}` : md);
     console.log(`wrote ${o.out}`);
   }
 }
