@@ -335,6 +335,12 @@ function masqueradeEntries(network: string, addrs: Array<IPNet>): Array<Masquera
   return out;
 }
 
+function teardownMasquerade(c: BridgeConf, ips: Array<IPNet>): CniError | null {
+  if (!c.isLayer3() || !c.ipMasq || ips.length == 0) return null;
+  const e = firewall.masqueradeDel(masqueradeEntries(c.name, ips));
+  return e !== null ? hostFailure("failed to tear down IP masquerade", e) : null;
+}
+
 function setupMasquerade(a: Attachment, result: CniResult): CniError | null {
   const addrs = new Array<IPNet>();
   for (let i = 0; i < result.ips.length; i++) addrs.push(parseCIDR(result.ips[i].address)!);
@@ -539,6 +545,11 @@ class Bridge extends CniPlugin {
         if (ae.code == "ENETNS") return ipamDel(c, req);
         if (ae.code != "ENODEV") return hostFailure("failed to get IP addresses for " + q(req.ifname), ae);
       }
+      // Masquerade goes first: the kernel frees deleted set elements after an
+      // RCU grace period, which then runs while the veth is being deleted
+      // instead of holding up the end of the call.
+      const me = teardownMasquerade(c, ips);
+      if (me !== null) return me;
       const e = links.remove(Netns.Container, req.ifname);
       if (e !== null) {
         if (e.code == "ENETNS") return ipamDel(c, req);
@@ -554,10 +565,6 @@ class Bridge extends CniPlugin {
     const ie = ipamDel(c, req);
     if (ie !== null) return ie;
 
-    if (c.isLayer3() && c.ipMasq && ips.length > 0) {
-      const e = firewall.masqueradeDel(masqueradeEntries(c.name, ips));
-      if (e !== null) return hostFailure("failed to tear down IP masquerade", e);
-    }
     return null;
   }
 
