@@ -5,14 +5,14 @@
 // Differences from the reference, on purpose:
 // - error codes: 7 for an invalid configuration and 4 for bad CNI_ARGS, where
 //   the reference answers 999 for everything (the messages are the same);
-// - `resolvConf` is ignored (a warning is logged): a plugin here cannot read
-//   files, so the result carries no DNS from it;
+// - `resolvConf` is read through the dns host function (the host parses the
+//   file; only the policy's granted paths are readable);
 // - ADD refuses a route without "dst" (code 7) instead of printing "<nil>";
 // - GC (spec 1.1) releases the leases of attachments not in
 //   cni.dev/valid-attachments (the reference has no GC).
 import {
-  CniError, CniPlugin, CniResult, IP, Level, Request, Result, ResultRoute,
-  ERR_INTERNAL, ERR_INVALID_CONFIG, cniError, hostFailure, log, registerPlugin,
+  CniError, CniPlugin, CniResult, IP, JSONValue, Level, Request, Resolver, Result, ResultRoute,
+  ERR_INTERNAL, ERR_INVALID_CONFIG, cniError, dns, hostFailure, log, registerPlugin,
 } from "../sdk";
 import { IPAMConfig, loadIPAMConfig } from "./config";
 import { LeaseStore, allocate } from "./allocator";
@@ -38,6 +38,23 @@ function openStore(conf: IPAMConfig, s: LeaseStore): CniError | null {
   return null;
 }
 
+function setList(o: JSONValue, key: string, xs: Array<string>): void {
+  if (xs.length == 0) return;
+  const a = JSONValue.newArray();
+  for (let i = 0; i < xs.length; i++) a.push(JSONValue.fromString(xs[i]));
+  o.set(key, a);
+}
+
+/** types.DNS: empty fields are left out, as Go's omitempty does. */
+function resolverJSON(r: Resolver): JSONValue {
+  const o = JSONValue.newObject();
+  setList(o, "nameservers", r.nameservers);
+  if (r.domain.length > 0) o.set("domain", JSONValue.fromString(r.domain));
+  setList(o, "search", r.search);
+  setList(o, "options", r.options);
+  return o;
+}
+
 class HostLocal extends CniPlugin {
   add(req: Request): Result<string, CniError> {
     const l = loadIPAMConfig(req);
@@ -48,7 +65,9 @@ class HostLocal extends CniPlugin {
 
     const result = new CniResult();
     if (conf.resolvConf.length > 0) {
-      log.write(Level.Warn, "host-local: ignoring resolvConf \"" + conf.resolvConf + "\": this plugin cannot read files, so the result has no DNS from it");
+      const r = dns.readResolvConf(conf.resolvConf);
+      if (!r.ok) return Result.failure<string, CniError>(cniError(ERR_INTERNAL, r.error!.message, r.error!.code));
+      result.dns = resolverJSON(r.value);
     }
 
     const s = new LeaseStore();

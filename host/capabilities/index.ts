@@ -2,6 +2,7 @@
 import type { HostInterface } from '../gate/gate.js';
 import { addresses } from './addresses.js';
 import { delegate } from './delegate.js';
+import { dns } from './dns.js';
 import { firewall } from './firewall.js';
 import { links } from './links.js';
 import { log } from './log.js';
@@ -10,5 +11,5 @@ import { store } from './store.js';
 import { sysctl } from './sysctl.js';
 
 export const HOST_INTERFACES: Record<string, HostInterface> = {
-  links, addresses, routes, sysctl, firewall, store, delegate, log,
+  links, addresses, routes, sysctl, firewall, store, delegate, dns, log,
 };

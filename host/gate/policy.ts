@@ -22,6 +22,8 @@ export interface Grants {
   store?: boolean | { dirs?: string[] };
   /** types: plugins it may run (["*"] = any component) */
   delegate?: boolean | { types?: string[] };
+  /** paths: resolv.conf files the plugin may read the DNS settings of ("*" = any) */
+  dns?: boolean | { paths?: string[] };
   log?: boolean;
 }
 

@@ -104,6 +104,28 @@ test('dual-stack ADD: same result as the reference, for the same state', () => {
   for (const ip of o.ips) assert.not.ok('interface' in ip, 'no interface index in an IPAM result');
 });
 
+test('resolvConf: DNS from the file, as the reference reads it; a missing file is an error before any lease', () => {
+  if (!haveRef) return console.log('  (skipped)');
+  const rc = join(h.dir, 'resolv.conf');
+  writeFileSync(rc, '# comment\n; also a comment\nnameserver 10.53.0.1\nnameserver fd53::1\ndomain example.test\nsearch a.test b.test\noptions ndots:2 edns0\nbogus\n');
+  const ipam = { subnet: '10.53.0.0/24', resolvConf: rc };
+  const dr = dataDir('ref'), dOurs = dataDir('ours');
+  const r = ok(run('ref', 'ADD', netconf(dr, ipam)), 'reference ADD');
+  const o = ok(run('ours', 'ADD', netconf(dOurs, ipam)), 'our ADD');
+  assert.equal(o.dns, { nameservers: ['10.53.0.1', 'fd53::1'], domain: 'example.test', search: ['a.test', 'b.test'], options: ['ndots:2', 'edns0'] });
+  assert.equal(shape(o), shape(r));
+
+  const missing = { subnet: '10.53.0.0/24', resolvConf: join(h.dir, 'no-such-resolv.conf') };
+  const dr2 = dataDir('ref'), dOurs2 = dataDir('ours');
+  const rr = run('ref', 'ADD', netconf(dr2, missing));
+  const oo = run('ours', 'ADD', netconf(dOurs2, missing));
+  assert.is.not(oo.code, 0);
+  assert.is(oo.json.msg, rr.json.msg, 'the reference\'s message');
+  assert.equal(leases(dOurs2), {}, 'nothing leased');
+  const audit = readAudit(h).filter((x) => x.call === 'dns.read-resolv-conf');
+  assert.ok(audit.length >= 2 && audit.every((x) => x.plugin === 'host-local' && x.verdict === 'allow'));
+});
+
 test('on-disk files are byte-identical to the reference\'s', () => {
   if (!haveRef) return console.log('  (skipped)');
   const ipam = { ranges: [[{ subnet: '10.51.0.0/24' }], [{ subnet: 'fd51::/64', rangeStart: 'fd51::a' }]] };
