@@ -3,7 +3,7 @@
 // `lock` file taken with flock), so both implementations can share a node's
 // state. The lock is taken at open and held until the invocation ends, so a
 // plugin's read-modify-write is atomic against every concurrent CNI call.
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
 import { type CallContext, type HostInterface, HostError } from '../gate/gate.js';
 import { flock } from '../kernel/native.js';
@@ -48,6 +48,12 @@ export const store: HostInterface = {
       if (!NETWORK_NAME.test(network)) throw new HostError('EINVAL', `'${network}' is not a valid network name`);
       if (ctx.session.has(SESSION)) throw new HostError('EBUSY', 'the store is already open in this call');
       const dir = join(dataDir || ctx.policy.storeDir, network);
+      // A store lives in its own directory, marked by its `lock` file (the
+      // reference host-local makes it too). Refusing an existing directory
+      // without one keeps a store grant from writing into, say, /etc.
+      if (existsSync(dir) && !existsSync(join(dir, 'lock')) && readdirSync(dir).length > 0) {
+        throw new HostError('EDENIED', `${dir} exists and is not a store directory (it has no lock file); refusing to write there`);
+      }
       try {
         mkdirSync(dir, { recursive: true, mode: 0o755 });
       } catch (e) {

@@ -126,6 +126,17 @@ test('resolvConf: DNS from the file, as the reference reads it; a missing file i
   assert.ok(audit.length >= 2 && audit.every((x) => x.plugin === 'host-local' && x.verdict === 'allow'));
 });
 
+test('the store will not write into an existing directory that is not a store (no lock file)', () => {
+  const d = dataDir('sys');
+  mkdirSync(join(d, 'hlnet'), { recursive: true });
+  writeFileSync(join(d, 'hlnet', 'passwd'), 'root:x:0:0\n');
+  const r = run('ours', 'ADD', netconf(d, { subnet: '10.54.0.0/24' }));
+  assert.is.not(r.code, 0, r.stdout);
+  assert.match(r.json.msg, /not a store directory/);
+  assert.equal(readdirSync(join(d, 'hlnet')), ['passwd'], 'nothing was written there');
+  assert.is(readFileSync(join(d, 'hlnet', 'passwd'), 'utf8'), 'root:x:0:0\n');
+});
+
 test('on-disk files are byte-identical to the reference\'s', () => {
   if (!haveRef) return console.log('  (skipped)');
   const ipam = { ranges: [[{ subnet: '10.51.0.0/24' }], [{ subnet: 'fd51::/64', rangeStart: 'fd51::a' }]] };
