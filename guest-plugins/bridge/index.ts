@@ -229,7 +229,7 @@ function calcGateways(result: CniResult, c: BridgeConf): Result<Gateways, CniErr
 }
 
 /** Addresses, link up, then routes, inside the container (the reference's ipam.ConfigureIface). */
-function configureIface(ifname: string, result: CniResult, noDad: bool): CniError | null {
+function configureIface(ifname: string, result: CniResult, noDad: bool, settle: bool): CniError | null {
   let v6enabled = false;
   let v4gw = "", v6gw = "";
   for (let i = 0; i < result.ips.length; i++) {
@@ -257,6 +257,12 @@ function configureIface(ifname: string, result: CniResult, noDad: bool): CniErro
   }
   const up = links.setUp(Netns.Container, ifname, true);
   if (up !== null) return hostFailure("failed to set " + q(ifname) + " UP", up);
+  // With DAD on, an IPv6 gateway is unusable until the address leaves its
+  // tentative state: wait for that, as the reference does (up to 10 s).
+  if (settle && v6gw.length > 0) {
+    const se = addresses.settle(Netns.Container, ifname, 10000);
+    if (se !== null) debug("addresses did not settle: " + se.message);
+  }
   for (let i = 0; i < result.routes.length; i++) {
     const r = result.routes[i];
     const dst = parseCIDR(r.dst);
@@ -402,7 +408,7 @@ function addAttachment(a: Attachment): Result<string, CniError> {
       noDad = !trySysctl(Netns.Container, "net/ipv6/conf/" + req.ifname + "/accept_dad", "0");
     }
     trySysctl(Netns.Container, "net/ipv4/conf/" + req.ifname + "/arp_notify", "1");
-    const ce = configureIface(req.ifname, result, noDad);
+    const ce = configureIface(req.ifname, result, noDad, c.enableDad);
     if (ce !== null) return Result.failure<string, CniError>(ce);
 
     if (c.isGateway) {

@@ -1,10 +1,13 @@
 // addresses: add/del/list on a named link. In the host namespace the link
 // must be the attachment's own or config-named (the bridge's gateway address).
-import { type CallContext, type HostInterface, linkAccess, nsGranted } from '../gate/gate.js';
+import { type CallContext, type HostInterface, HostError, linkAccess, nsGranted } from '../gate/gate.js';
 import type { Role } from './namespaces.js';
 
 const g = (ctx: CallContext) => ctx.plugin.grants.addresses;
 const fam = (f: 'v4' | 'v6'): 4 | 6 => (f === 'v4' ? 4 : 6);
+
+const SETTLE_POLL_MS = 50;
+const pause = new Int32Array(new SharedArrayBuffer(4));
 
 export const addresses: HostInterface = {
   add: {
@@ -30,6 +33,23 @@ export const addresses: HostInterface = {
       const index = r.getLink(link).index;
       return r.listAddresses({ ifindex: index, family: fam(family) })
         .map((a) => ({ cidr: a.cidr, family: a.family === 4 ? 'v4' : 'v6', scope: a.scope }));
+    },
+  },
+  settle: {
+    authorize: (ctx, ns: Role) => nsGranted(g(ctx), ns),
+    run: (ctx, ns: Role, link: string, timeoutMs: number) => {
+      const r = ctx.ns.rtnl(ns);
+      const index = r.getLink(link).index;
+      // never past the plugin's own time limit: the wait is synchronous
+      const deadline = Date.now() + Math.min(timeoutMs, ctx.policy.timeoutMs);
+      for (;;) {
+        const busy = r.listAddresses({ ifindex: index }).filter((a) => a.tentative || a.dadFailed);
+        if (!busy.length) return;
+        if (Date.now() >= deadline) {
+          throw new HostError('ETIMEDOUT', `link ${link} still has tentative addresses (${busy.map((a) => a.cidr).join(', ')}) after ${timeoutMs} ms`);
+        }
+        Atomics.wait(pause, 0, 0, SETTLE_POLL_MS);
+      }
     },
   },
 };

@@ -610,10 +610,12 @@ test('enabledad: DAD stays on, and the addresses settle as in the reference', as
     assert.is(sysctl(ns(impl, 'c1'), 'net/ipv6/conf/eth0/accept_dad'), '1', `${impl} accept_dad`);
     assert.is(sysctl(ns(impl, 'c1'), 'net/ipv6/conf/eth0/enhanced_dad'), '1', `${impl} enhanced_dad`);
   }
-  // The reference waits for DAD before it returns; we do not (there is no
-  // host function to wait with), so give ours the time DAD takes.
-  for (let i = 0; i < 40 && addrs(ns('ours', 'c1'), 'eth0').some((a) => a.tentative); i++) await sleep(100);
+  // Both wait for DAD (addresses.settle) before returning: nothing is tentative now.
+  for (const impl of IMPLS) {
+    assert.equal(addrs(ns(impl, 'c1'), 'eth0').filter((a) => a.tentative).map((a) => a.local), [], `${impl}: settled when ADD returned`);
+  }
   assert.equal(kernelState('ours', 'bpbr0', ['c1']), kernelState('ref', 'bpbr0', ['c1']));
+  assert.ok(readAudit(h).some((x) => x.call === 'addresses.settle' && x.outcome === 'ok'), 'ours waited through the host');
   bothOk('DEL', DAD);
 });
 
