@@ -37,6 +37,27 @@ function dirGrant(ctx: CallContext, dataDir: string): string | null {
   return dirs.some((d) => d === '*' || dataDir === d || dataDir.startsWith(d.replace(/\/*$/, '/'))) ? null : `data dir '${dataDir}' is outside the plugin's granted store dirs`;
 }
 
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/** flock, but give up (ETIMEDOUT) rather than hang behind a stuck holder:
+ *  a blocked flock is native code the plugin's time limit cannot interrupt. */
+function lockWithin(fd: number, timeoutMs: number, dir: string): void {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      flock(fd, true, false);
+      return;
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'EWOULDBLOCK' && (e as { code?: string }).code !== 'EAGAIN') throw e;
+    }
+    if (Date.now() >= deadline) {
+      closeSync(fd);
+      throw new HostError('ETIMEDOUT', `${dir} is locked by another CNI call and stayed locked for ${timeoutMs} ms`);
+    }
+    Atomics.wait(pause, 0, 0, 5);
+  }
+}
+
 const storeKeys = (dir: string): string[] => readdirSync(dir).filter((n) => n !== 'lock' && !n.startsWith('.')).sort();
 
 const needOpen = (ctx: CallContext) => (ctx.plugin.grants.store ? null : 'no store grant');
@@ -60,7 +81,8 @@ export const store: HostInterface = {
         throw new HostError('ESTORE', `cannot create ${dir}: ${(e as Error).message}`);
       }
       const fd = openSync(join(dir, 'lock'), 'a', 0o644);
-      flock(fd, true);
+      // most of the call's time budget, so this specific error wins over the generic time-out
+      lockWithin(fd, Math.floor(ctx.policy.timeoutMs * 0.8), dir);
       ctx.session.set(SESSION, new StoreSession(dir, fd));
     },
   },

@@ -14,7 +14,7 @@ interface Addon {
   /** Returns full netlink messages (nlmsghdr included), ACK/DONE excluded. */
   nlRequest(fd: number, req: Buffer): Buffer[];
   nlBatch(fd: number, batch: Buffer): void;
-  flock(fd: number, exclusive: boolean): void;
+  flock(fd: number, exclusive: boolean, wait?: boolean): void;
   funlock(fd: number): void;
 }
 
@@ -66,7 +66,7 @@ export const nlRequest = (fd: number, req: Buffer): Buffer[] => load().nlRequest
  */
 export const nlBatch = (fd: number, batch: Buffer): void => load().nlBatch(fd, batch);
 /** Blocks until the lock is held. */
-export const flock = (fd: number, exclusive: boolean): void => call('flock', () => load().flock(fd, exclusive));
+export const flock = (fd: number, exclusive: boolean, wait = true): void => call('flock', () => load().flock(fd, exclusive, wait));
 export const funlock = (fd: number): void => call('funlock', () => load().funlock(fd));
 
 let homeFd: number | undefined;

@@ -4,11 +4,12 @@
 // host-local touches no network namespace; CNI_NETNS must still name one for
 // ADD, so a throwaway netns (prefix hl-) stands in. Leases go to a temp dir.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type CniReply, type Harness, hasReference, makeHarness, ours, readAudit, reference, removeHarness } from '../helpers/cni.js';
+import { type CniReply, type Harness, hasReference, makeHarness, ours, readAudit, reference, removeHarness, writePolicy } from '../helpers/cni.js';
+import { flock } from '../../host/kernel/native.js';
 import { cleanupAll, makeNetns, netnsPath } from '../helpers/netns.js';
 
 const P = 'hl-';
@@ -135,6 +136,25 @@ test('the store will not write into an existing directory that is not a store (n
   assert.match(r.json.msg, /not a store directory/);
   assert.equal(readdirSync(join(d, 'hlnet')), ['passwd'], 'nothing was written there');
   assert.is(readFileSync(join(d, 'hlnet', 'passwd'), 'utf8'), 'root:x:0:0\n');
+});
+
+test('a store locked by a stuck call: a clear error within the time limit, not a hang', () => {
+  const d = dataDir('locked');
+  mkdirSync(join(d, 'hlnet'), { recursive: true });
+  const fd = openSync(join(d, 'hlnet', 'lock'), 'a');
+  flock(fd, true); // this test process plays the stuck holder
+  writePolicy(h, { timeoutMs: 600 });
+  try {
+    const t0 = Date.now();
+    const r = run('ours', 'ADD', netconf(d, { subnet: '10.59.0.0/24' }));
+    assert.is.not(r.code, 0, r.stdout);
+    assert.match(r.json.msg, /locked by another CNI call/);
+    assert.ok(Date.now() - t0 < 5000, 'it gave up instead of hanging');
+  } finally {
+    closeSync(fd);
+    writePolicy(h, {});
+  }
+  ok(run('ours', 'ADD', netconf(d, { subnet: '10.59.0.0/24' })), 'ADD once the lock is free');
 });
 
 test('on-disk files are byte-identical to the reference\'s', () => {

@@ -383,16 +383,19 @@ static napi_value NlBatch(napi_env env, napi_callback_info info)
   return undefined(env);
 }
 
-/* flock(fd, exclusive): blocks until the lock is held. */
+/* flock(fd, exclusive[, wait = true]): with wait false, EWOULDBLOCK instead of blocking. */
 static napi_value Flock(napi_env env, napi_callback_info info)
 {
-  napi_value argv[2];
+  napi_value argv[3];
+  size_t argc = 3;
   int fd;
-  bool excl;
-  if (!get_args(env, info, 2, argv) || !get_fd(env, argv[0], &fd)) return NULL;
+  bool excl, wait = true;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) return type_error(env, "flock(fd, exclusive[, wait])");
+  if (!get_fd(env, argv[0], &fd)) return NULL;
   if (napi_get_value_bool(env, argv[1], &excl) != napi_ok) return type_error(env, "exclusive must be a boolean");
+  if (argc > 2 && napi_get_value_bool(env, argv[2], &wait) != napi_ok) return type_error(env, "wait must be a boolean");
   int r;
-  do r = flock(fd, excl ? LOCK_EX : LOCK_SH);
+  do r = flock(fd, (excl ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB));
   while (r < 0 && errno == EINTR);
   if (r < 0) return throw_errno(env, errno, "flock");
   return undefined(env);
