@@ -17,6 +17,7 @@
 // removed at the end, also on failure or Ctrl-C. The machine's own network
 // namespace is never touched.
 import { spawnSync } from 'node:child_process';
+import { ensurePackage as installIfMissing, have } from '../demo/system.js';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -79,25 +80,9 @@ function must(cmd: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; ti
   return r.stdout;
 }
 
-const have = (prog: string): boolean => run(['sh', '-c', `command -v ${prog}`]).status === 0;
 const log = (s: string): void => { process.stderr.write(s + '\n'); };
+const ensurePackage = (pkg: string, present: () => boolean): boolean => installIfMissing(pkg, present, log);
 
-let aptUpdated = false;
-/** Installs a Debian package when `present()` says it is missing. */
-function ensurePackage(pkg: string, present: () => boolean): boolean {
-  if (present()) return true;
-  if (!have('apt-get')) return false;
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  log(`installing ${pkg} (apt-get install -y ${pkg})`);
-  let r = run(['apt-get', 'install', '-y', '--no-install-recommends', pkg], { env, timeoutMs: 600_000 });
-  if (r.status !== 0 && !aptUpdated) {
-    aptUpdated = true;
-    run(['apt-get', 'update'], { env, timeoutMs: 600_000 });
-    r = run(['apt-get', 'install', '-y', '--no-install-recommends', pkg], { env, timeoutMs: 600_000 });
-  }
-  if (r.status !== 0) log(`apt-get install ${pkg} failed: ${r.stderr.trim().split('\n').pop()}`);
-  return present();
-}
 
 // ---------------------------------------------------------------- cleanup
 

@@ -12,6 +12,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { ensurePackage, have } from './system.js';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConflistRunner, PluginError, type NetConfList, type RuntimeConf, type Step } from './conflist.js';
@@ -70,7 +71,6 @@ function must(cmd: string[], input?: string): string {
   return r.stdout;
 }
 
-const have = (prog: string): boolean => run(['sh', '-c', `command -v ${prog}`]).status === 0;
 
 /** Prints "$ cmd" and its output, run inside netns ns. */
 function show(ns: string, cmd: string[]): string {
@@ -284,7 +284,10 @@ async function main(): Promise<void> {
 
   section('Setup');
   if (process.getuid?.() !== 0) throw new Error('the demo makes network namespaces: run it as root');
-  for (const p of ['ip', 'nft']) if (!have(p)) throw new Error(`'${p}' is missing (apt-get install -y ${p === 'ip' ? 'iproute2' : 'nftables'})`);
+  // ipMasq needs nft for its first rules; a fresh machine may not have it
+  for (const [p, pkg] of [['ip', 'iproute2'], ['nft', 'nftables']]) {
+    if (!ensurePackage(pkg, () => have(p), out)) throw new Error(`'${p}' is missing and could not be installed (apt-get install -y ${pkg})`);
+  }
   const tool: 'ping' | 'udp' = have('ping') ? 'ping' : 'udp';
   for (const n of listOurNetns()) run(['ip', 'netns', 'del', n]); // a leftover of an interrupted run
   tmp = mkdtempSync(join(tmpdir(), 'cw-demo-'));
