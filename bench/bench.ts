@@ -17,7 +17,7 @@
 // removed at the end, also on failure or Ctrl-C. The machine's own network
 // namespace is never touched.
 import { spawnSync } from 'node:child_process';
-import { ensurePackage as installIfMissing, have } from '../demo/system.js';
+import { ensurePackage as installIfMissing, have, netnsWithPrefix } from '../demo/system.js';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -90,11 +90,7 @@ let tmp: string | null = null;
 const fds: number[] = [];
 let interrupted: string | null = null;
 
-function listOurNetns(): string[] {
-  const r = run(['ip', '-j', 'netns', 'list']);
-  if (r.status !== 0 || !r.stdout.trim()) return [];
-  return (JSON.parse(r.stdout) as { name: string }[]).map((n) => n.name).filter((n) => n.startsWith(PREFIX));
-}
+const listOurNetns = (): string[] => netnsWithPrefix(PREFIX);
 
 let cleanedUp = false;
 function cleanup(): number {

@@ -12,7 +12,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { ensurePackage, have } from './system.js';
+import { ensurePackage, have, netnsWithPrefix } from './system.js';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConflistRunner, PluginError, type NetConfList, type RuntimeConf, type Step } from './conflist.js';
@@ -91,11 +91,7 @@ let tmp: string | null = null;
 const children = new Set<ChildProcess>();
 let interrupted: string | null = null;
 
-function listOurNetns(): string[] {
-  const r = run(['ip', '-j', 'netns', 'list']);
-  if (r.status !== 0 || !r.stdout.trim()) return [];
-  return (JSON.parse(r.stdout) as { name: string }[]).map((n) => n.name).filter((n) => n.startsWith(PREFIX));
-}
+const listOurNetns = (): string[] => netnsWithPrefix(PREFIX);
 
 let cleanedUp = false;
 function cleanup(): string[] {

@@ -22,3 +22,10 @@ export function ensurePackage(pkg: string, present: () => boolean, log: (s: stri
   if (r.status !== 0) log(`apt-get install ${pkg} failed: ${(r.stderr ?? '').trim().split('\n').pop()}`);
   return present();
 }
+
+/** Network namespaces whose names start with prefix (each script owns one prefix). */
+export function netnsWithPrefix(prefix: string): string[] {
+  const r = spawnSync('ip', ['-j', 'netns', 'list'], { encoding: 'utf8' });
+  if (r.status !== 0 || !r.stdout.trim()) return [];
+  return (JSON.parse(r.stdout) as { name: string }[]).map((n) => n.name).filter((n) => n.startsWith(prefix));
+}

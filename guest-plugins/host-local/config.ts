@@ -4,7 +4,7 @@
 // runtimeConfig.ipRanges — read and validated as the reference plugin's
 // LoadIPAMConfig does, with its messages.
 import {
-  CniError, IP, IPNet, JSONValue, Request, ERR_INVALID_CONFIG, ERR_INVALID_ENV, cniError, configDecodeError, parseConfig,
+  CniError, IP, IPNet, JSONValue, Request, Result, ERR_INVALID_CONFIG, ERR_INVALID_ENV, cniError, configDecodeError, parseConfig,
 } from "../sdk";
 import {
   ARG_IP, Decoder, GoCIDR, cniParseIP, goIPString, goParseCIDR, loadEnvArgs, matchField, versionAtLeast,
@@ -139,15 +139,11 @@ export class IPAMConfig {
   doc: JSONValue = JSONValue.nul();
 }
 
-export class Loaded {
-  conf: IPAMConfig | null = null;
-  err: CniError | null = null;
-}
+/** Decoded config, or the CNI error that stopped decoding. */
+export type Loaded = Result<IPAMConfig, CniError>;
 
 function fail(code: u32, msg: string): Loaded {
-  const l = new Loaded();
-  l.err = cniError(code, msg);
-  return l;
+  return Result.failure<IPAMConfig, CniError>(cniError(code, msg));
 }
 
 // ---- decoding (encoding/json's rules: key order, case-insensitive names, null) ----
@@ -296,9 +292,7 @@ function decodeNet(d: Decoder, doc: JSONValue, out: Decoded): void {
 export function loadIPAMConfig(req: Request): Loaded {
   const doc = parseConfig(req);
   if (doc === null) {
-    const l = new Loaded();
-    l.err = configDecodeError();
-    return l;
+    return Result.failure<IPAMConfig, CniError>(configDecodeError());
   }
   const d = new Decoder();
   const dec = new Decoded();
@@ -351,7 +345,5 @@ export function loadIPAMConfig(req: Request): Loaded {
       if (all[i].overlaps(all[j])) return fail(ERR_INVALID_CONFIG, "range set " + i.toString() + " overlaps with " + j.toString());
     }
   }
-  const l = new Loaded();
-  l.conf = conf;
-  return l;
+  return Result.success<IPAMConfig, CniError>(conf);
 }

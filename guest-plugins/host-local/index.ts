@@ -38,6 +38,14 @@ function openStore(conf: IPAMConfig, s: LeaseStore): CniError | null {
   return null;
 }
 
+/** The config, with its network's store opened (and locked) in s. */
+function loadAndOpen(req: Request, s: LeaseStore): Result<IPAMConfig, CniError> {
+  const l = loadIPAMConfig(req);
+  if (!l.ok) return l;
+  const oe = openStore(l.value, s);
+  return oe !== null ? Result.failure<IPAMConfig, CniError>(oe) : l;
+}
+
 function setList(o: JSONValue, key: string, xs: Array<string>): void {
   if (xs.length == 0) return;
   const a = JSONValue.newArray();
@@ -58,8 +66,8 @@ function resolverJSON(r: Resolver): JSONValue {
 class HostLocal extends CniPlugin {
   add(req: Request): Result<string, CniError> {
     const l = loadIPAMConfig(req);
-    if (l.err !== null) return Result.failure<string, CniError>(l.err!);
-    const conf = l.conf!;
+    if (!l.ok) return Result.failure<string, CniError>(l.error!);
+    const conf = l.value;
     const re = checkRoutes(conf.routes);
     if (re.length > 0) return Result.failure<string, CniError>(cniError(ERR_INVALID_CONFIG, re));
 
@@ -124,12 +132,10 @@ class HostLocal extends CniPlugin {
   }
 
   del(req: Request): CniError | null {
-    const l = loadIPAMConfig(req);
-    if (l.err !== null) return l.err;
-    const conf = l.conf!;
     const s = new LeaseStore();
-    const oe = openStore(conf, s);
-    if (oe !== null) return oe;
+    const l = loadAndOpen(req, s);
+    if (!l.ok) return l.error;
+    const conf = l.value;
     // the reference releases once per range set; the second pass only ever
     // finds files from before ifname was recorded
     for (let i = 0; i < conf.ranges.length; i++) s.releaseByID(req.containerId, req.ifname);
@@ -137,12 +143,9 @@ class HostLocal extends CniPlugin {
   }
 
   check(req: Request): CniError | null {
-    const l = loadIPAMConfig(req);
-    if (l.err !== null) return l.err;
-    const conf = l.conf!;
     const s = new LeaseStore();
-    const oe = openStore(conf, s);
-    if (oe !== null) return oe;
+    const l = loadAndOpen(req, s);
+    if (!l.ok) return l.error;
     if (!s.findByID(req.containerId, req.ifname)) {
       return cniError(ERR_INTERNAL, "host-local: Failed to find address added by container " + req.containerId);
     }
@@ -151,8 +154,8 @@ class HostLocal extends CniPlugin {
 
   gc(req: Request): CniError | null {
     const l = loadIPAMConfig(req);
-    if (l.err !== null) return l.err;
-    const conf = l.conf!;
+    if (!l.ok) return l.error;
+    const conf = l.value;
     const valid = new Array<string>();
     const validIDs = new Array<string>();
     const list = conf.doc.getArray("cni.dev/valid-attachments");

@@ -35,15 +35,11 @@ class StaticConfig {
   doc: JSONValue = JSONValue.nul();
 }
 
-class Loaded {
-  conf: StaticConfig | null = null;
-  err: CniError | null = null;
-}
+/** Decoded config, or the CNI error that stopped decoding. */
+type Loaded = Result<StaticConfig, CniError>;
 
 function fail(code: u32, msg: string): Loaded {
-  const l = new Loaded();
-  l.err = cniError(code, msg);
-  return l;
+  return Result.failure<StaticConfig, CniError>(cniError(code, msg));
 }
 
 const ADDRESS_FIELDS: Array<string> = ["address", "gateway", "Address", "Version"];
@@ -170,9 +166,7 @@ function replaceAddresses(list: Array<string>, c: StaticConfig): string {
 function loadIPAMConfig(req: Request): Loaded {
   const doc = parseConfig(req);
   if (doc === null) {
-    const l = new Loaded();
-    l.err = configDecodeError();
-    return l;
+    return Result.failure<StaticConfig, CniError>(configDecodeError());
   }
   const d = new Decoder();
   const c = new StaticConfig();
@@ -237,9 +231,7 @@ function loadIPAMConfig(req: Request): Loaded {
   if ((numV4 > 1 || numV6 > 1) && !versionAtLeast(c.cniVersion, "0.3.0")) {
     return fail(ERR_INVALID_CONFIG, "CNI version " + c.cniVersion + " does not support more than 1 address per family");
   }
-  const l = new Loaded();
-  l.conf = c;
-  return l;
+  return Result.success<StaticConfig, CniError>(c);
 }
 
 /** The address part of "10.1.2.3/24" (or of a bare address). */
@@ -254,8 +246,8 @@ function addressIP(cidr: string): IP | null {
 class Static extends CniPlugin {
   add(req: Request): Result<string, CniError> {
     const l = loadIPAMConfig(req);
-    if (l.err !== null) return Result.failure<string, CniError>(l.err!);
-    const c = l.conf!;
+    if (!l.ok) return Result.failure<string, CniError>(l.error!);
+    const c = l.value;
     const re = checkRoutes(c.routes);
     if (re.length > 0) return Result.failure<string, CniError>(cniError(ERR_INVALID_CONFIG, re));
     const result = new CniResult();
@@ -282,8 +274,8 @@ class Static extends CniPlugin {
 
   check(req: Request): CniError | null {
     const l = loadIPAMConfig(req);
-    if (l.err !== null) return l.err;
-    const c = l.conf!;
+    if (!l.ok) return l.error;
+    const c = l.value;
     const prev = c.doc.getObject("prevResult");
     if (prev === null) return cniError(ERR_INVALID_CONFIG, "Required prevResult missing");
     const result = CniResult.fromJSON(prev);
