@@ -90,6 +90,31 @@ function guestConfig(conf: NetConf): string {
   return JSON.stringify({ ...conf, prevResult: convertResult(conf.prevResult, CURRENT) });
 }
 
+/**
+ * A config a guest hands back for delegation carries prevResult in the
+ * current shape (guestConfig gave it so). The delegated plugin must see what
+ * the reference plugins pass on: the runtime's bytes, prevResult at the
+ * config's own cniVersion. Anything that does not decode is left for
+ * parseNetConf to judge.
+ */
+function runtimeShape(text: string): string {
+  let doc: Record<string, unknown>;
+  try {
+    doc = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return text;
+  }
+  const prev = doc?.prevResult;
+  if (typeof prev !== 'object' || prev === null || Array.isArray(prev)) return text;
+  const version = typeof doc.cniVersion === 'string' && doc.cniVersion !== '' ? doc.cniVersion : '0.1.0';
+  if (!isSupportedVersion(version)) return text;
+  try {
+    return JSON.stringify({ ...doc, prevResult: convertResult(prev, version) });
+  } catch {
+    return text;
+  }
+}
+
 function runPlugin(sh: Shared, type: string, command: string, config: string, depth: number): string {
   let plugin: ReturnType<typeof loadPlugin>;
   try {
@@ -143,8 +168,9 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
 }
 
 /** Runs another plugin for the same attachment; its result comes back in the current shape. */
-function delegateSync(sh: Shared, type: string, cmd: DelegateCommand, config: string, depth: number): string {
+function delegateSync(sh: Shared, type: string, cmd: DelegateCommand, guestText: string, depth: number): string {
   const command = cmd.toUpperCase();
+  const config = runtimeShape(guestText);
   const conf = parseNetConf(config, { command: command as Invocation['command'] });
   let out: string;
   if (locatePlugin(type, sh.policy)) out = runPlugin(sh, type, command, guestConfig(conf), depth);

@@ -127,13 +127,16 @@ export function parseNetConf(stdin: string, inv: Pick<Invocation, 'command'>): N
 
   if (doc.prevResult === null) delete conf.prevResult;
   else if (doc.prevResult !== undefined) {
-    if (!isObject(doc.prevResult)) invalid('"prevResult" must be a JSON object');
     try {
+      if (!isObject(doc.prevResult)) invalid('"prevResult" must be a JSON object');
       conf.prevResult = parseResult(doc.prevResult, version);
     } catch (e) {
+      // DEL must clean up whatever the runtime cached: a prevResult it cannot
+      // use (malformed, or of another version) is dropped, not fatal.
+      if (inv.command === 'DEL') delete conf.prevResult;
       // A malformed prevResult is a bad config; a version mismatch stays code 1.
-      if (e instanceof CniError && e.code === CniErrorCode.DecodingFailure) invalid(`invalid prevResult: ${e.msg}`, e.details);
-      throw e;
+      else if (e instanceof CniError && e.code === CniErrorCode.DecodingFailure) invalid(`invalid prevResult: ${e.msg}`, e.details);
+      else throw e;
     }
   }
 

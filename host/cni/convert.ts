@@ -424,8 +424,9 @@ function writeList(m: Model, version: CniVersion, family: '040' | '100'): Result
   }
   if (m.routes.length) out.routes = m.routes.map(copyRoute);
   const dns = copyDns(m.dns);
-  // 1.x omits an empty "dns"; 0.3.x/0.4.0 always print it.
-  if (family === '040' || Object.keys(dns).length) out.dns = dns;
+  // Always printed, empty or not, as the reference's Go types do (a struct
+  // field is never omitted by omitempty).
+  out.dns = dns;
   return out;
 }
 

@@ -142,7 +142,7 @@ const rich110 = {
 };
 
 test('1.1.0 -> 1.0.0 keeps everything (libcni copies as is)', () => {
-  assert.equal(convertResult(rich110, '1.0.0'), { ...rich110, cniVersion: '1.0.0' });
+  assert.equal(convertResult(rich110, '1.0.0'), { ...rich110, cniVersion: '1.0.0', dns: {} });
 });
 
 test('1.1.0 -> 0.4.0 drops interface mtu/socketPath/pciID, keeps route attributes', () => {
@@ -175,9 +175,10 @@ test('-> 0.1.0/0.2.0 without any IP is code 1 (libcni: no valid IP addresses)', 
   assert.equal(convertResult({ cniVersion: '0.1.0' }, '0.2.0'), { cniVersion: '0.2.0', dns: {} });
 });
 
-test('1.x omits an empty dns, 0.3/0.4 print it', () => {
+test('every version prints dns, even empty, as the reference (Go structs are never omitted)', () => {
   const r = { cniVersion: '0.4.0', ips: [{ version: '4', address: '10.1.0.5/16' }], dns: {} };
-  assert.not.ok('dns' in convertResult(r, '1.0.0'));
+  assert.equal(obj(convertResult(r, '1.0.0')).dns, {});
+  assert.equal(obj(convertResult({ cniVersion: '1.1.0' }, '1.1.0')).dns, {});
   assert.equal(obj(convertResult({ cniVersion: '1.0.0' }, '0.3.1')).dns, {});
 });
 
@@ -189,7 +190,7 @@ test('output is canonical: IPv6 compressed, unknown keys and empty lists dropped
     ips: [{ address: '2001:DB8:0:0::0005/64', gateway: '2001:db8::0:1', bogus: 1 }],
     routes: [],
   };
-  assert.equal(convertResult(r, '1.0.0'), { cniVersion: '1.0.0', ips: [{ address: '2001:db8::5/64', gateway: '2001:db8::1' }] });
+  assert.equal(convertResult(r, '1.0.0'), { cniVersion: '1.0.0', ips: [{ address: '2001:db8::5/64', gateway: '2001:db8::1' }], dns: {} });
 });
 
 test('output keys come in libcni order', () => {
@@ -201,8 +202,8 @@ test('output keys come in libcni order', () => {
 });
 
 test('a result without cniVersion is judged by its shape', () => {
-  assert.equal(convertResult({ ip4: { ip: '10.1.0.5/16' } }, '1.0.0'), { cniVersion: '1.0.0', ips: [{ address: '10.1.0.5/16' }] });
-  assert.equal(convertResult({ ips: [{ version: '6', address: 'fd00::5/64' }] }, '1.1.0'), { cniVersion: '1.1.0', ips: [{ address: 'fd00::5/64' }] });
+  assert.equal(convertResult({ ip4: { ip: '10.1.0.5/16' } }, '1.0.0'), { cniVersion: '1.0.0', ips: [{ address: '10.1.0.5/16' }], dns: {} });
+  assert.equal(convertResult({ ips: [{ version: '6', address: 'fd00::5/64' }] }, '1.1.0'), { cniVersion: '1.1.0', ips: [{ address: 'fd00::5/64' }], dns: {} });
   assert.equal(convertResult({ ips: [{ address: 'fd00::5/64' }] }, '0.3.0'), {
     cniVersion: '0.3.0',
     ips: [{ version: '6', address: 'fd00::5/64' }],

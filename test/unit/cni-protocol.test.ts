@@ -231,9 +231,17 @@ test('config: optional sections are type-checked (code 7)', () => {
 test('config: prevResult is parsed for the config version', () => {
   const prev = { ips: [{ address: '10.1.0.5/16', gateway: '10.1.0.1' }] };
   const c = parseNetConf(conf({ cniVersion: '1.1.0', prevResult: prev }), ADD);
-  assert.equal(c.prevResult, { cniVersion: '1.1.0', ips: [{ address: '10.1.0.5/16', gateway: '10.1.0.1' }] });
+  assert.equal(c.prevResult, { cniVersion: '1.1.0', ips: [{ address: '10.1.0.5/16', gateway: '10.1.0.1' }], dns: {} });
   throwsCode(() => parseNetConf(conf({ prevResult: { ips: [{ address: 'nope' }] } }), ADD), 7, /prevResult/);
   throwsCode(() => parseNetConf(conf({ prevResult: { cniVersion: '0.4.0' } }), ADD), 1);
+});
+
+test('config: DEL drops a prevResult it cannot use instead of failing (the runtime must be able to clean up)', () => {
+  const del = { command: 'DEL' as const };
+  for (const prevResult of [{ ips: [{ address: 'nope' }] }, { cniVersion: '0.4.0' }, 'not an object', [1, 2]]) {
+    const c = parseNetConf(conf({ cniVersion: '1.0.0', prevResult }), del);
+    assert.is(c.prevResult, undefined, JSON.stringify(prevResult));
+  }
 });
 
 test('config: GC takes the valid-attachments list', () => {
