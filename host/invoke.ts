@@ -4,17 +4,18 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CniError, CniErrorCode } from './cni/errors.js';
 import { parseEnv, type Invocation } from './cni/env.js';
-import { parseNetConf, type NetConf } from './cni/config.js';
+import { VALID_ATTACHMENTS, parseNetConf, type NetConf } from './cni/config.js';
 import { convertResult } from './cni/convert.js';
 import { isSupportedVersion, versionInfo } from './cni/versions.js';
 import { AuditLog } from './gate/audit.js';
-import { Ledger } from './gate/ledger.js';
-import { type Policy, loadPolicy } from './gate/policy.js';
+import { Ledger, type LedgerEntry } from './gate/ledger.js';
+import { type Grants, type Policy, intersectGrants, loadPolicy } from './gate/policy.js';
+import { type ObjectDecl, Ownership } from './gate/ownership.js';
 import type { CallContext, DelegateCommand } from './gate/gate.js';
 import { Namespaces } from './capabilities/namespaces.js';
 import { loadPlugin, locatePlugin } from './sandbox/loader.js';
 import { instantiate, withTimeLimit } from './sandbox/sandbox.js';
-import { sweepAttachment, gcAttachments } from './sweep.js';
+import { type SweepMode, lazyKernel, sweep } from './sweep.js';
 import { childProcess, nowMs } from './lazy.js';
 
 export interface Outcome {
@@ -24,6 +25,8 @@ export interface Outcome {
 }
 
 const CURRENT = '1.1.0';
+/** An external plugin ran past execTimeoutMs. */
+export const ERR_EXEC_TIMEOUT = 103;
 
 /** Shared by a top-level call and the plugins it delegates to. */
 interface Shared {
@@ -32,7 +35,17 @@ interface Shared {
   audit: AuditLog;
   ns: Namespaces;
   network: string;
-  ledger: Ledger | null;
+  ledger: Ledger;
+  /** the plugin the runtime called */
+  top: string;
+  /** the runtime's own config: the only one object rights are read from */
+  conf: NetConf;
+  /** rights of this attachment, made when the top plugin loads, shared with its delegates */
+  owned: Ownership | null;
+  /** ms since the epoch after which no host call starts; grows by the time external plugins take */
+  deadline: number;
+  /** the top plugin's grants: what the sweep's own delegated DEL may use */
+  topGrants: Grants | null;
 }
 
 export function invoke(type: string, env: NodeJS.ProcessEnv, stdin: () => string, policyFile?: string): Outcome {
@@ -52,14 +65,28 @@ export function invoke(type: string, env: NodeJS.ProcessEnv, stdin: () => string
     const policy = loadPolicy(policyFile);
     const audit = new AuditLog(policy.auditLog);
     const ns = new Namespaces(inv.netns);
+    const deadline = Date.now() + policy.timeoutMs;
     const perAttachment = inv.command === 'ADD' || inv.command === 'DEL' || inv.command === 'CHECK';
-    shared = {
-      inv, policy, audit, ns, network: conf.name,
-      ledger: perAttachment ? new Ledger(policy.stateDir, conf.name, inv.containerId, inv.ifname) : null,
-    };
-    const out = runPlugin(shared, type, inv.command, guestConfig(conf), 0);
-    if (inv.command === 'DEL') sweepAttachment(shared.ledger!, type, shared.audit, shared.ns, inv.containerId, conf.name);
-    if (inv.command === 'GC') gcAttachments(policy, conf, shared.audit);
+    let ledger: Ledger;
+    try {
+      ledger = perAttachment
+        ? Ledger.open(policy.stateDir, conf.name, inv.containerId, inv.ifname, deadline - policy.timeoutMs / 5)
+        : Ledger.detached(`${inv.command} concerns no attachment and may not create objects`);
+    } catch (e) {
+      throw new CniError(CniErrorCode.IoFailure, `cni-wasm cannot record this call, so it was not made: ${(e as Error).message}`,
+        `check that the policy's stateDir (${policy.stateDir}) is writable`);
+    }
+    shared = { inv, policy, audit, ns, network: conf.name, ledger, top: type, conf, owned: null, deadline, topGrants: null };
+    let out: string;
+    try {
+      out = runPlugin(shared, type, inv.command, guestConfig(conf), 0, null);
+    } catch (e) {
+      // A failed or stopped ADD takes back everything it made, whatever the plugin managed to undo.
+      if (inv.command === 'ADD') sweepNow(shared, 'failed-add', (_e, id) => shared!.ledger.madeNow.has(id));
+      throw e;
+    }
+    if (inv.command === 'DEL') sweepNow(shared, 'del', (e) => e.plugin === type);
+    if (inv.command === 'GC') gcAttachments(shared, type);
     if (inv.command !== 'ADD') return { stdout: '', exitCode: 0 };
     const result = convertResult(JSON.parse(out), conf.cniVersion);
     return { stdout: JSON.stringify(result) + '\n', exitCode: 0 };
@@ -69,8 +96,56 @@ export function invoke(type: string, env: NodeJS.ProcessEnv, stdin: () => string
     version ??= requestedVersion(text);
     return { stdout: JSON.stringify(err.toJSON(version)) + '\n', exitCode: 1 };
   } finally {
+    shared?.ledger.close();
     shared?.ns.close();
     shared?.audit.close();
+  }
+}
+
+function sweepKernel(sh: Shared): ReturnType<typeof lazyKernel> {
+  const k = lazyKernel(null, () => {
+    try { return sh.ns.fd('container'); } catch { return null; }
+  });
+  return Object.assign(k, {
+    delegateDel: (t: string, config: string) => {
+      // the lease of an interrupted ADD, released by its IPAM plugin with a fresh budget
+      sh.deadline = Math.max(sh.deadline, Date.now() + sh.policy.timeoutMs);
+      delegateSync(sh, t, 'del', config, 1, sh.topGrants);
+    },
+  });
+}
+
+function sweepNow(sh: Shared, mode: SweepMode, only: (e: LedgerEntry, id: number) => boolean): void {
+  const k = sweepKernel(sh);
+  try {
+    sweep(sh.ledger, only, mode, k, sh.audit, { containerId: sh.inv.containerId, network: sh.network, command: sh.inv.command });
+  } finally {
+    k.close();
+  }
+}
+
+/** GC: attachments the runtime no longer lists lose everything they made. */
+function gcAttachments(sh: Shared, type: string): void {
+  const valid = new Set((sh.conf[VALID_ATTACHMENTS] ?? []).map((a) => `${a.containerID}\u0000${a.ifname}`));
+  const k = sweepKernel(sh);
+  try {
+    for (const a of Ledger.listAttachments(sh.policy.stateDir, sh.network)) {
+      if (valid.has(`${a.containerId}\u0000${a.ifname}`)) continue;
+      let l: Ledger;
+      try {
+        // an attachment busy in another call right now is left for the next GC
+        l = Ledger.open(sh.policy.stateDir, sh.network, a.containerId, a.ifname, Date.now() + 50);
+      } catch {
+        continue;
+      }
+      try {
+        sweep(l, (e) => e.plugin === type, 'gc', k, sh.audit, { containerId: a.containerId, network: sh.network, command: 'GC' });
+      } finally {
+        l.close();
+      }
+    }
+  } finally {
+    k.close();
   }
 }
 
@@ -115,7 +190,7 @@ function runtimeShape(text: string): string {
   }
 }
 
-function runPlugin(sh: Shared, type: string, command: string, config: string, depth: number): string {
+function runPlugin(sh: Shared, type: string, command: string, config: string, depth: number, callerGrants: Grants | null): string {
   let plugin: ReturnType<typeof loadPlugin>;
   try {
     plugin = loadPlugin(type, sh.policy);
@@ -131,31 +206,35 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
     });
     throw e;
   }
-  const confDoc = JSON.parse(config) as Record<string, unknown>;
+  // Object rights come from the runtime's config and the top plugin's
+  // declarations only; a delegate works within its caller's rights and grants.
+  if (!sh.owned) sh.owned = attachmentRights(sh, plugin.objects);
+  const grants = callerGrants ? intersectGrants(callerGrants, plugin.grants) : plugin.grants;
+  if (depth === 0) sh.topGrants = grants;
   const ctx: CallContext = {
-    plugin: { type, sha256: plugin.manifest.sha256, grants: plugin.grants },
-    command, containerId: sh.inv.containerId, ifname: sh.inv.ifname, network: sh.network,
-    configNames: topLevelStrings(confDoc),
-    ledger: sh.ledger ?? new Ledger(sh.policy.stateDir, sh.network, '_', '_'),
-    audit: sh.audit, ns: sh.ns, policy: sh.policy, cniPath: sh.inv.path, depth,
+    plugin: { type, sha256: plugin.manifest.sha256, grants },
+    command, containerId: sh.inv.containerId, ifname: sh.inv.ifname, network: sh.network, owner: sh.top,
+    owned: sh.owned, ledger: sh.ledger, audit: sh.audit, ns: sh.ns, policy: sh.policy, cniPath: sh.inv.path, depth,
+    get deadline() { return sh.deadline; },
     session: new Map(),
-    delegate: (t, cmd, cfg) => delegateSync(sh, t, cmd, cfg, depth + 1),
+    delegate: (t, cmd, cfg) => delegateSync(sh, t, cmd, cfg, depth + 1, grants),
   };
   const t0 = nowMs();
-  // one budget for start-up and the call together
-  const remaining = () => Math.max(1, Math.round(sh.policy.timeoutMs - (nowMs() - t0)));
   let outcome = 'ok';
   try {
-    const guest = instantiate(plugin, ctx, sh.policy.timeoutMs);
+    // The watchdog's limit: the call's own budget, plus what external plugins may take.
+    const limit = Math.max(1, Math.round(sh.deadline - Date.now())) + (sh.policy.allowExec.length ? sh.policy.execTimeoutMs : 0);
+    const guest = instantiate(plugin, ctx, limit);
     const req = {
       config, containerId: sh.inv.containerId, ifname: sh.inv.ifname, args: sh.inv.args,
       hasNetns: !!sh.inv.netns && existsSync(sh.inv.netns), netnsPath: sh.inv.netns,
     };
     const fn = command.toLowerCase();
-    const out = withTimeLimit(ctx, command, remaining(), () => guest[fn](req));
+    const out = withTimeLimit(ctx, command, Math.max(1, Math.round(limit - (nowMs() - t0))), () => guest[fn](req));
     return typeof out === 'string' ? out : '';
   } catch (e) {
     outcome = e instanceof CniError ? `error: CNI${e.code} ${e.msg}` : `error: ${(e as Error).message}`;
+    if (ctx.inFlight) outcome += ` (stopped during ${ctx.inFlight})`;
     throw e;
   } finally {
     for (const s of ctx.session.values()) s.close();
@@ -167,36 +246,87 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
   }
 }
 
+/** What this attachment may act on: declared config keys, its prevResult, and what its ledger holds. */
+function attachmentRights(sh: Shared, decls: ObjectDecl[]): Ownership {
+  const o = Ownership.fromConfig(sh.inv.ifname, decls, sh.conf);
+  o.ownResult(sh.conf.prevResult);
+  for (const e of sh.ledger.entries) {
+    if (e.kind === 'link' && typeof e.name === 'string') o.own(e.ns ?? 'host', e.name);
+    if (e.kind === 'masquerade' && typeof e.source === 'string') o.ownAddress(e.source);
+    if (e.kind === 'address' && typeof e.cidr === 'string') o.ownAddress(e.cidr);
+  }
+  return o;
+}
+
+/** Just what an IPAM plugin's DEL needs to release a lease, kept in the ledger. */
+function ipamEssentials(config: string): string {
+  const d = JSON.parse(config) as Record<string, unknown>;
+  const keep: Record<string, unknown> = {};
+  for (const k of ['cniVersion', 'name', 'type', 'ipam', 'args', 'runtimeConfig']) if (d[k] !== undefined) keep[k] = d[k];
+  if (keep.runtimeConfig && typeof keep.runtimeConfig === 'object') keep.runtimeConfig = { ips: (keep.runtimeConfig as Record<string, unknown>).ips };
+  return JSON.stringify(keep);
+}
+
 /** Runs another plugin for the same attachment; its result comes back in the current shape. */
-function delegateSync(sh: Shared, type: string, cmd: DelegateCommand, guestText: string, depth: number): string {
+function delegateSync(sh: Shared, type: string, cmd: DelegateCommand, guestText: string, depth: number, callerGrants: Grants | null): string {
   const command = cmd.toUpperCase();
   const config = runtimeShape(guestText);
   const conf = parseNetConf(config, { command: command as Invocation['command'] });
+  // An ADD that takes a lease is an object of this attachment: recorded
+  // first, so a failed or stopped ADD gives it back (the sweep runs its DEL).
+  let id: number | undefined;
+  if (command === 'ADD' && sh.inv.command === 'ADD') {
+    [id] = sh.ledger.intend([{ kind: 'delegation', type, config: ipamEssentials(config), plugin: sh.top, keep: true }]);
+  }
   let out: string;
-  if (locatePlugin(type, sh.policy)) out = runPlugin(sh, type, command, guestConfig(conf), depth);
-  else if (sh.policy.allowExec.includes(type)) out = execExternal(sh, type, command, config);
-  else throw new CniError(CniErrorCode.InvalidNetworkConfig, `no plugin component named '${type}', and the policy does not allow running a '${type}' binary (allowExec)`);
+  try {
+    if (locatePlugin(type, sh.policy)) out = runPlugin(sh, type, command, guestConfig(conf), depth, callerGrants);
+    else if (sh.policy.allowExec.includes(type)) out = execExternal(sh, type, command, config);
+    else throw new CniError(CniErrorCode.InvalidNetworkConfig, `no plugin component named '${type}', and the policy does not allow running a '${type}' binary (allowExec)`);
+  } catch (e) {
+    if (id !== undefined) sh.ledger.abandon(id);
+    throw e;
+  }
+  if (id !== undefined) sh.ledger.confirm(id);
   if (command !== 'ADD') return '';
-  return JSON.stringify(convertResult(JSON.parse(out), CURRENT));
+  const result = convertResult(JSON.parse(out), CURRENT);
+  sh.owned?.ownResult(result);
+  return JSON.stringify(result);
 }
 
+/**
+ * An external plugin (allowExec), as libcni would exec it. Its time is
+ * bounded by the policy's execTimeoutMs, not by the calling guest's budget,
+ * whose deadline moves on by as long as the external plugin took.
+ */
 function execExternal(sh: Shared, type: string, command: string, config: string): string {
   const bin = sh.inv.path.map((d) => join(d, type)).find((p) => existsSync(p));
   if (!bin) throw new CniError(CniErrorCode.InvalidNetworkConfig, `failed to find plugin '${type}' in CNI_PATH ${sh.inv.path.join(':')}`);
   const t0 = nowMs();
+  sh.audit.write({
+    time: new Date().toISOString(), plugin: type, sha256: 'external:' + bin, command, containerId: sh.inv.containerId,
+    network: sh.network, call: 'exec', args: { bin }, verdict: 'allow', outcome: 'pending', ms: 0,
+  });
   const r = childProcess().spawnSync(bin, [], {
-    input: config, encoding: 'utf8', timeout: sh.policy.timeoutMs,
+    input: config, encoding: 'utf8', timeout: sh.policy.execTimeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 << 20,
     env: {
-      ...process.env, CNI_COMMAND: command, CNI_CONTAINERID: sh.inv.containerId, CNI_NETNS: sh.inv.netns,
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_COMMAND: command, CNI_CONTAINERID: sh.inv.containerId, CNI_NETNS: sh.inv.netns,
       CNI_IFNAME: sh.inv.ifname, CNI_PATH: sh.inv.path.join(':'),
       CNI_ARGS: sh.inv.args.map(([k, v]) => `${k}=${v}`).join(';'),
     },
   });
+  const took = nowMs() - t0;
+  sh.deadline += took;
+  const timedOut = (r.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT';
   sh.audit.write({
     time: new Date().toISOString(), plugin: type, sha256: 'external:' + bin, command, containerId: sh.inv.containerId,
     network: sh.network, call: 'exec', args: { bin }, verdict: 'allow',
-    outcome: r.status === 0 ? 'ok' : `error: exit ${r.status}`, ms: +(nowMs() - t0).toFixed(3),
+    outcome: r.status === 0 ? 'ok' : timedOut ? 'error: ETIMEDOUT' : `error: exit ${r.status}`, ms: +took.toFixed(3),
   });
+  if (timedOut) {
+    throw new CniError(ERR_EXEC_TIMEOUT, `plugin '${type}' (${bin}) did not finish ${command} within ${sh.policy.execTimeoutMs} ms and was stopped`,
+      'external plugins are bounded by the policy\'s execTimeoutMs; raise it if this plugin is slow for a reason');
+  }
   if (r.status !== 0) {
     try {
       const e = JSON.parse(r.stdout) as { code: number; msg: string; details?: string };
@@ -207,12 +337,6 @@ function execExternal(sh: Shared, type: string, command: string, config: string)
     }
   }
   return r.stdout;
-}
-
-function topLevelStrings(doc: Record<string, unknown>): Set<string> {
-  const out = new Set<string>();
-  for (const [k, v] of Object.entries(doc)) if (typeof v === 'string' && k !== 'cniVersion' && k !== 'type') out.add(v);
-  return out;
 }
 
 export function readStdin(): string {

@@ -1,77 +1,130 @@
-// After a plugin's DEL (and for GC), remove whatever the ledger says the
-// attachment created and is still there: the plugin may have crashed
-// half-way, or never been told. Shared objects (the bridge, its gateway
-// address) are only forgotten, never removed, as the reference leaves them.
+// The sweep: undo what a ledger says an attachment made and still holds.
+// It runs after every DEL and GC and after an ADD that failed or ran out of
+// time, for every kind of object a ledger can hold. The undo of each kind is
+// declared once here; shared objects (`keep`: a bridge, its gateway address)
+// are only forgotten at DEL, as the reference leaves them, and are removed
+// after a failed ADD only when that ADD made them and nothing else uses them.
 import type { AuditLog } from './gate/audit.js';
-import { Ledger, type LedgerEntry } from './gate/ledger.js';
-import type { Policy } from './gate/policy.js';
-import type { NetConf } from './cni/config.js';
-import { VALID_ATTACHMENTS } from './cni/config.js';
-import type { Namespaces } from './capabilities/namespaces.js';
+import type { Ledger, LedgerEntry } from './gate/ledger.js';
 import { Rtnl } from './kernel/rtnl.js';
 import { masqueradeDel } from './kernel/masquerade.js';
 import { parseMasquerade } from './capabilities/firewall.js';
 import { spoofCheckDel } from './kernel/spoofcheck.js';
 import { nowMs } from './lazy.js';
+import { KernelError } from './kernel/types.js';
 
-function removeEntry(e: LedgerEntry, rtnl: () => Rtnl): string | null {
-  if (e.kind === 'link' && (e.linkKind === 'veth' || e.linkKind === 'ifb')) {
-    try {
-      rtnl().deleteLink(e.name);
-      return `links.remove ${e.name}`;
-    } catch {
-      return null; // already gone, usually with its container
-    }
-  }
-  if (e.kind === 'masquerade') {
-    masqueradeDel([parseMasquerade(e)]);
-    return `firewall.masquerade-del ${e.source}`;
-  }
-  if (e.kind === 'spoofcheck') {
-    spoofCheckDel([{ port: e.port, mac: e.mac }]);
-    return `firewall.mac-spoof-check-del ${e.port}`;
-  }
-  return null;
+/** What an undo may use: sockets in the two namespaces (the container one may be gone). */
+export interface SweepKernel {
+  rtnl(ns: 'host' | 'container'): Rtnl;
+  /** runs a delegated plugin's DEL (the lease an interrupted ADD took) */
+  delegateDel?(type: string, config: string): void;
 }
 
-function sweep(ledger: Ledger, only: (e: LedgerEntry) => boolean, audit: AuditLog, rtnl: () => Rtnl, who: { containerId: string; network: string; command: string }): void {
-  for (const e of ledger.entries.filter(only)) {
-    const t0 = nowMs();
-    let outcome = 'ok';
-    let did: string | null = null;
+export type SweepMode = 'del' | 'failed-add' | 'gc';
+
+const gone = (e: unknown) => e instanceof KernelError && (e.code === 'ENODEV' || e.code === 'ENOENT' || e.code === 'ESRCH' || e.code === 'ENETNS')
+  || (e as { code?: string })?.code === 'ENETNS';
+
+/** Per kind: undo one entry; return what was done, or null when nothing was left to do. */
+const UNDO: Record<string, (e: LedgerEntry, k: SweepKernel, mode: SweepMode) => string | null> = {
+  link: (e, k, mode) => {
+    const ns = e.ns ?? 'host';
+    const name = String(e.name);
+    if (e.keep) {
+      // a shared bridge: only a failed ADD takes back the one it made, and only while no port uses it
+      if (mode !== 'failed-add') return null;
+      const r = k.rtnl(ns);
+      const l = r.listLinks();
+      const me = l.find((x) => x.name === name);
+      if (!me || l.some((x) => x.masterIndex === me.index)) return null;
+    }
     try {
-      did = removeEntry(e, rtnl);
+      k.rtnl(ns).deleteLink(name);
+      return `links.remove ${ns} ${name}`;
+    } catch (err) {
+      if (gone(err)) return null; // already gone, usually with its container
+      throw err;
+    }
+  },
+  // the gateway address goes with the bridge, or stays for the network
+  address: () => null,
+  masquerade: (e) => {
+    masqueradeDel([parseMasquerade({ network: String(e.network), source: String(e.source), exclude: String(e.exclude) })]);
+    return `firewall.masquerade-del ${e.source}`;
+  },
+  spoofcheck: (e) => {
+    spoofCheckDel([{ port: String(e.port), mac: String(e.mac) }]);
+    return `firewall.mac-spoof-check-del ${e.port}`;
+  },
+  route: (e, k) => {
+    try {
+      const r = k.rtnl('host');
+      const dev = r.getLink(String(e.dev)).index;
+      const dst = String(e.dst);
+      r.delRoute({ family: dst.includes(':') ? 6 : 4, dst, gw: e.gw ? String(e.gw) : undefined, ifindex: dev });
+      return `routes.del ${dst}`;
+    } catch (err) {
+      if (gone(err)) return null;
+      throw err;
+    }
+  },
+  // an IPAM lease taken by an ADD that did not finish: released by the IPAM plugin's DEL
+  delegation: (e, k, mode) => {
+    if (mode !== 'failed-add' || !k.delegateDel) return null;
+    k.delegateDel(String(e.type), String(e.config));
+    return `delegate.run del ${e.type}`;
+  },
+};
+
+/** Registers the undo of a ledger kind a host interface declares. */
+export function declareUndo(kind: string, undo: (e: LedgerEntry, k: SweepKernel, mode: SweepMode) => string | null): void {
+  UNDO[kind] = undo;
+}
+
+export interface SweepWho { containerId: string; network: string; command: string }
+
+/**
+ * Undoes, newest first, every live entry `only` selects, and forgets it. An
+ * undo that fails is recorded and its entry kept, so a later DEL or GC tries again.
+ */
+export function sweep(ledger: Ledger, only: (e: LedgerEntry, id: number) => boolean, mode: SweepMode, k: SweepKernel, audit: AuditLog, who: SweepWho): void {
+  const live = ledger.liveEntries.filter((l) => only(l.entry, l.id)).reverse();
+  for (const { entry } of live) {
+    const t0 = nowMs();
+    const undo = UNDO[entry.kind];
+    let did: string | null = null;
+    let outcome = 'ok';
+    try {
+      if (!undo) throw new Error(`no undo is declared for ledger kind '${entry.kind}'`);
+      did = undo(entry, k, mode);
     } catch (err) {
       outcome = `error: ${(err as Error).message}`;
     }
-    if (did) {
+    if (did || outcome !== 'ok') {
       audit.write({
         time: new Date().toISOString(), plugin: 'cni-wasm', sha256: '', command: who.command,
-        containerId: who.containerId, network: who.network, call: `sweep.${did.split(' ')[0]}`,
-        args: { entry: e }, verdict: 'allow', outcome, ms: +(nowMs() - t0).toFixed(3),
+        containerId: who.containerId, network: who.network, call: `sweep.${(did ?? entry.kind).split(' ')[0]}`,
+        args: { entry }, verdict: 'allow', outcome, ms: +(nowMs() - t0).toFixed(3),
       });
     }
+    if (outcome === 'ok') ledger.forget((x) => x === entry);
   }
-  ledger.forget(only);
 }
 
-export function sweepAttachment(ledger: Ledger, type: string, audit: AuditLog, ns: Namespaces, containerId: string, network: string): void {
-  if (!ledger.entries.some((e) => e.plugin === type)) return;
-  sweep(ledger, (e) => e.plugin === type, audit, () => ns.rtnl('host'), { containerId, network, command: 'DEL' });
-}
-
-/** GC: attachments the runtime no longer lists lose everything they made. */
-export function gcAttachments(policy: Policy, conf: NetConf, audit: AuditLog): void {
-  const valid = new Set((conf[VALID_ATTACHMENTS] ?? []).map((a) => `${a.containerID}\u0000${a.ifname}`));
-  const opened: Rtnl[] = [];
-  const rtnl = () => opened[0] ?? (opened[0] = Rtnl.open(null));
-  try {
-    for (const f of Ledger.listAttachments(policy.stateDir, conf.name)) {
-      if (valid.has(`${f.containerId}\u0000${f.ifname}`)) continue;
-      const ledger = new Ledger(policy.stateDir, conf.name, f.containerId, f.ifname);
-      sweep(ledger, () => true, audit, rtnl, { containerId: f.containerId, network: conf.name, command: 'GC' });
-    }
-  } finally {
-    opened[0]?.close();
-  }
+/** Sockets opened on first use, closed by the caller. */
+export function lazyKernel(hostFd: number | null, containerFd: () => number | null): SweepKernel & { close(): void } {
+  const open = new Map<string, Rtnl>();
+  return {
+    rtnl(ns) {
+      let r = open.get(ns);
+      if (!r) {
+        const fd = ns === 'host' ? hostFd : containerFd();
+        if (ns === 'container' && fd === null) throw new KernelError('ENETNS', 'the container namespace is gone');
+        r = Rtnl.open(fd);
+        open.set(ns, r);
+      }
+      return r;
+    },
+    close() { for (const r of open.values()) r.close(); open.clear(); },
+  };
 }

@@ -13,6 +13,8 @@ import { spawnSync } from 'node:child_process';
 import { generateFromSource } from './witgen.js';
 import { parseWit } from './wit.js';
 import { packageComponent } from '../host/sandbox/package.js';
+import { validateObjectDecls } from '../host/gate/ownership.js';
+import { validateGrants } from '../host/gate/policy.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const witPath = join(root, 'wit/plugin.wit');
@@ -67,7 +69,9 @@ async function buildOne(srcDir: string, type: string, outRoot: string): Promise<
   rmSync(core);
   writeFileSync(join(outDir, `${type}.component.wasm`), component);
   const { writeTranspiled } = await import('../host/sandbox/package.js');
-  await writeTranspiled(component, type, outDir, { bundled: true, grants: declared.grants ?? {} });
+  const objects = validateObjectDecls(declared.objects, grantsFile);
+  validateGrants(declared.grants ?? {}, grantsFile);
+  await writeTranspiled(component, type, outDir, { bundled: true, grants: declared.grants ?? {}, objects });
 }
 
 async function main(): Promise<void> {

@@ -1,33 +1,42 @@
-// addresses: add/del/list on a named link. In the host namespace the link
-// must be the attachment's own or config-named (the bridge's gateway address).
-import { type CallContext, type HostInterface, HostError, linkAccess, nsGranted } from '../gate/gate.js';
+// addresses: add/del/list/settle on a named link, declared for the gate.
+// Object rights: a change needs the 'address' right on the link (the
+// attachment's own links, CNI_IFNAME, a config-declared bridge). In the host
+// namespace the address itself must be the attachment's: one of its IPs or
+// its IPAM result's gateway (the bridge's gateway address). A host address is
+// shared by every attachment of the network, so the sweep forgets it.
+import { type CallContext, type HostInterface, HostError, onNs } from '../gate/gate.js';
+import { checkName } from './links.js';
 import type { Role } from './namespaces.js';
 
-const g = (ctx: CallContext) => ctx.plugin.grants.addresses;
 const fam = (f: 'v4' | 'v6'): 4 | 6 => (f === 'v4' ? 4 : 6);
 
 const SETTLE_POLL_MS = 50;
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
+const grant = onNs('addresses');
+const named = (_ctx: CallContext, ns: Role, link: string, ...rest: unknown[]) => { checkName(link); return [ns, link, ...rest]; };
+const onLink = (_ctx: CallContext, ns: Role, link: string) => [{ ns, name: link, right: 'address' as const }];
+
 export const addresses: HostInterface = {
   add: {
-    authorize: (ctx, ns: Role, link: string) => linkAccess(ctx, g(ctx), ns, link),
+    grant, prepare: named, objects: onLink,
+    check: (ctx, ns: Role, _link: string, cidr: string) => (ns === 'host' ? ctx.owned.hostAddress(cidr) : null),
+    creates: (ctx, ns: Role, link: string, cidr: string) => (ns === 'host' ? [{ kind: 'address', link, cidr, plugin: ctx.plugin.type, keep: true }] : []),
     run: (ctx, ns: Role, link: string, cidr: string, noDad: boolean) => {
       const r = ctx.ns.rtnl(ns);
       r.addAddress(r.getLink(link).index, cidr, { noDad });
-      if (ns === 'host') ctx.ledger.add({ kind: 'address', link, cidr, plugin: ctx.plugin.type });
     },
   },
   del: {
-    authorize: (ctx, ns: Role, link: string) => linkAccess(ctx, g(ctx), ns, link),
+    grant, prepare: named, objects: onLink,
+    removes: (_ctx, ns: Role, link: string, cidr: string) => (e) => ns === 'host' && e.kind === 'address' && e.link === link && e.cidr === cidr,
     run: (ctx, ns: Role, link: string, cidr: string) => {
       const r = ctx.ns.rtnl(ns);
       r.delAddress(r.getLink(link).index, cidr);
-      if (ns === 'host') ctx.ledger.forget((e) => e.kind === 'address' && e.link === link && e.cidr === cidr);
     },
   },
   list: {
-    authorize: (ctx, ns: Role) => nsGranted(g(ctx), ns),
+    grant, reads: true,
     run: (ctx, ns: Role, link: string, family: 'v4' | 'v6') => {
       const r = ctx.ns.rtnl(ns);
       const index = r.getLink(link).index;
@@ -36,12 +45,12 @@ export const addresses: HostInterface = {
     },
   },
   settle: {
-    authorize: (ctx, ns: Role) => nsGranted(g(ctx), ns),
+    grant, reads: true,
     run: (ctx, ns: Role, link: string, timeoutMs: number) => {
       const r = ctx.ns.rtnl(ns);
       const index = r.getLink(link).index;
-      // never past the plugin's own time limit: the wait is synchronous
-      const deadline = Date.now() + Math.min(timeoutMs, ctx.policy.timeoutMs);
+      // never past the call's own deadline: the wait is synchronous
+      const deadline = Math.min(Date.now() + timeoutMs, ctx.deadline - 50);
       for (;;) {
         const busy = r.listAddresses({ ifindex: index }).filter((a) => a.tentative || a.dadFailed);
         if (!busy.length) return;

@@ -3,16 +3,15 @@
 // else on the disk. Parsed as the reference host-local does.
 import { readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
-import { type CallContext, type HostInterface, HostError } from '../gate/gate.js';
+import { type CallContext, type HostInterface, HostError, always } from '../gate/gate.js';
 
 interface Resolver { nameservers: string[]; domain: string; search: string[]; options: string[] }
 
-function authorize(ctx: CallContext, path: string): string | null {
+function check(ctx: CallContext, path: string): string | null {
   const g = ctx.plugin.grants.dns;
-  if (!g) return 'no dns grant';
   if (!isAbsolute(path)) return `resolv.conf path '${path}' must be absolute`;
-  const paths = g === true ? [] : g.paths ?? [];
-  return paths.includes('*') || paths.includes(path) ? null : `reading '${path}' is not granted`;
+  const paths = g === true || !g ? [] : g.paths ?? [];
+  return paths.includes('*') || paths.includes(path) ? null : `reading '${path}' is not in the plugin's granted "dns": {"paths"}`;
 }
 
 export function parseResolvConf(text: string): Resolver {
@@ -32,7 +31,7 @@ export function parseResolvConf(text: string): Resolver {
 
 export const dns: HostInterface = {
   readResolvConf: {
-    authorize,
+    grant: always('dns'), check, reads: true,
     run: (_ctx, path: string) => {
       let text: string;
       try {

@@ -1,7 +1,7 @@
 // firewall: typed masquerade entries and MAC spoof checks, never rule text
 // from the guest.
 import { Address4, Address6 } from 'ip-address';
-import { type CallContext, type HostInterface, HostError } from '../gate/gate.js';
+import { type CallContext, type HostInterface, HostError, always } from '../gate/gate.js';
 import type { LedgerEntry } from '../gate/ledger.js';
 import { type MasqueradeEntry, masqueradeAdd, masqueradeDel } from '../kernel/masquerade.js';
 import { type SpoofCheck, normalizeSpoofCheck, spoofCheckAdd, spoofCheckDel } from '../kernel/spoofcheck.js';
@@ -30,56 +30,52 @@ export function parseSpoofCheck(c: WitMacSpoofCheck): SpoofCheck {
   return n;
 }
 
-const granted = (ctx: { plugin: { grants: { firewall?: boolean } } }) => (ctx.plugin.grants.firewall ? null : 'no firewall grant');
+const grant = always('firewall');
+const masqEntry = (ctx: CallContext, m: WitMasquerade): LedgerEntry =>
+  ({ kind: 'masquerade', network: m.network, source: m.source, exclude: m.exclude, plugin: ctx.plugin.type });
+const sameMasq = (m: WitMasquerade) => (e: LedgerEntry) => e.kind === 'masquerade' && e.source === m.source && e.exclude === m.exclude;
 
 export const firewall: HostInterface = {
+  // Only for the attachment's own addresses (its IPAM result, its prevResult).
   masqueradeAdd: {
-    authorize: granted,
-    run: (ctx, entries: WitMasquerade[]) => {
-      masqueradeAdd(entries.map(parseMasquerade));
-      ctx.ledger.add(...entries.map((m) => ({ kind: 'masquerade' as const, network: m.network, source: m.source, exclude: m.exclude, plugin: ctx.plugin.type })));
-    },
+    grant,
+    prepare: (_ctx, entries: WitMasquerade[]) => { entries.forEach(parseMasquerade); return [entries]; },
+    check: (ctx, entries: WitMasquerade[]) => entries.reduce<string | null>((r, m) => r ?? ctx.owned.address(m.source), null),
+    creates: (ctx, entries: WitMasquerade[]) => entries.map((m) => masqEntry(ctx, m)),
+    run: (_ctx, entries: WitMasquerade[]) => { masqueradeAdd(entries.map(parseMasquerade)); },
   },
+  // Removes only entries this attachment made; asking for others removes nothing
+  // (DEL twice, or a container whose NAT another implementation set up).
   masqueradeDel: {
-    authorize: granted,
-    run: (ctx, entries: WitMasquerade[]) => {
-      masqueradeDel(entries.map(parseMasquerade));
-      const gone = new Set(entries.map((m) => m.source));
-      ctx.ledger.forget((e) => e.kind === 'masquerade' && gone.has(e.source));
-    },
+    grant,
+    prepare: (ctx, entries: WitMasquerade[]) => [entries.filter((m) => ctx.ledger.entries.some(sameMasq(m)))],
+    removes: (_ctx, entries: WitMasquerade[]) => (e) => entries.some((m) => sameMasq(m)(e)),
+    run: (_ctx, entries: WitMasquerade[]) => { masqueradeDel(entries.map(parseMasquerade)); },
   },
-  // Only a port this attachment created: a plugin must not filter (or
-  // unfilter) another container's traffic.
+  // Only a port this attachment may change (one it created): a plugin must not
+  // filter (or unfilter) another container's traffic.
   macSpoofCheckAdd: {
-    authorize: (ctx, c: WitMacSpoofCheck) => granted(ctx) ?? (ctx.ledger.ownsLink(c.port) ? null
-      : `host link '${c.port}' was not created by this attachment`),
-    run: (ctx, c: WitMacSpoofCheck) => {
-      const sc = parseSpoofCheck(c);
-      const mine = (e: LedgerEntry) => e.kind === 'spoofcheck' && e.port === sc.port && e.mac === sc.mac;
-      // Recorded first: should the process die after nft, DEL still finds it.
-      const known = ctx.ledger.entries.some(mine);
-      if (!known) ctx.ledger.add({ kind: 'spoofcheck', port: sc.port, mac: sc.mac, plugin: ctx.plugin.type });
-      try {
-        spoofCheckAdd([sc]);
-      } catch (e) {
-        if (!known) ctx.ledger.forget(mine);
-        throw e;
-      }
-    },
+    grant,
+    prepare: (_ctx, c: WitMacSpoofCheck) => [parseSpoofCheck(c)],
+    objects: (_ctx, c: SpoofCheck) => [{ ns: 'host', name: c.port, right: 'change' }],
+    creates: (ctx, c: SpoofCheck) => (ctx.ledger.entries.some(sameCheck(c)) ? [] : [{ kind: 'spoofcheck', port: c.port, mac: c.mac, plugin: ctx.plugin.type }]),
+    run: (_ctx, c: SpoofCheck) => { spoofCheckAdd([c]); },
   },
   macSpoofCheckDel: {
-    authorize: (ctx, c: WitMacSpoofCheck) => granted(ctx) ?? (spoofChecksOn(ctx, c.port).length || ctx.ledger.ownsLink(c.port) ? null
+    grant,
+    prepare: (_ctx, c: WitMacSpoofCheck) => [parseSpoofCheck(c)],
+    check: (ctx, c: SpoofCheck) => (spoofChecksOn(ctx, c.port).length || ctx.owned.has('host', c.port, 'change') ? null
       : `this attachment has no MAC spoof check on '${c.port}' and did not create it`),
-    run: (ctx, c: WitMacSpoofCheck) => {
-      const sc = parseSpoofCheck(c);
+    removes: (_ctx, c: SpoofCheck) => (e) => e.kind === 'spoofcheck' && e.port === c.port,
+    run: (ctx, c: SpoofCheck) => {
       // The one asked for, and whatever the ledger has for the port (should the MAC differ).
-      const all = [sc, ...spoofChecksOn(ctx, sc.port).filter((e) => e.mac !== sc.mac)];
-      spoofCheckDel(all);
-      ctx.ledger.forget((e) => e.kind === 'spoofcheck' && e.port === sc.port);
+      spoofCheckDel([c, ...spoofChecksOn(ctx, c.port).filter((e) => e.mac !== c.mac)]);
     },
   },
 };
 
+const sameCheck = (c: SpoofCheck) => (e: LedgerEntry) => e.kind === 'spoofcheck' && e.port === c.port && e.mac === c.mac;
+
 function spoofChecksOn(ctx: CallContext, port: string): SpoofCheck[] {
-  return ctx.ledger.entries.flatMap((e) => (e.kind === 'spoofcheck' && e.port === port ? [{ port: e.port, mac: e.mac }] : []));
+  return ctx.ledger.entries.flatMap((e) => (e.kind === 'spoofcheck' && e.port === port ? [{ port: String(e.port), mac: String(e.mac) }] : []));
 }

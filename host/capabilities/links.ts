@@ -1,12 +1,21 @@
-// links: typed link operations. Container-side links are the plugin's to
-// manage; host-side ones only when owned by the attachment or config-named.
+// links: typed link operations, declared for the gate.
+//
+// Object rights (host/gate/ownership.ts): reading needs only the namespace
+// grant; every change names the link it acts on and the right it needs —
+// a link this attachment created has all of them, a config-declared one the
+// rights its manifest gives the key (bridge: create/attach/change/address),
+// CNI_IFNAME all of them in the container. Created links are recorded in the
+// ledger before they exist; the sweep removes veths and IFBs, and forgets
+// bridges (shared, as the reference leaves them).
 import { closeSync, openSync, readSync } from 'node:fs';
 import type { LinkInfo } from '../kernel/types.js';
 import type { MacvlanMode } from '../kernel/rtnl.js';
-import { type CallContext, type HostInterface, HostError, linkAccess, mayChangeHostLink, nsGranted } from '../gate/gate.js';
+import { type CallContext, type HostInterface, HostError, onNs } from '../gate/gate.js';
+import type { LedgerEntry } from '../gate/ledger.js';
 import type { Role } from './namespaces.js';
 
 interface WitLink { index: number; name: string; kind: string; mtu: number; mac: string; up: boolean; master: string; promisc: boolean }
+interface VethSpec { containerName: string; hostName: string; mtu: number; containerMac: string }
 
 function toWit(ctx: CallContext, ns: Role, l: LinkInfo): WitLink {
   let master = '';
@@ -17,133 +26,172 @@ function toWit(ctx: CallContext, ns: Role, l: LinkInfo): WitLink {
 }
 
 /** 8 random hex digits, as the reference names its veths (without loading crypto). */
-function randomSuffix(): string {
+export function randomSuffix(): string {
   const b = Buffer.alloc(4);
   const fd = openSync('/dev/urandom', 'r');
   try { readSync(fd, b, 0, 4, null); } finally { closeSync(fd); }
   return b.toString('hex');
 }
 
-const IFNAME = /^[^\s/:]{1,15}$/;
-function checkName(name: string): void {
-  if (!IFNAME.test(name) || name === '.' || name === '..') throw new HostError('EINVAL', `'${name}' is not a valid interface name`);
+const IFNAME = /^[^\s/:%]{1,15}$/;
+/** A kernel interface name; `%` is refused so the kernel never picks one (a `%d` template). */
+export function checkName(name: string): void {
+  if (!IFNAME.test(name) || name === '.' || name === '..' || Buffer.byteLength(name) > 15) {
+    throw new HostError('EINVAL', `'${name}' is not a valid interface name`);
+  }
 }
 
-const g = (ctx: CallContext) => ctx.plugin.grants.links;
+const link = (kind: string, ns: Role, name: string, plugin: string, keep = false): LedgerEntry =>
+  ({ kind: 'link', ns, name, linkKind: kind, plugin, ...(keep ? { keep: true } : {}) });
 
-/** An operation on one named link in `ns`. */
-function onLink(run: (ctx: CallContext, ns: Role, name: string, ...rest: any[]) => unknown): HostInterface[string] {
+const grant = onNs('links');
+
+/** A change to one named link in `ns`, needing `right` on it. */
+function onLink(right: 'change' | 'delete', run: (ctx: CallContext, ns: Role, name: string, ...rest: any[]) => unknown): HostInterface[string] {
   return {
-    authorize: (ctx, ns: Role, name: string) => linkAccess(ctx, g(ctx), ns, name),
-    run: (ctx, ns: Role, name: string, ...rest: unknown[]) => { checkName(name); return run(ctx, ns, name, ...rest); },
+    grant,
+    prepare: (_ctx, ns: Role, name: string, ...rest: unknown[]) => { checkName(name); return [ns, name, ...rest]; },
+    objects: (_ctx, ns: Role, name: string) => [{ ns, name, right }],
+    run,
   };
 }
 
 export const links: HostInterface = {
   get: {
-    authorize: (ctx, ns: Role) => nsGranted(g(ctx), ns),
+    grant, reads: true,
     run: (ctx, ns: Role, name: string) => toWit(ctx, ns, ctx.ns.rtnl(ns).getLink(name)),
   },
   list: {
-    authorize: (ctx, ns: Role) => nsGranted(g(ctx), ns),
+    grant, reads: true,
     run: (ctx, ns: Role) => ctx.ns.rtnl(ns).listLinks().map((l) => toWit(ctx, ns, l)),
   },
   createVeth: {
-    authorize: (ctx) => nsGranted(g(ctx), 'host') ?? nsGranted(g(ctx), 'container'),
-    run: (ctx, spec: { containerName: string; hostName: string; mtu: number; containerMac: string }) => {
-      checkName(spec.containerName);
-      const hostName = spec.hostName || `veth${randomSuffix()}`;
-      checkName(hostName);
+    // both ends are new: the container end must be a name this attachment
+    // may create there (CNI_IFNAME), the host end is the host's choice
+    grant: () => ({ key: 'links', ns: 'host' }),
+    prepare: (_ctx, spec: VethSpec) => {
+      const s = { ...spec, hostName: spec.hostName || `veth${randomSuffix()}` };
+      checkName(s.containerName);
+      checkName(s.hostName);
+      return [s];
+    },
+    objects: (_ctx, spec: VethSpec) => [{ ns: 'container', name: spec.containerName, right: 'create' }],
+    check: (ctx) => (ctx.plugin.grants.links?.container ? null : `plugin '${ctx.plugin.type}' has no "links": {"container": true} grant`),
+    creates: (ctx, spec: VethSpec) => [link('veth', 'host', spec.hostName, ctx.plugin.type)],
+    run: (ctx, spec: VethSpec) => {
       const c = ctx.ns.rtnl('container');
       // Created inside the container with its peer placed straight into the
       // host namespace, so neither end ever clashes with a name elsewhere.
-      c.createVeth(spec.containerName, hostName, {
+      c.createVeth(spec.containerName, spec.hostName, {
         mtu: spec.mtu || undefined, mac: spec.containerMac || undefined, peerNsFd: ctx.ns.hostFd(),
         // txqueuelen 0 on both ends, as the reference plugins' veths have it
         txqlen: 0,
       });
-      ctx.ledger.add({ kind: 'link', name: hostName, linkKind: 'veth', plugin: ctx.plugin.type });
       return {
-        host: toWit(ctx, 'host', ctx.ns.rtnl('host').getLink(hostName)),
+        host: toWit(ctx, 'host', ctx.ns.rtnl('host').getLink(spec.hostName)),
         container: toWit(ctx, 'container', c.getLink(spec.containerName)),
       };
     },
   },
   createBridge: {
-    authorize: (ctx) => nsGranted(g(ctx), 'host'),
+    grant: () => ({ key: 'links', ns: 'host' }),
+    prepare: (_ctx, name: string, ...rest: unknown[]) => { checkName(name); return [name, ...rest]; },
+    objects: (_ctx, name: string) => [{ ns: 'host', name, right: 'create' }],
+    // a bridge is shared by every attachment on it: forgotten at DEL, not removed
+    creates: (ctx, name: string) => [link('bridge', 'host', name, ctx.plugin.type, true)],
     run: (ctx, name: string, mtu: number, vlanFiltering: boolean) => {
-      checkName(name);
       const h = ctx.ns.rtnl('host');
       h.createBridge(name, { mtu: mtu || undefined, vlanFiltering });
-      ctx.ledger.add({ kind: 'link', name, linkKind: 'bridge', plugin: ctx.plugin.type });
       return toWit(ctx, 'host', h.getLink(name));
     },
   },
   createMacvlan: {
-    authorize: (ctx, _name: string, master: string) => nsGranted(g(ctx), 'container') ?? nsGranted(g(ctx), 'host') ?? mayChangeHostLink(ctx, master),
+    // the master is a parent only: a macvlan plugin can never change, move or delete it
+    grant: () => ({ key: 'links', ns: 'container' }),
+    prepare: (_ctx, name: string, master: string, ...rest: unknown[]) => { checkName(name); checkName(master); return [name, master, ...rest]; },
+    objects: (_ctx, name: string, master: string) => [{ ns: 'host', name: master, right: 'parent' }, { ns: 'container', name, right: 'create' }],
+    creates: (ctx, name: string) => [link('macvlan', 'container', name, ctx.plugin.type)],
     run: (ctx, name: string, master: string, mode: MacvlanMode, mtu: number) => {
-      checkName(name);
       const h = ctx.ns.rtnl('host');
       const m = h.getLink(master);
-      // A temporary host-side name, then moved: the container name may exist on the host.
+      // Born in the container under a temporary name, then renamed: the
+      // wanted name may exist on the host, and a failure leaves nothing there.
       const tmp = `mv${randomSuffix()}`;
       h.createMacvlan(tmp, m.index, mode, { mtu: mtu || undefined, nsFd: ctx.ns.fd('container')! });
       const c = ctx.ns.rtnl('container');
-      c.setLink(tmp, { newName: name });
+      try {
+        c.setLink(tmp, { newName: name });
+      } catch (e) {
+        try { c.deleteLink(tmp); } catch { /* gone with its namespace */ }
+        throw e;
+      }
       return toWit(ctx, 'container', c.getLink(name));
     },
   },
   createIfb: {
-    authorize: (ctx) => nsGranted(g(ctx), 'host'),
+    grant: () => ({ key: 'links', ns: 'host' }),
+    prepare: (_ctx, name: string) => { checkName(name); return [name]; },
+    creates: (ctx, name: string) => [link('ifb', 'host', name, ctx.plugin.type)],
     run: (ctx, name: string) => {
-      checkName(name);
       const h = ctx.ns.rtnl('host');
       h.createIfb(name);
-      ctx.ledger.add({ kind: 'link', name, linkKind: 'ifb', plugin: ctx.plugin.type });
       return toWit(ctx, 'host', h.getLink(name));
     },
   },
-  setUp: onLink((ctx, ns, name, up: boolean) => { ctx.ns.rtnl(ns).setLink(name, { up }); }),
-  setMtu: onLink((ctx, ns, name, mtu: number) => { ctx.ns.rtnl(ns).setLink(name, { mtu }); }),
-  setMac: onLink((ctx, ns, name, mac: string) => { ctx.ns.rtnl(ns).setLink(name, { mac }); }),
-  setPromisc: onLink((ctx, ns, name, on: boolean) => { ctx.ns.rtnl(ns).setLink(name, { promisc: on }); }),
+  setUp: onLink('change', (ctx, ns, name, up: boolean) => { ctx.ns.rtnl(ns).setLink(name, { up }); }),
+  setMtu: onLink('change', (ctx, ns, name, mtu: number) => { ctx.ns.rtnl(ns).setLink(name, { mtu }); }),
+  setMac: onLink('change', (ctx, ns, name, mac: string) => { ctx.ns.rtnl(ns).setLink(name, { mac }); }),
+  setPromisc: onLink('change', (ctx, ns, name, on: boolean) => { ctx.ns.rtnl(ns).setLink(name, { promisc: on }); }),
   setMaster: {
-    authorize: (ctx, ns: Role, name: string, master: string) =>
-      linkAccess(ctx, g(ctx), ns, name) ?? (master ? linkAccess(ctx, g(ctx), ns, master) : null),
+    grant,
+    prepare: (_ctx, ns: Role, name: string, master: string) => { checkName(name); if (master) checkName(master); return [ns, name, master]; },
+    objects: (_ctx, ns: Role, name: string, master: string) =>
+      [{ ns, name, right: 'change' as const }, ...(master ? [{ ns, name: master, right: 'attach' as const }] : [])],
     run: (ctx, ns: Role, name: string, master: string) => {
       const r = ctx.ns.rtnl(ns);
       r.setLink(name, { masterIndex: master ? r.getLink(master).index : 0 });
     },
   },
   rename: {
-    authorize: (ctx, ns: Role, name: string) => linkAccess(ctx, g(ctx), ns, name),
-    run: (ctx, ns: Role, name: string, newName: string) => {
-      checkName(newName);
-      ctx.ns.rtnl(ns).setLink(name, { newName });
-      if (ns === 'host') ctx.ledger.renameLink(name, newName);
-    },
+    grant,
+    prepare: (_ctx, ns: Role, name: string, newName: string) => { checkName(name); checkName(newName); return [ns, name, newName]; },
+    // in the container the new name must be one this attachment may take (CNI_IFNAME)
+    objects: (_ctx, ns: Role, name: string, newName: string) =>
+      [{ ns, name, right: 'change' as const }, ...(ns === 'container' ? [{ ns, name: newName, right: 'create' as const }] : [])],
+    creates: (ctx, ns: Role, name: string, newName: string) =>
+      (ctx.ledger.ownsLink(name, ns) ? [link(String(ctx.ledger.entries.find((e) => e.kind === 'link' && e.name === name)?.linkKind ?? ''), ns, newName, ctx.plugin.type)] : []),
+    removes: (_ctx, ns: Role, name: string) => (e) => e.kind === 'link' && e.name === name && (e.ns ?? 'host') === ns,
+    after: (ctx, _r, ns: Role, name: string, newName: string) => ctx.owned.renamed(ns, name, newName),
+    run: (ctx, ns: Role, name: string, newName: string) => { ctx.ns.rtnl(ns).setLink(name, { newName }); },
   },
   moveToContainer: {
-    authorize: (ctx, name: string) => linkAccess(ctx, g(ctx), 'host', name) ?? nsGranted(g(ctx), 'container'),
-    run: (ctx, name: string) => {
-      ctx.ns.rtnl('host').setLink(name, { nsFd: ctx.ns.fd('container')! });
-      ctx.ledger.forget((e) => e.kind === 'link' && e.name === name);
-    },
+    grant: () => ({ key: 'links', ns: 'host' }),
+    prepare: (_ctx, name: string) => { checkName(name); return [name]; },
+    objects: (_ctx, name: string) => [{ ns: 'host', name, right: 'move' }],
+    check: (ctx) => (ctx.plugin.grants.links?.container ? null : `plugin '${ctx.plugin.type}' has no "links": {"container": true} grant`),
+    // it now lives (and dies) with the container namespace
+    removes: (_ctx, name: string) => (e) => e.kind === 'link' && e.name === name && (e.ns ?? 'host') === 'host',
+    after: (ctx, _r, name: string) => ctx.owned.moved(name, 'container'),
+    run: (ctx, name: string) => { ctx.ns.rtnl('host').setLink(name, { nsFd: ctx.ns.fd('container')! }); },
   },
   setBridgePort: {
-    authorize: (ctx, name: string) => linkAccess(ctx, g(ctx), 'host', name),
+    grant: () => ({ key: 'links', ns: 'host' }),
+    prepare: (_ctx, name: string, opts: unknown) => { checkName(name); return [name, opts]; },
+    objects: (_ctx, name: string) => [{ ns: 'host', name, right: 'change' }],
     run: (ctx, name: string, opts: { hairpin: boolean; isolated: boolean }) => {
       ctx.ns.rtnl('host').setBridgePort(name, { hairpin: opts.hairpin, isolated: opts.isolated });
     },
   },
   bridgeVlanAdd: {
-    authorize: (ctx, name: string) => linkAccess(ctx, g(ctx), 'host', name),
+    grant: () => ({ key: 'links', ns: 'host' }),
+    prepare: (_ctx, name: string, ...rest: unknown[]) => { checkName(name); return [name, ...rest]; },
+    objects: (_ctx, name: string) => [{ ns: 'host', name, right: 'change' }],
     run: (ctx, name: string, vid: number, pvid: boolean, untagged: boolean, self: boolean) => {
       ctx.ns.rtnl('host').bridgeVlanAdd(name, vid, { pvid, untagged, self });
     },
   },
-  remove: onLink((ctx, ns, name) => {
-    ctx.ns.rtnl(ns).deleteLink(name);
-    if (ns === 'host') ctx.ledger.forget((e) => e.kind === 'link' && e.name === name);
-  }),
+  remove: {
+    ...onLink('delete', (ctx, ns, name) => { ctx.ns.rtnl(ns).deleteLink(name); }),
+    removes: (_ctx, ns: Role, name: string) => (e) => e.kind === 'link' && e.name === name && (e.ns ?? 'host') === ns,
+  },
 };

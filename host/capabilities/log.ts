@@ -6,7 +6,7 @@ const MAX = 4096;
 
 export const log: HostInterface = {
   write: {
-    authorize: () => null,
+    grant: null, reads: true,
     run: (ctx, level: string, message: string) => {
       if (level === 'error' && message.startsWith('guest abort: ')) ctx.lastAbort = message.slice(13);
       if (process.env.CNI_WASM_DEBUG) process.stderr.write(`[${ctx.plugin.type}] ${level}: ${String(message).slice(0, MAX)}\n`);

@@ -1,25 +1,46 @@
-// sysctl: read/write /proc/sys/net/... in a namespace. Container-side keys
-// are the container's own; host-side keys must match the grant's patterns.
-import { type CallContext, type HostInterface, nsGranted } from '../gate/gate.js';
+// sysctl: read/write /proc/sys/net/... in a namespace, declared for the gate.
+// Only keys under net/. A key that names an interface (net/ipv4/conf/<if>/...,
+// net/ipv6/conf/<if>/..., net/ipv4/neigh/<if>/..., net/ipv6/neigh/<if>/...)
+// needs the 'change' right on that interface, unless it is 'all' or
+// 'default'. Host keys must also match the grant's patterns, where a '*' in
+// the interface position matches only such interfaces.
+import { type CallContext, type HostInterface, onNs } from '../gate/gate.js';
 import { globMatch } from '../gate/policy.js';
 import { sysctlGet, sysctlSet } from '../kernel/sysctl.js';
 import type { Role } from './namespaces.js';
 
-const g = (ctx: CallContext) => ctx.plugin.grants.sysctl;
+const KEY = /^net\/[A-Za-z0-9_.\/-]+$/;
 
-function authorize(ctx: CallContext, ns: Role, key: string): string | null {
-  const denied = nsGranted(g(ctx), ns);
-  if (denied) return denied;
-  if (!/^net\/[A-Za-z0-9_.\/-]+$/.test(key) || key.split('/').includes('..')) return `sysctl key '${key}' is outside net/`;
-  if (ns === 'container') return null;
-  const keys = g(ctx)?.keys ?? [];
-  return keys.some((p) => globMatch(p, key)) ? null : `host sysctl '${key}' is not in the plugin's granted keys`;
+/** The interface a key is about, if any. */
+function keyInterface(key: string): string | null {
+  const p = key.split('/');
+  if (p.length >= 5 && (p[1] === 'ipv4' || p[1] === 'ipv6') && (p[2] === 'conf' || p[2] === 'neigh')) {
+    return p[3] === 'all' || p[3] === 'default' ? null : p[3];
+  }
+  return null;
+}
+
+function checkKey(_ctx: CallContext, _ns: Role, key: string): string | null {
+  if (!KEY.test(key) || key.split('/').some((s) => s === '..' || s === '.' || s === '')) return `sysctl key '${key}' is outside net/`;
+  return null;
+}
+
+function objects(_ctx: CallContext, ns: Role, key: string) {
+  const ifname = KEY.test(key) ? keyInterface(key) : null;
+  return ifname ? [{ ns, name: ifname, right: 'change' as const }] : [];
+}
+
+function check(ctx: CallContext, ns: Role, key: string): string | null {
+  const bad = checkKey(ctx, ns, key);
+  if (bad || ns === 'container') return bad;
+  const keys = ctx.plugin.grants.sysctl?.keys ?? [];
+  return keys.some((p) => globMatch(p, key)) ? null : `host sysctl '${key}' is not in the plugin's granted "sysctl": {"keys"}`;
 }
 
 export const sysctl: HostInterface = {
-  get: { authorize, run: (ctx, ns: Role, key: string) => sysctlGet(ctx.ns.fd(ns), key).trim() },
+  get: { grant: onNs('sysctl'), check: checkKey, reads: true, run: (ctx, ns: Role, key: string) => sysctlGet(ctx.ns.fd(ns), key).trim() },
   set: {
-    authorize: (ctx, ns: Role, key: string) => authorize(ctx, ns, key),
+    grant: onNs('sysctl'), objects, check,
     run: (ctx, ns: Role, key: string, value: string) => {
       // Skip the write when the value is already right: it is the common case
       // (ip_forward on a busy node) and a write costs a syscall round.

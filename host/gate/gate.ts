@@ -1,18 +1,34 @@
-// The capability gate: the one wrapper every host function goes through.
-// It authorizes the call against the plugin's grants and the attachment's
-// ledger, runs it, and writes the audit record, whatever the outcome.
+// The capability gate: the one place that decides and records every host call.
+//
+// Each host function is a declaration (see HostFunction): the grant it needs,
+// the objects it acts on with the right each needs, the ledger entries it
+// creates or removes, and `run`. The gate interprets the declaration for
+// every call, in this order, and nothing here is repeated per function:
+//
+//   1. the call's deadline (a host call never starts after the time limit)
+//   2. argument sizes (before any work)
+//   3. the grant (policy), then the object rights (ownership.ts), then any
+//      extra check the declaration makes
+//   4. write-ahead: the audit intent record, then the ledger intents; if
+//      either cannot be written the call is refused and nothing is done
+//   5. run
+//   6. the ledger outcome (confirm / abandon / forget), then the audit outcome
+//
+// A denial is the guest's result::err({code: EDENIED, message}) naming what
+// would allow it; so is a kernel error. A host call cut by the time limit
+// after its intent was written leaves that intent, which the sweep undoes.
 import { KernelError } from '../kernel/types.js';
 import { CniError } from '../cni/errors.js';
 import { nowMs } from '../lazy.js';
 import type { AuditLog } from './audit.js';
-import type { Grants, Policy } from './policy.js';
-import type { Ledger } from './ledger.js';
+import type { Grants, Policy, Role } from './policy.js';
+import type { Ledger, LedgerEntry, LedgerValue } from './ledger.js';
+import type { Ownership, Right } from './ownership.js';
 import type { Namespaces } from '../capabilities/namespaces.js';
+import { HostError } from './errors.js';
 
-/** A refusal or failure the guest sees as result::err(host-error). */
-export class HostError extends Error {
-  constructor(public readonly code: string, message: string) { super(message); }
-}
+export { HostError };
+export type { Role };
 
 export interface PluginIdentity {
   type: string;
@@ -29,9 +45,12 @@ export interface CallContext {
   command: string;
   containerId: string;
   ifname: string;
+  /** the plugin the runtime called: ledger entries are its, whoever of its delegates made them */
+  owner: string;
+  /** the invocation's network: the runtime's config `name` (delegates cannot change it) */
   network: string;
-  /** string values of the plugin's network config: host objects it may name */
-  configNames: Set<string>;
+  /** object rights of this attachment (shared by a call and its delegates) */
+  owned: Ownership;
   ledger: Ledger;
   audit: AuditLog;
   ns: Namespaces;
@@ -40,18 +59,49 @@ export interface CallContext {
   cniPath: string[];
   /** nesting of delegate calls */
   depth: number;
+  /** ms since the epoch after which no host call starts */
+  deadline: number;
   /** per-invocation state owned by capabilities (store lock, ...) */
   session: Map<string, { close(): void }>;
   /** the last message the guest reported before trapping */
   lastAbort?: string;
+  /** the host call in progress, should the time limit stop the guest inside it */
+  inFlight?: string;
   /** runs another plugin for this attachment; throws CniError */
   delegate(type: string, command: DelegateCommand, config: string): string;
 }
 
+export interface GrantNeed {
+  key: keyof Grants;
+  /** for per-namespace grants (links, addresses, routes, sysctl) */
+  ns?: Role;
+}
+
+export interface ObjectNeed { ns: Role; name: string; right: Right }
+
+/** Args as the guest passed them (jco-lifted). */
+type Args = any[];
+
 export interface HostFunction {
-  /** null to allow, else why not (the guest sees EDENIED with this text) */
-  authorize(ctx: CallContext, ...args: any[]): string | null;
-  run(ctx: CallContext, ...args: any[]): unknown;
+  /** the grant the call needs; null for none (log) */
+  grant: ((ctx: CallContext, ...args: Args) => GrantNeed) | null;
+  /** fills in what the host decides for the guest (a random veth name), before anything else */
+  prepare?(ctx: CallContext, ...args: Args): Args;
+  /** the links the call acts on, each with the right it needs */
+  objects?(ctx: CallContext, ...args: Args): ObjectNeed[];
+  /** checks that are not about links (address ownership, key shapes); null to allow */
+  check?(ctx: CallContext, ...args: Args): string | null;
+  /** what the call creates, recorded in the ledger before it runs */
+  creates?(ctx: CallContext, ...args: Args): LedgerEntry[];
+  /** what the kernel chose, recorded with the outcome (one object per created entry) */
+  chose?(result: unknown, ...args: Args): ({ [k: string]: LedgerValue } | undefined)[];
+  /** ledger entries the call undoes, forgotten when it succeeds */
+  removes?(ctx: CallContext, ...args: Args): (e: LedgerEntry) => boolean;
+  /** after success: ownership follows a rename or a move */
+  after?(ctx: CallContext, result: unknown, ...args: Args): void;
+  /** changes nothing: one audit record after the call, no write-ahead */
+  reads?: boolean;
+  run(ctx: CallContext, ...args: Args): unknown;
   /** the guest-visible error value, when the WIT error type is not host-error */
   errorValue?(code: string, message: string, cause?: unknown): unknown;
 }
@@ -63,6 +113,47 @@ export interface WitSignature { wit: string; params: string[]; hasResult: boolea
 
 type JcoResult = { tag: 'ok'; val: unknown } | { tag: 'err'; val: unknown };
 
+/** Stops the guest: thrown (as an Error, which traps) when a call comes after the deadline. */
+export class TimeLimitReached extends Error {}
+
+/** Limits on what one host call may hand the host, checked before any work. */
+export const ARG_LIMITS = { chars: 1 << 20, items: 10_000 };
+const AUDIT_STRING = 512;
+
+/** Size of an argument tree, stopping once over the limits. */
+function measure(v: unknown, acc: { chars: number; items: number }): void {
+  if (acc.chars > ARG_LIMITS.chars || acc.items > ARG_LIMITS.items) return;
+  if (typeof v === 'string') acc.chars += v.length;
+  else if (Array.isArray(v)) { acc.items += v.length; for (const x of v) measure(x, acc); }
+  else if (typeof v === 'object' && v !== null) for (const x of Object.values(v)) measure(x, acc);
+}
+
+/** Arguments as the audit records them: long strings shortened, with their length. */
+export function auditValue(v: unknown): unknown {
+  if (typeof v === 'string') return v.length > AUDIT_STRING ? `${v.slice(0, AUDIT_STRING)}…(${v.length} chars)` : v;
+  if (typeof v === 'bigint') return v.toString();
+  if (Array.isArray(v)) return v.length > 64 ? [...v.slice(0, 64).map(auditValue), `…(${v.length} items)`] : v.map(auditValue);
+  if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, auditValue(x)]));
+  return v;
+}
+
+function grantReason(ctx: CallContext, need: GrantNeed): string | null {
+  const g = ctx.plugin.grants[need.key] as unknown;
+  if (!g) return `plugin '${ctx.plugin.type}' has no "${need.key}" grant`;
+  if (need.ns && !(g as Record<string, unknown>)[need.ns]) {
+    return `plugin '${ctx.plugin.type}' has no "${need.key}": {"${need.ns}": true} grant`;
+  }
+  return null;
+}
+
+/** Legacy `links.names`: host links a policy lets a plugin change without declaring a key. */
+const NAMED_RIGHTS: Right[] = ['create', 'attach', 'change', 'address', 'delete'];
+
+function objectReason(ctx: CallContext, o: ObjectNeed): string | null {
+  if (o.ns === 'host' && ctx.plugin.grants.links?.names?.includes(o.name) && NAMED_RIGHTS.includes(o.right)) return null;
+  return ctx.owned.link(o.ns, o.name, o.right);
+}
+
 export function bindInterface(
   ctx: CallContext, iface: string, impl: HostInterface, sigs: Record<string, WitSignature>,
 ): Record<string, (...args: unknown[]) => unknown> {
@@ -70,62 +161,104 @@ export function bindInterface(
   for (const [name, sig] of Object.entries(sigs)) {
     const fn = impl[name];
     const call = `${iface}.${sig.wit}`;
-    bound[name] = (...args: unknown[]): JcoResult | undefined => {
+    bound[name] = (...raw: unknown[]): JcoResult | undefined => {
+      if (Date.now() > ctx.deadline) {
+        ctx.inFlight = `${call} (refused: the time limit had passed)`;
+        throw new TimeLimitReached(call);
+      }
       const t0 = nowMs();
-      const named: Record<string, unknown> = {};
-      sig.params.forEach((p, i) => { named[p] = args[i]; });
+      let args: Args = raw;
+      const named = () => {
+        const o: Record<string, unknown> = {};
+        sig.params.forEach((p, i) => { o[p] = auditValue(args[i]); });
+        return o;
+      };
       const record = (verdict: 'allow' | 'deny', outcome: string) => ctx.audit.write({
         time: new Date().toISOString(), plugin: ctx.plugin.type, sha256: ctx.plugin.sha256,
         command: ctx.command, containerId: ctx.containerId, network: ctx.network,
-        call, args: named, verdict, outcome, ms: +(nowMs() - t0).toFixed(3),
+        call, args: named(), verdict, outcome, ms: +(nowMs() - t0).toFixed(3),
       });
       const fail = (code: string, message: string, cause?: unknown): JcoResult | undefined => {
         if (!sig.hasResult) return undefined;
         return { tag: 'err', val: fn?.errorValue ? fn.errorValue(code, message, cause) : { code, message } };
       };
+      const deny = (reason: string) => {
+        record('deny', `error: EDENIED ${reason}`);
+        return fail('EDENIED', `${call} denied: ${reason}`);
+      };
       if (!fn) {
         record('deny', 'error: ENOSYS not implemented by this host');
         return fail('ENOSYS', `${call} is not implemented by this host`);
       }
-      const reason = fn.authorize(ctx, ...args);
-      if (reason !== null) {
-        record('deny', `error: EDENIED ${reason}`);
-        return fail('EDENIED', `${call} denied: ${reason}`);
+      const size = { chars: 0, items: 0 };
+      measure(raw, size);
+      if (size.chars > ARG_LIMITS.chars || size.items > ARG_LIMITS.items) {
+        return deny(`arguments too large (limits: ${ARG_LIMITS.chars} characters, ${ARG_LIMITS.items} list items per call)`);
       }
+      let creates: LedgerEntry[] = [];
       try {
-        const val = fn.run(ctx, ...args);
-        record('allow', 'ok');
-        return sig.hasResult ? { tag: 'ok', val } : undefined;
+        if (fn.prepare) args = fn.prepare(ctx, ...raw);
+        const need = fn.grant?.(ctx, ...args);
+        const reason = (need ? grantReason(ctx, need) : null)
+          ?? (fn.objects?.(ctx, ...args) ?? []).reduce<string | null>((r, o) => r ?? objectReason(ctx, o), null)
+          ?? fn.check?.(ctx, ...args) ?? null;
+        if (reason !== null) return deny(reason);
+        creates = (fn.creates?.(ctx, ...args) ?? []).map((e) => (e.plugin === ctx.owner ? e : { ...e, plugin: ctx.owner, by: e.plugin }));
       } catch (e) {
+        // a malformed argument (an unknown enum, a bad name) found while deciding
+        const code = e instanceof HostError || e instanceof KernelError ? e.code : 'EINVAL';
+        record('deny', `error: ${code} ${(e as Error).message}`);
+        return fail(code, (e as Error).message);
+      }
+
+      // Write-ahead: nothing is done that is not recorded first.
+      let ids: number[] = [];
+      if (!fn.reads) {
+        try {
+          record('allow', 'pending');
+          ids = creates.length ? ctx.ledger.intend(creates) : [];
+        } catch (e) {
+          const why = `cannot record the call, so it was not made: ${(e as Error).message}`;
+          try { record('deny', `error: ERECORD ${why}`); } catch { /* the audit itself is what failed */ }
+          return fail('ERECORD', why);
+        }
+      }
+      ctx.inFlight = call;
+      let val: unknown;
+      try {
+        val = fn.run(ctx, ...args);
+      } catch (e) {
+        ctx.inFlight = undefined;
+        if (e instanceof TimeLimitReached) throw e;
+        // The kernel refused: nothing was made (an EEXIST name is someone else's).
+        for (const id of ids) ctx.ledger.abandon(id);
         const code = e instanceof KernelError || e instanceof HostError ? e.code : e instanceof CniError ? `CNI${e.code}` : 'EHOST';
         const message = e instanceof CniError ? e.msg : e instanceof Error ? e.message : String(e);
         record('allow', `error: ${code} ${message}`);
         return fail(code, message, e);
       }
+      ctx.inFlight = undefined;
+      try {
+        const chosen = fn.chose?.(val, ...args) ?? [];
+        ids.forEach((id, k) => ctx.ledger.confirm(id, chosen[k]));
+        creates.forEach((e, k) => {
+          if (e.kind === 'link' && typeof e.name === 'string') ctx.owned.own(e.ns ?? 'host', (chosen[k]?.name as string | undefined) ?? e.name);
+        });
+        if (fn.removes) ctx.ledger.forget(fn.removes(ctx, ...args));
+        fn.after?.(ctx, val, ...args);
+        record('allow', 'ok');
+      } catch (e) {
+        // Done, but not recorded as done: the intent stays, so the sweep still
+        // finds it; the guest is told so it fails and undoes.
+        return fail('ERECORD', `${call} was made but its outcome could not be recorded: ${(e as Error).message}`);
+      }
+      return sig.hasResult ? { tag: 'ok', val } : undefined;
     };
   }
   return bound;
 }
 
-// ---- helpers for authorize() -------------------------------------------------
+// ---- helpers for declarations ------------------------------------------------
 
-export type Role = 'host' | 'container';
-
-export function nsGranted(g: { host?: boolean; container?: boolean } | undefined, ns: Role): string | null {
-  if (g && g[ns]) return null;
-  return `no grant for the ${ns} namespace`;
-}
-
-/** In the host namespace a plugin may change only what this attachment
- *  created or what its network config names. */
-export function mayChangeHostLink(ctx: CallContext, name: string): string | null {
-  if (ctx.ledger.ownsLink(name) || ctx.configNames.has(name)) return null;
-  if (ctx.plugin.grants.links?.names?.includes(name)) return null;
-  return `host link '${name}' was not created by this attachment and is not named in the network config`;
-}
-
-export function linkAccess(ctx: CallContext, grant: { host?: boolean; container?: boolean } | undefined, ns: Role, name: string | null): string | null {
-  const g = nsGranted(grant, ns);
-  if (g !== null || ns === 'container' || name === null) return g;
-  return mayChangeHostLink(ctx, name);
-}
+export const onNs = (key: keyof Grants) => (_ctx: CallContext, ns: Role): GrantNeed => ({ key, ns });
+export const always = (key: keyof Grants) => (): GrantNeed => ({ key });

@@ -1,85 +1,320 @@
-// What each attachment created in the host namespace. It is what lets a
-// plugin change a host object at all (ownership), and what DEL and GC use to
-// remove exactly what ADD made, even when a plugin crashed half-way.
-// One small JSON file per attachment, replaced atomically on every change.
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+// The ledger: what each attachment made, written AHEAD of the kernel change.
+// It is what gives a plugin rights on a host object it created, and what the
+// sweep after DEL, GC, or a failed or timed-out ADD uses to remove exactly
+// what the attachment made, even when the plugin crashed half-way or was
+// stopped by its time limit.
+//
+// One journal per attachment, <stateDir>/ledger/<network>/<container>@<ifname>.jsonl
+// (names too long for a file name, or not plain, are replaced by '#' and a
+// sha256, which no network or container id can contain), in a root-only
+// directory. The first line names the attachment; every further line is one
+// record: `intend` (before the kernel is touched), `confirm` (it worked,
+// possibly with what the kernel chose), `abandon` (it failed: nothing was
+// made) or `forget` (undone, or handed over). Appends are single writes; the
+// journal is held under an exclusive flock for the whole CNI call, so a
+// racing ADD and DEL of one attachment cannot interleave, and it is read
+// back with every line validated and its size capped.
+import { chmodSync, closeSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeSync, constants } from 'node:fs';
 import { join } from 'node:path';
+import { flock } from '../kernel/native.js';
+import { nodeCrypto } from '../lazy.js';
+import { HostError } from './errors.js';
 
-export type LedgerEntry =
-  | { kind: 'link'; name: string; linkKind: string; plugin: string }
-  | { kind: 'address'; link: string; cidr: string; plugin: string }
-  | { kind: 'route'; dst: string; gw: string; dev: string; plugin: string }
-  | { kind: 'masquerade'; network: string; source: string; exclude: string; plugin: string }
-  /** a host port under MAC spoof check (port . mac in the bridge table cni_wasm_spoof) */
-  | { kind: 'spoofcheck'; port: string; mac: string; plugin: string };
+export type LedgerValue = string | number | boolean;
 
-export interface LedgerFile {
-  network: string;
-  containerId: string;
-  ifname: string;
-  entries: LedgerEntry[];
+/** One object an attachment made. `kind` is declared by a host interface, with its undo. */
+export interface LedgerEntry {
+  kind: string;
+  /** the plugin type that made it */
+  plugin: string;
+  /** 'host' (default) or 'container' */
+  ns?: 'host' | 'container';
+  /** shared objects (a bridge, its gateway address) are forgotten at DEL, never removed */
+  keep?: boolean;
+  [field: string]: LedgerValue | undefined;
+}
+
+export interface LiveEntry { id: number; state: 'intent' | 'done'; entry: LedgerEntry }
+
+interface Header { v: 1; network: string; containerId: string; ifname: string }
+
+type Record =
+  | { op: 'intend'; id: number; entry: LedgerEntry }
+  | { op: 'confirm'; id: number; set?: { [k: string]: LedgerValue } }
+  | { op: 'abandon' | 'forget'; id: number };
+
+const MAX_FILE = 1 << 20;
+const MAX_VALUE = 64 << 10;
+const PLAIN = /^[A-Za-z0-9_.-]+$/;
+
+/** A component of a file name that no two different inputs share. */
+function fileName(parts: string[]): string {
+  const plain = parts.every((p) => PLAIN.test(p)) && parts.join('@').length <= 200;
+  if (plain) return parts.join('@');
+  return '#' + nodeCrypto().createHash('sha256').update(parts.join('\0')).digest('hex');
+}
+
+export const ledgerRoot = (stateDir: string): string => join(stateDir, 'ledger');
+const networkDir = (stateDir: string, network: string) => join(ledgerRoot(stateDir), fileName([network]));
+
+/** Creates dir (and parents) owner-only, whatever the umask. */
+export function privateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
 }
 
 export function attachmentKey(containerId: string, ifname: string): string {
-  return `${containerId}-${ifname}`;
+  return fileName([containerId, ifname]);
 }
 
+function validEntry(e: unknown): e is LedgerEntry {
+  if (typeof e !== 'object' || e === null || Array.isArray(e)) return false;
+  const o = e as { [k: string]: unknown };
+  if (typeof o.kind !== 'string' || typeof o.plugin !== 'string') return false;
+  if (Object.keys(o).length > 32) return false;
+  return Object.values(o).every((v) => (typeof v === 'string' && v.length <= MAX_VALUE) || typeof v === 'number' || typeof v === 'boolean');
+}
+
+function validRecord(r: unknown): r is Record {
+  if (typeof r !== 'object' || r === null) return false;
+  const o = r as { op?: unknown; id?: unknown; entry?: unknown; set?: unknown };
+  if (typeof o.id !== 'number' || !Number.isInteger(o.id)) return false;
+  if (o.op === 'intend') return validEntry(o.entry);
+  if (o.op === 'confirm') return o.set === undefined || validEntry({ kind: 'x', plugin: 'x', ...(o.set as object) });
+  return o.op === 'abandon' || o.op === 'forget';
+}
+
+/** Bounded read of a whole file (regular file only, no symlink). */
+function readCapped(fd: number): string {
+  const st = fstatSync(fd);
+  if (!st.isFile()) throw new HostError('ELEDGER', 'ledger journal is not a regular file');
+  if (st.size > MAX_FILE) throw new HostError('ELEDGER', `ledger journal is ${st.size} bytes, above the ${MAX_FILE} limit`);
+  const buf = Buffer.alloc(st.size);
+  let got = 0;
+  while (got < st.size) {
+    const n = readSync(fd, buf, got, st.size - got, got);
+    if (n === 0) break;
+    got += n;
+  }
+  return buf.subarray(0, got).toString('utf8');
+}
+
+function parseJournal(text: string, file: string): { header: Header | null; live: Map<number, LiveEntry>; lines: number } {
+  const live = new Map<number, LiveEntry>();
+  let header: Header | null = null;
+  let lines = 0;
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    let r: unknown;
+    try { r = JSON.parse(line); } catch { continue; } // a torn last line after a crash
+    if (lines++ === 0) {
+      const h = r as Header;
+      if (h?.v !== 1 || typeof h.network !== 'string' || typeof h.containerId !== 'string' || typeof h.ifname !== 'string') {
+        throw new HostError('ELEDGER', `${file} is not a cni-wasm ledger journal`);
+      }
+      header = h;
+      continue;
+    }
+    if (!validRecord(r)) continue; // never obey a record we cannot vouch for
+    if (r.op === 'intend') live.set(r.id, { id: r.id, state: 'intent', entry: r.entry });
+    else if (r.op === 'confirm') {
+      const l = live.get(r.id);
+      if (l) { l.state = 'done'; if (r.set) Object.assign(l.entry, r.set); }
+    } else live.delete(r.id);
+  }
+  return { header, live, lines };
+}
+
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
 export class Ledger {
-  private doc: LedgerFile;
-  private readonly file: string;
+  private fd: number;
+  private live: Map<number, LiveEntry>;
+  private nextId: number;
+  private lines: number;
+  readonly file: string;
 
-  constructor(stateDir: string, network: string, containerId: string, ifname: string) {
-    const dir = join(stateDir, 'ledger', network);
-    this.file = join(dir, attachmentKey(containerId, ifname) + '.json');
-    this.doc = Ledger.read(this.file) ?? { network, containerId, ifname, entries: [] };
+  /** ids recorded by this invocation: what a failed ADD takes back */
+  readonly madeNow = new Set<number>();
+  private detachedWhy = '';
+
+  /** A ledger that records nothing: for calls that must not create objects (GC, STATUS). */
+  static detached(why: string): Ledger {
+    const l = new Ledger('', -1, new Map(), 0);
+    l.detachedWhy = why;
+    return l;
   }
 
-  static read(file: string): LedgerFile | null {
+  private constructor(file: string, fd: number, live: Map<number, LiveEntry>, lines: number) {
+    this.file = file;
+    this.fd = fd;
+    this.live = live;
+    this.lines = lines;
+    this.nextId = Math.max(0, ...live.keys()) + 1;
+  }
+
+  /**
+   * Opens (creating) the attachment's journal and takes its lock, waiting at
+   * most until `deadline` (ms since the epoch): a stuck holder gives a clear
+   * ETIMEDOUT, never a hang the time limit could not interrupt.
+   */
+  static open(stateDir: string, network: string, containerId: string, ifname: string, deadline: number): Ledger {
+    const dir = networkDir(stateDir, network);
+    const file = Ledger.pathOf(stateDir, network, containerId, ifname);
     try {
-      return JSON.parse(readFileSync(file, 'utf8')) as LedgerFile;
+      privateDir(dir);
+    } catch (e) {
+      throw new HostError('ELEDGER', `cannot create the ledger directory ${dir}: ${(e as Error).message}`);
+    }
+    for (;;) {
+      let fd: number;
+      try {
+        fd = openSync(file, constants.O_RDWR | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
+      } catch (e) {
+        throw new HostError('ELEDGER', `cannot open the ledger ${file}: ${(e as Error).message}`);
+      }
+      lockUntil(fd, deadline, file);
+      // The journal may have been removed or replaced while we waited: lock the one at the path.
+      let same = false;
+      try { same = statSync(file).ino === fstatSync(fd).ino; } catch { same = false; }
+      if (!same) { closeSync(fd); continue; }
+      const { header, live, lines } = parseJournal(readCapped(fd), file);
+      const l = new Ledger(file, fd, live, lines);
+      if (!header) l.append({ v: 1, network, containerId, ifname });
+      else if (header.network !== network || header.containerId !== containerId || header.ifname !== ifname) {
+        closeSync(fd);
+        throw new HostError('ELEDGER', `${file} belongs to another attachment`);
+      }
+      return l;
+    }
+  }
+
+  static pathOf(stateDir: string, network: string, containerId: string, ifname: string): string {
+    return join(networkDir(stateDir, network), attachmentKey(containerId, ifname) + '.jsonl');
+  }
+
+  /** The live entries of an attachment, read without locking or creating anything (tools, tests). */
+  static peek(stateDir: string, network: string, containerId: string, ifname: string): LedgerEntry[] {
+    let fd: number;
+    try {
+      fd = openSync(Ledger.pathOf(stateDir, network, containerId, ifname), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch {
-      return null;
+      return [];
+    }
+    try {
+      return [...parseJournal(readCapped(fd), 'ledger').live.values()].map((l) => l.entry);
+    } finally {
+      closeSync(fd);
     }
   }
 
-  static listAttachments(stateDir: string, network: string): LedgerFile[] {
-    const dir = join(stateDir, 'ledger', network);
-    let names: string[] = [];
-    try { names = readdirSync(dir).filter((n) => n.endsWith('.json')); } catch { return []; }
-    return names.map((n) => Ledger.read(join(dir, n))).filter((x): x is LedgerFile => x !== null);
+  /** Headers of a network's journals, unlocked (GC then opens each). */
+  static listAttachments(stateDir: string, network: string): { containerId: string; ifname: string }[] {
+    const dir = networkDir(stateDir, network);
+    let names: string[];
+    try { names = readdirSync(dir).filter((n) => n.endsWith('.jsonl')); } catch { return []; }
+    const out: { containerId: string; ifname: string }[] = [];
+    for (const n of names) {
+      let fd: number | undefined;
+      try {
+        fd = openSync(join(dir, n), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+        const { header } = parseJournal(readCapped(fd), n);
+        if (header && header.network === network) out.push({ containerId: header.containerId, ifname: header.ifname });
+      } catch { /* not a journal of ours: skipped, never obeyed */ } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+    }
+    return out;
   }
 
-  get entries(): readonly LedgerEntry[] { return this.doc.entries; }
+  get entries(): LedgerEntry[] { return [...this.live.values()].map((l) => l.entry); }
+  get liveEntries(): LiveEntry[] { return [...this.live.values()]; }
 
-  ownsLink(name: string): boolean {
-    return this.doc.entries.some((e) => e.kind === 'link' && e.name === name);
+  ownsLink(name: string, ns: 'host' | 'container' = 'host'): boolean {
+    return this.entries.some((e) => e.kind === 'link' && e.name === name && (e.ns ?? 'host') === ns);
   }
 
-  add(...e: LedgerEntry[]): void {
-    this.doc.entries.push(...e);
-    this.save();
+  private append(rec: unknown): void {
+    if (this.fd < 0) throw new HostError('ELEDGER', this.detachedWhy || 'the ledger is closed');
+    const line = JSON.stringify(rec) + '\n';
+    try {
+      writeSync(this.fd, line);
+    } catch (e) {
+      throw new HostError('ELEDGER', `cannot write the ledger ${this.file}: ${(e as Error).message}`);
+    }
+    this.lines++;
   }
 
-  /** Forgets entries matching `pred`; the file goes when nothing is left. */
+  /** Records entries before the change that makes them; returns their ids. Throws if it cannot. */
+  intend(entries: LedgerEntry[]): number[] {
+    return entries.map((entry) => {
+      const id = this.nextId++;
+      this.append({ op: 'intend', id, entry });
+      this.madeNow.add(id);
+      this.live.set(id, { id, state: 'intent', entry: { ...entry } });
+      return id;
+    });
+  }
+
+  confirm(id: number, set?: { [k: string]: LedgerValue }): void {
+    const l = this.live.get(id);
+    if (!l) return;
+    this.append(set ? { op: 'confirm', id, set } : { op: 'confirm', id });
+    l.state = 'done';
+    if (set) Object.assign(l.entry, set);
+  }
+
+  /** The change failed: nothing was made. */
+  abandon(id: number): void {
+    if (!this.live.has(id)) return;
+    this.append({ op: 'abandon', id });
+    this.live.delete(id);
+  }
+
+  /** Forgets live entries matching pred (undone, or no longer ours). */
   forget(pred: (e: LedgerEntry) => boolean): void {
-    const before = this.doc.entries.length;
-    this.doc.entries = this.doc.entries.filter((e) => !pred(e));
-    if (this.doc.entries.length !== before) this.save();
-  }
-
-  renameLink(from: string, to: string): void {
-    for (const e of this.doc.entries) if (e.kind === 'link' && e.name === from) e.name = to;
-    this.save();
-  }
-
-  private save(): void {
-    if (this.doc.entries.length === 0) {
-      rmSync(this.file, { force: true });
-      return;
+    for (const l of [...this.live.values()]) {
+      if (!pred(l.entry)) continue;
+      this.append({ op: 'forget', id: l.id });
+      this.live.delete(l.id);
     }
-    mkdirSync(join(this.file, '..'), { recursive: true });
+  }
+
+  /** Compacts or removes the journal, then drops the lock. */
+  close(): void {
+    if (this.fd < 0) return;
+    try {
+      if (this.live.size === 0) rmSync(this.file, { force: true });
+      else if (this.lines > 4 * (this.live.size + 1) && this.lines > 64) this.compact();
+    } catch { /* left as it is: still a valid journal */ }
+    closeSync(this.fd); // drops the flock
+    this.fd = -1;
+  }
+
+  private compact(): void {
+    const text = readCapped(this.fd).split('\n')[0] + '\n' +
+      [...this.live.values()].map((l) => JSON.stringify({ op: 'intend', id: l.id, entry: l.entry }) + '\n' +
+        (l.state === 'done' ? JSON.stringify({ op: 'confirm', id: l.id }) + '\n' : '')).join('');
     const tmp = `${this.file}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(this.doc) + '\n');
+    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
+    try { writeSync(fd, text); } finally { closeSync(fd); }
     renameSync(tmp, this.file);
+  }
+}
+
+function lockUntil(fd: number, deadline: number, file: string): void {
+  for (;;) {
+    try {
+      flock(fd, true, false);
+      return;
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code !== 'EWOULDBLOCK' && code !== 'EAGAIN') { closeSync(fd); throw new HostError('ELEDGER', `cannot lock ${file}: ${(e as Error).message}`); }
+    }
+    if (Date.now() >= deadline) {
+      closeSync(fd);
+      throw new HostError('ETIMEDOUT', `the ledger of this attachment (${file}) is locked by another CNI call that did not finish in time`);
+    }
+    Atomics.wait(pause, 0, 0, 5);
   }
 }

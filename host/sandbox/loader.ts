@@ -8,6 +8,7 @@ import { packageRoot } from '../paths.js';
 import { createRequire } from 'node:module';
 import { CniError } from '../cni/errors.js';
 import type { Grants, Policy } from '../gate/policy.js';
+import type { ObjectDecl } from '../gate/ownership.js';
 import { type Manifest, PackageError, sha256 } from './package.js';
 export { PackageError };
 
@@ -21,6 +22,8 @@ export interface LoadedPlugin {
   manifest: Manifest;
   dir: string;
   grants: Grants;
+  /** config keys naming host objects, and the rights each gives (ownership.ts) */
+  objects: ObjectDecl[];
   instantiate: Instantiate;
 }
 
@@ -59,15 +62,19 @@ export function loadPlugin(type: string, policy: Policy): LoadedPlugin | null {
   let dir: string;
   let manifest: Manifest;
   let grants: Grants;
+  let objects: ObjectDecl[];
   if ('wasm' in where) {
     ({ dir, manifest } = approvedThirdParty(type, where.wasm, policy));
+    // a third-party plugin names host objects only as the operator allows
     grants = policy.plugins[type]?.grants ?? {};
+    objects = policy.plugins[type]?.objects ?? [];
   } else {
     ({ dir, manifest } = where);
     grants = policy.plugins[type]?.grants ?? (manifest.grants as Grants);
+    objects = policy.plugins[type]?.objects ?? manifest.objects ?? [];
   }
   const mod = requireCjs(join(dir, manifest.jsFile)) as { instantiate: Instantiate };
-  return { manifest, dir, grants, instantiate: mod.instantiate };
+  return { manifest, dir, grants, objects, instantiate: mod.instantiate };
 }
 
 function approvedThirdParty(type: string, wasm: string, policy: Policy): { dir: string; manifest: Manifest } {

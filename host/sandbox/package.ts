@@ -6,6 +6,7 @@ import { nodeCrypto } from '../lazy.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KNOWN_INTERFACES, WIT_PACKAGE } from './interfaces.js';
+import type { ObjectDecl } from '../gate/ownership.js';
 
 export interface Manifest {
   type: string;
@@ -20,6 +21,8 @@ export interface Manifest {
   bundled: boolean;
   /** what a bundled plugin asks for; third-party grants come from policy only */
   grants: Record<string, unknown>;
+  /** what a bundled plugin's config keys name, with the rights each gives */
+  objects?: ObjectDecl[];
   jsFile: string;
 }
 
@@ -40,7 +43,7 @@ export class PackageError extends Error {}
 
 export async function writeTranspiled(
   component: Uint8Array, type: string, outDir: string,
-  meta: { bundled: boolean; grants: Record<string, unknown> },
+  meta: { bundled: boolean; grants: Record<string, unknown>; objects?: ObjectDecl[] },
 ): Promise<Manifest> {
   const { transpile } = await import('@bytecodealliance/jco');
   const { files, imports, exports } = await transpile(component, {
@@ -75,7 +78,7 @@ export async function writeTranspiled(
   const manifest: Manifest = {
     type, sha256: sha256(component), size: component.length,
     imports: ifaceNames, exports: exports.map(([n]) => n),
-    maxMemoryPages: maxPages, bundled: meta.bundled, grants: meta.grants, jsFile: 'plugin.cjs',
+    maxMemoryPages: maxPages, bundled: meta.bundled, grants: meta.grants, ...(meta.objects ? { objects: meta.objects } : {}), jsFile: 'plugin.cjs',
   };
   writeFileSync(join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
   return manifest;

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import vm from 'node:vm';
 import { CniError } from '../cni/errors.js';
-import { type CallContext, type WitSignature, bindInterface } from '../gate/gate.js';
+import { type CallContext, type WitSignature, TimeLimitReached, bindInterface } from '../gate/gate.js';
 import { HOST_INTERFACES } from '../capabilities/index.js';
 import { WIT_PACKAGE, WIT_VERSION } from './interfaces.js';
 import { bundledDir, type LoadedPlugin } from './loader.js';
@@ -44,8 +44,9 @@ function guestFailure(ctx: CallContext, what: string, timeoutMs: number, e: unkn
   if (err && err.payload && typeof err.payload.code === 'number') {
     return new CniError(err.payload.code, err.payload.msg, err.payload.details);
   }
-  if (err && err.code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
-    return new CniError(ERR_PLUGIN_TIMEOUT, `plugin '${type}' did not finish ${what} within its time limit (${ctx.policy.timeoutMs} ms) and was stopped`);
+  if ((err && err.code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') || e instanceof TimeLimitReached) {
+    return new CniError(ERR_PLUGIN_TIMEOUT, `plugin '${type}' did not finish ${what} within its time limit (${ctx.policy.timeoutMs} ms) and was stopped`,
+      'the limit is the policy\'s timeoutMs');
   }
   const why = ctx.lastAbort ?? (e instanceof WebAssembly.RuntimeError ? e.message : `host error: ${err?.message ?? String(e)}`);
   const oom = /unreachable|out of bounds|memory/.test(why) && !ctx.lastAbort ? ' (it may have run out of its memory limit)' : '';

@@ -334,7 +334,10 @@ test('the audit log records our plugins serving both containers', () => {
     const denied = mine.filter((r) => r.verdict === 'deny');
     assert.is(denied.length, 0, `denied calls: ${JSON.stringify(denied)}`);
     for (const r of mine) assert.is(r.network, NET);
-    const add = (plugin: string, call: string) => mine.filter((r) => r.command === 'ADD' && r.plugin === plugin && r.call === call);
+    // each change is recorded twice: before it is made ("pending") and with its outcome
+    const add = (plugin: string, call: string) => mine.filter((r) => r.command === 'ADD' && r.plugin === plugin && r.call === call && r.outcome !== 'pending');
+    assert.is(mine.filter((r) => r.command === 'ADD' && r.plugin === 'bridge' && r.call === 'links.create-veth' && r.outcome === 'pending').length, 1,
+      'the veth was recorded before it was made');
     assert.is(add('bridge', 'invoke.add').length, 1, 'one bridge ADD');
     assert.is(add('bridge', 'invoke.add')[0].outcome, 'ok');
     assert.is(add('bridge', 'links.create-veth').length, 1, 'bridge created one veth in the host call');

@@ -60,8 +60,9 @@ test('with allowExec it runs from CNI_PATH, its result is used, and the run is a
   assert.equal(leases(), ['10.67.0.2']);
   const addrs = ipJson<any[]>(`${P}b`, ['-4', 'addr', 'show', 'dev', 'eth0'])[0].addr_info.map((a: any) => `${a.local}/${a.prefixlen}`);
   assert.equal(addrs, ['10.67.0.2/24']);
-  const exec = readAudit(h).filter((x) => x.call === 'exec');
+  const exec = readAudit(h).filter((x) => x.call === 'exec' && x.outcome !== 'pending');
   assert.is(exec.length, 1);
+  assert.ok(readAudit(h).some((x) => x.call === 'exec' && x.outcome === 'pending'), 'recorded before it ran');
   assert.is(exec[0].plugin, EXTERNAL);
   assert.is(exec[0].args.bin, join(extDir, EXTERNAL));
   assert.is(exec[0].outcome, 'ok');

@@ -25,7 +25,7 @@ const masq = (): string[] => {
   const m = (JSON.parse(r.stdout).nftables as any[]).find((x) => x.map)?.map;
   return (m?.elem ?? []).map((e: any) => (Array.isArray(e) ? e[0] : e)).sort();
 };
-const ledger = (id: string) => join(h.stateDir, 'ledger', 'gcnet', `${id}-eth0.json`);
+const ledger = (id: string) => join(h.stateDir, 'ledger', 'gcnet', `${id}@eth0.jsonl`);
 
 test.before(() => {
   cleanupAll(P);

@@ -183,7 +183,12 @@ test('every host call is in the audit log with plugin, sha256, command and conta
   const res = result(call('ADD', ns, '1.0.0', { containerId: id }));
   ok(call('CHECK', ns, '1.0.0', { containerId: id, config: conf('1.0.0', { prevResult: res }) }));
   ok(call('DEL', ns, '1.0.0', { containerId: id }));
-  const recs = readAudit(h).filter((r) => r.containerId === id);
+  const all = readAudit(h).filter((r) => r.containerId === id);
+  // a change is recorded before it is made ("pending"), then with its outcome
+  const pending = all.filter((r) => r.outcome === 'pending');
+  assert.equal(pending.map((r) => r.call), ['links.set-up', 'links.set-up'], 'write-ahead records of the two changes');
+  for (const p of pending) assert.ok(all.indexOf(p) < all.findIndex((r, i) => i > all.indexOf(p) && r.call === p.call && r.outcome === 'ok'));
+  const recs = all.filter((r) => r.outcome !== 'pending');
   for (const r of recs) {
     assert.is(r.plugin, 'loopback');
     assert.is(r.sha256, digest);

@@ -119,7 +119,8 @@ test('spin: stopped at the policy time limit with error 101; the process lives t
   const rec = readAudit(h).filter((x) => x.plugin === 'spin' && x.call === 'invoke.add');
   assert.is(rec.length, 1);
   assert.match(rec[0].outcome, /^error: CNI101 /);
-  assert.ok(rec[0].ms >= TIMEOUT_MS - 5 && rec[0].ms < TIMEOUT_MS + 500, `guest ran ${rec[0].ms} ms`);
+  // one budget for the whole call: loading the policy, ledger and plugin come out of it
+  assert.ok(rec[0].ms >= TIMEOUT_MS - 100 && rec[0].ms < TIMEOUT_MS + 500, `guest ran ${rec[0].ms} ms`);
   assert.is(rec[0].sha256, digests.spin);
 });
 
@@ -207,12 +208,12 @@ test('overreach (links: container only): every forbidden call is EDENIED, the ho
     assert.is(by[c].code, 'EDENIED', `${c}: ${by[c].message}`);
     assert.match(by[c].message, /denied: /);
   }
-  assert.match(by['links.set-up'].message, /no grant for the host namespace/);
-  assert.match(by['store.open'].message, /no store grant/);
-  assert.match(by['firewall.masquerade-add'].message, /no firewall grant/);
+  assert.match(by['links.set-up'].message, /has no "links": \{"host": true\} grant/);
+  assert.match(by['store.open'].message, /has no "store" grant/);
+  assert.match(by['firewall.masquerade-add'].message, /has no "firewall" grant/);
   // delegate's error type is cni-error: the denial arrives as a CNI error
   assert.is(by['delegate.run'].code, 'CNI999');
-  assert.match(by['delegate.run'].message, /denied: no delegate grant/);
+  assert.match(by['delegate.run'].message, /denied: plugin 'overreach' has no "delegate" grant/);
   const calls = checkAuditMatches('overreach', 'sb-over-1', report);
   const setUp = calls.find((x) => x.call === 'links.set-up');
   assert.equal(setUp.args, { ns: 'host', name: 'lo', up: false }, 'arguments are recorded by WIT name');
@@ -224,7 +225,7 @@ test('overreach (links: host granted): a host link it did not create and the con
   const by = Object.fromEntries(report.results.map((x) => [x.call, x]));
   for (const c of ['links.set-up', 'links.set-mtu', 'links.remove']) {
     assert.is(by[c].code, 'EDENIED', `${c}: ${by[c].message}`);
-    assert.match(by[c].message, /host link 'lo' was not created by this attachment and is not named in the network config/);
+    assert.match(by[c].message, /host link 'lo' was not created by this attachment/);
   }
   checkAuditMatches('overreach-host', 'sb-over-2', report);
 });
@@ -241,7 +242,7 @@ test('cni-wasm audit --denied prints the denied calls and only those', () => {
     assert.ok(l.includes(denied[i].call), `${l} names ${denied[i].call}`);
     assert.match(l, /EDENIED/);
   }
-  assert.ok(lines.some((l) => l.includes('links.set-up') && l.includes('no grant for the host namespace')));
+  assert.ok(lines.some((l) => l.includes('links.set-up') && l.includes('has no "links": {"host": true} grant')));
   const j = cli(['audit', '--denied', '--json', '--container', 'sb-over-1', '--file', h.auditLog]);
   assert.is(j.status, 0, j.stderr);
   const recs = j.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));

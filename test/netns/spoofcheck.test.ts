@@ -14,7 +14,7 @@ import {
   type CniCall, type CniReply, type Harness, REFERENCE_BIN, hasReference, makeHarness, ours, readAudit, reference, removeHarness,
 } from '../helpers/cni.js';
 import { cleanupAll, ipJson, makeNetns, nsExec } from '../helpers/netns.js';
-import { type CallContext, bindInterface } from '../../host/gate/gate.js';
+import { fakeCall } from '../helpers/gate.js';
 import { Ledger } from '../../host/gate/ledger.js';
 import { firewall, parseSpoofCheck } from '../../host/capabilities/firewall.js';
 import { SPOOF_TABLE, normalizeSpoofCheck, spoofDelScript } from '../../host/kernel/spoofcheck.js';
@@ -95,8 +95,7 @@ const containerMac = (impl: Impl, c: 'a' | 'b'): string => ipJson<any[]>(ns(impl
 const hostVeths = (impl: Impl): string[] => ipJson<any[]>(ns(impl, 'host'), ['link', 'show', 'type', 'veth']).map((l) => l.ifname).sort();
 
 function ledgerEntries(c: 'a' | 'b'): any[] {
-  const f = join(h.stateDir, 'ledger', CONF.name, `${CID[c]}-eth0.json`);
-  return existsSync(f) ? JSON.parse(readFileSync(f, 'utf8')).entries : [];
+  return Ledger.peek(h.stateDir, CONF.name, CID[c], 'eth0');
 }
 
 const results: Record<Impl, Partial<Record<'a' | 'b', any>>> = { ref: {}, ours: {} };
@@ -114,58 +113,36 @@ test.after(() => {
   if (h) removeHarness(h);
 });
 
-// ---- the capability on its own (no kernel: only authorize and parsing) ----
-
-function fakeCtx(ledger: Ledger, firewallGrant = true): CallContext {
-  return {
-    plugin: { type: 'rogue', sha256: 'x', grants: { firewall: firewallGrant } as any },
-    command: 'ADD', containerId: 'sc-unit', ifname: 'eth0', network: 'scunit', configNames: new Set(['scbr0', 'vethvictim00']),
-    ledger, audit: { write: () => {} } as any, ns: {} as any, policy: {} as any, cniPath: [], depth: 0, session: new Map(),
-    delegate: () => { throw new Error('no delegation here'); },
-  };
-}
+// ---- the capability on its own, through the gate (no kernel) ----
 
 test('spoof check capability: only a port this attachment created may be checked', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'sc-unit-'));
+  const t = fakeCall({ grants: { firewall: true }, config: { bridge: 'scbr0', name: 'vethvictim00' } });
   try {
-    const ledger = new Ledger(dir, 'scunit', 'sc-unit', 'eth0');
-    const ctx = fakeCtx(ledger);
+    const fw = t.bind('firewall', firewall, { macSpoofCheckAdd: ['c'], macSpoofCheckDel: ['c'] });
     const mine = { port: 'vethmine0000', mac: '0a:58:0a:4d:00:02' };
     const victim = { port: 'vethvictim00', mac: '0a:58:0a:4d:00:03' };
-    // nothing owned yet: both denied, even a port the config names (only created links count)
-    assert.match(firewall.macSpoofCheckAdd.authorize(ctx, mine)!, /host link 'vethmine0000' was not created by this attachment/);
-    assert.match(firewall.macSpoofCheckAdd.authorize(ctx, victim)!, /not created by this attachment/);
-    assert.match(firewall.macSpoofCheckDel.authorize(ctx, victim)!, /no MAC spoof check on 'vethvictim00'/);
-    ledger.add({ kind: 'link', name: 'vethmine0000', linkKind: 'veth', plugin: 'rogue' });
-    assert.is(firewall.macSpoofCheckAdd.authorize(ctx, mine), null);
-    assert.is(firewall.macSpoofCheckDel.authorize(ctx, mine), null);
-    assert.match(firewall.macSpoofCheckAdd.authorize(ctx, victim)!, /not created by this attachment/);
+    // nothing owned yet: both denied, even a port a config string names (only created links count)
+    assert.match(fw.macSpoofCheckAdd(mine).val.message, /host link 'vethmine0000' was not created by this attachment/);
+    assert.match(fw.macSpoofCheckAdd(victim).val.message, /not created by this attachment/);
+    assert.match(fw.macSpoofCheckDel(victim).val.message, /no MAC spoof check on 'vethvictim00'/);
+    t.ctx.owned.own('host', 'vethmine0000');
+    assert.is(fw.macSpoofCheckAdd(mine).tag, 'ok');
+    assert.is(fw.macSpoofCheckDel(mine).tag, 'ok');
+    assert.match(fw.macSpoofCheckAdd(victim).val.message, /not created by this attachment/);
+    assert.equal(t.ran, ['firewall.macSpoofCheckAdd', 'firewall.macSpoofCheckDel'], 'run reached only for the allowed calls');
     // without the firewall grant, not even its own port
-    assert.is(firewall.macSpoofCheckAdd.authorize(fakeCtx(ledger, false), mine), 'no firewall grant');
-    assert.is(firewall.macSpoofCheckDel.authorize(fakeCtx(ledger, false), mine), 'no firewall grant');
-    // a recorded check may be removed after its link is gone (DEL after the container went)
-    ledger.forget((e) => e.kind === 'link');
-    ledger.add({ kind: 'spoofcheck', port: 'vethmine0000', mac: mine.mac, plugin: 'rogue' });
-    assert.is(firewall.macSpoofCheckDel.authorize(ctx, mine), null);
-    assert.match(firewall.macSpoofCheckAdd.authorize(ctx, mine)!, /not created by this attachment/);
-
-    // Through the gate: the guest sees EDENIED, the audit says deny, and run is never reached.
-    const audit: any[] = [];
-    let ran = 0;
-    const impl = { macSpoofCheckAdd: { ...firewall.macSpoofCheckAdd, run: () => { ran++; } } };
-    const sigs = { macSpoofCheckAdd: { wit: 'mac-spoof-check-add', params: ['c'], hasResult: true } };
-    const bound = bindInterface({ ...ctx, audit: { write: (r: any) => audit.push(r) } as any }, 'firewall', impl, sigs);
-    const res = bound.macSpoofCheckAdd(victim) as any;
-    assert.is(res.tag, 'err');
-    assert.is(res.val.code, 'EDENIED');
-    assert.match(res.val.message, /firewall\.mac-spoof-check-add denied: host link 'vethvictim00' was not created by this attachment/);
-    assert.is(ran, 0);
-    assert.is(audit.length, 1);
-    assert.is(audit[0].verdict, 'deny');
-    assert.is(audit[0].call, 'firewall.mac-spoof-check-add');
-    assert.equal(audit[0].args, { c: victim });
+    const nogrant = fakeCall({ grants: {} });
+    nogrant.ctx.owned.own('host', 'vethmine0000');
+    const fw2 = nogrant.bind('firewall', firewall, { macSpoofCheckAdd: ['c'] });
+    assert.match(fw2.macSpoofCheckAdd(mine).val.message, /has no "firewall" grant/);
+    assert.equal(nogrant.ran, []);
+    // every denial is audited with its arguments
+    const denied = t.audit.filter((r) => r.verdict === 'deny');
+    assert.is(denied.length, 4);
+    assert.is(denied[0].call, 'firewall.mac-spoof-check-add');
+    assert.equal(denied[0].args, { c: mine });
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    rmSync(t.dir, { recursive: true, force: true });
   }
 });
 
@@ -250,7 +227,7 @@ test('ADD failing after the check exists takes the check back', () => {
   const r = run('ours', 'ADD', CLASH, 'b', { containerId: 'sc-clash', ifname: 'eth1' });
   assert.match(r.json?.msg ?? r.stdout, /already has an IP address different from 10\.76\.0\.1\/24/);
   assert.equal({ ports: ourSet('ours', 'ports'), allowed: ourSet('ours', 'allowed') }, before);
-  const f = join(h.stateDir, 'ledger', CONF.name, 'sc-clash-eth1.json');
+  const f = Ledger.pathOf(h.stateDir, CONF.name, 'sc-clash', 'eth1');
   assert.not.ok(existsSync(f), existsSync(f) ? readFileSync(f, 'utf8') : '');
 });
 

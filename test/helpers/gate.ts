@@ -1,0 +1,48 @@
+// A call context for exercising the gate and the host-function declarations
+// without root or a kernel: a real ledger in a temp dir, the real ownership
+// rules, an audit that collects records, and whatever `run` the test gives.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type CallContext, type HostInterface, bindInterface } from '../../host/gate/gate.js';
+import { Ledger } from '../../host/gate/ledger.js';
+import { type ObjectDecl, Ownership } from '../../host/gate/ownership.js';
+import { type Grants, defaultPolicy } from '../../host/gate/policy.js';
+
+export interface FakeCall {
+  ctx: CallContext;
+  audit: any[];
+  dir: string;
+  /** binds `iface` with runs replaced by recorders (no kernel is touched) */
+  bind(iface: string, impl: HostInterface, params: Record<string, string[]>): Record<string, (...a: unknown[]) => any>;
+  ran: string[];
+}
+
+export function fakeCall(opts: {
+  type?: string; grants: Grants; objects?: ObjectDecl[]; config?: object; ifname?: string; network?: string; deadline?: number;
+}): FakeCall {
+  const dir = mkdtempSync(join(tmpdir(), 'gate-unit-'));
+  const network = opts.network ?? 'unitnet';
+  const ifname = opts.ifname ?? 'eth0';
+  const audit: any[] = [];
+  const ledger = Ledger.open(dir, network, 'unit-container', ifname, Date.now() + 1000);
+  const policy = { ...defaultPolicy(), stateDir: join(dir, 'state'), storeDir: join(dir, 'networks'), auditLog: join(dir, 'audit', 'audit.log'), pluginDirs: [join(dir, 'plugins')] };
+  const ran: string[] = [];
+  const ctx: CallContext = {
+    plugin: { type: opts.type ?? 'rogue', sha256: 'f'.repeat(64), grants: opts.grants },
+    command: 'ADD', containerId: 'unit-container', ifname, network, owner: opts.type ?? 'rogue',
+    owned: Ownership.fromConfig(ifname, opts.objects ?? [], opts.config ?? {}),
+    ledger, audit: { write: (r: any) => audit.push(r) } as any, ns: {} as any, policy, cniPath: [], depth: 0,
+    deadline: opts.deadline ?? Date.now() + 60_000, session: new Map(),
+    delegate: () => { throw new Error('no delegation here'); },
+  };
+  return {
+    ctx, audit, dir, ran,
+    bind(iface, impl, params) {
+      const stubbed: HostInterface = {};
+      for (const [k, f] of Object.entries(impl)) stubbed[k] = { ...f, run: (..._a: unknown[]) => { ran.push(`${iface}.${k}`); return undefined; } };
+      const sigs = Object.fromEntries(Object.entries(params).map(([k, p]) => [k, { wit: k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase()), params: p, hasResult: true }]));
+      return bindInterface(ctx, iface, stubbed, sigs) as any;
+    },
+  };
+}
