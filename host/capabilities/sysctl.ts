@@ -11,6 +11,8 @@ import type { Role } from './namespaces.js';
 
 const KEY = /^net\/[A-Za-z0-9_.\/-]+$/;
 
+const isInterfaceKey = (key: string) => /^net\/ipv[46]\/(conf|neigh)\/[^/]+\/./.test(key);
+
 /** The interface a key is about, if any. */
 function keyInterface(key: string): string | null {
   const p = key.split('/');
@@ -34,7 +36,10 @@ function check(ctx: CallContext, ns: Role, key: string): string | null {
   const bad = checkKey(ctx, ns, key);
   if (bad || ns === 'container') return bad;
   const keys = ctx.plugin.grants.sysctl?.keys ?? [];
-  return keys.some((p) => globMatch(p, key)) ? null : `host sysctl '${key}' is not in the plugin's granted "sysctl": {"keys"}`;
+  // a '*' where an interface goes stands for an interface, not for all or default
+  const ifname = keyInterface(key);
+  const matches = (p: string) => globMatch(p, key) && (ifname !== null || p.split('/')[3] !== '*' || !isInterfaceKey(key));
+  return keys.some(matches) ? null : `host sysctl '${key}' is not in the plugin's granted "sysctl": {"keys"}`;
 }
 
 export const sysctl: HostInterface = {
