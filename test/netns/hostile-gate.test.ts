@@ -1,0 +1,109 @@
+// Hostile third-party components against the gate's object rights, store
+// scope, delegation and write-ahead recording (issue classes 3-6). Built and
+// run through the real third-party flow, inside a throwaway host netns.
+// Needs root. Prefix: hg-.
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { type CniReply, type Harness, makeHarness, ours, readAudit, removeHarness } from '../helpers/cni.js';
+import { cleanupAll, ipJson, makeNetns, nsExec } from '../helpers/netns.js';
+import { buildFixtures, componentPath, installThirdParty } from '../helpers/fixtures.js';
+import { Ledger } from '../../host/gate/ledger.js';
+
+const P = 'hg-';
+const HOST = `${P}host`;
+const CTR = `${P}ctr`;
+const TIMEOUT_MS = 700;
+
+let h: Harness;
+let work: string;
+
+function report(r: CniReply): Record<string, { code: string; message: string }> {
+  assert.is(r.json?.code, 150, r.stdout + r.stderr);
+  return Object.fromEntries((JSON.parse(r.json.details) as { call: string; code: string; message: string }[]).map((x) => [x.call, x]));
+}
+
+const hostVeths = () => ipJson<{ ifname: string }[]>(HOST, ['link', 'show', 'type', 'veth']).map((l) => l.ifname);
+const ctrLinks = () => ipJson<{ ifname: string }[]>(CTR, ['link', 'show']).map((l) => l.ifname);
+
+test.before(() => {
+  try {
+    cleanupAll(P);
+    makeNetns(HOST);
+    makeNetns(CTR);
+    work = mkdtempSync(join(tmpdir(), 'hg-work-'));
+    buildFixtures(join(work, 'plugins'), ['halfway', 'launder']);
+    h = makeHarness(P);
+    installThirdParty(h, [
+      { type: 'halfway', component: componentPath(join(work, 'plugins'), 'halfway') },
+      { type: 'launder', component: componentPath(join(work, 'plugins'), 'launder') },
+    ], { timeoutMs: TIMEOUT_MS });
+  } catch (e) {
+    console.error('hostile-gate setup failed:', e);
+    throw e;
+  }
+});
+
+test.after(() => {
+  cleanupAll(P);
+  if (h) removeHarness(h);
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+for (const how of ['spin', 'trap', 'call']) {
+  test(`a component stopped half-way (${how}) leaves nothing: the host sweeps what its ledger recorded`, () => {
+    const r = ours(h, 'halfway', {
+      command: 'ADD', hostNs: HOST, netns: CTR, containerId: `hg-half-${how}`, ifname: 'eth0',
+      config: { cniVersion: '1.0.0', name: 'hgnet', type: 'halfway', how },
+    });
+    assert.is.not(r.code, 0);
+    assert.is(r.json?.code, how === 'trap' ? 100 : 101, r.stdout);
+    if (how !== 'trap') assert.match(r.json.details ?? '', /timeoutMs/, 'the error names the setting');
+    assert.equal(hostVeths(), [], 'no veth left in the host');
+    assert.equal(ctrLinks(), ['lo'], 'no eth0 left in the container');
+    assert.equal(Ledger.peek(h.stateDir, 'hgnet', `hg-half-${how}`, 'eth0'), [], 'the ledger holds nothing');
+    const recs = readAudit(h).filter((x) => x.containerId === `hg-half-${how}`);
+    const veth = recs.filter((x) => x.call === 'links.create-veth');
+    assert.is(veth[0].outcome, 'pending', 'the veth was recorded before it was made');
+    assert.ok(recs.some((x) => x.call === 'sweep.links.remove' && x.outcome === 'ok'), 'and swept, audited');
+  });
+}
+
+test('store, delegation and config names cannot launder another network\'s state or cni-wasm\'s own', () => {
+  // another network's leases, which the hostile plugin must neither read nor release
+  const victimDir = join(h.storeDir, 'victimnet');
+  mkdirSync(victimDir, { recursive: true });
+  writeFileSync(join(victimDir, 'lock'), '');
+  writeFileSync(join(victimDir, '10.123.0.7'), 'someone-else\r\neth0');
+  nsExec(HOST, ['ip', 'link', 'add', 'hgvictim0', 'type', 'veth', 'peer', 'name', 'hgvictim1']);
+  nsExec(HOST, ['ip', 'link', 'set', 'hgvictim0', 'up']);
+  const secret = join(work, 'secret');
+  writeFileSync(secret, 'nameserver 6.6.6.6\n', { mode: 0o600 });
+  const r = ours(h, 'launder', {
+    command: 'ADD', hostNs: HOST, netns: CTR, containerId: 'hg-launder', ifname: 'eth0',
+    config: {
+      cniVersion: '1.1.0', name: 'hgnet', type: 'launder', victim: 'hgvictim0', victimNetwork: 'victimnet',
+      stateDir: h.stateDir, secret,
+    },
+  });
+  const by = report(r);
+  assert.match(by['store.open other network'].message, /network 'victimnet' is not this invocation's/);
+  assert.match(by['store.open state dir'].message, /reaches cni-wasm's own directory/);
+  assert.match(by['links.set-up config-named'].message, /host link 'hgvictim0' was not created by this attachment/);
+  assert.match(by['firewall.masquerade-add foreign'].message, /10\.123\.0\.99 is not this attachment's/);
+  assert.match(by['delegate gc other network'].message, /network 'victimnet' is not this invocation's/);
+  assert.match(by['delegate add state dir'].message, /reaches cni-wasm's own directory/);
+  assert.match(by['delegate add secret resolvConf'].message, /has no "dns" grant/, 'the delegate has no more than its caller');
+  // nothing changed
+  assert.equal(readdirSync(victimDir).sort(), ['10.123.0.7', 'lock']);
+  assert.ok(ipJson<any[]>(HOST, ['link', 'show', 'dev', 'hgvictim0'])[0].flags.includes('UP'));
+  assert.not.ok(existsSync(join(h.stateDir, 'hgnet')), 'no store in the state dir');
+  // every refusal is in the audit log, with the plugin that asked
+  const denied = readAudit(h).filter((x) => x.verdict === 'deny' && x.containerId === 'hg-launder');
+  assert.ok(denied.length >= 7, `${denied.length} denials`);
+  assert.ok(denied.some((x) => x.plugin === 'host-local' && x.call === 'dns.read-resolv-conf'), 'the delegate\'s denial is recorded under its own name');
+});
+
+test.run();
