@@ -67,11 +67,31 @@ export class CniError extends Error {
  * JSON.parse that fails with code 6 and says where: V8 reports a character
  * offset for most syntax errors, which we turn into line and column.
  */
+/** Deeper nesting than any CNI document needs; plugins parse at most this deep. */
+export const JSON_MAX_DEPTH = 64;
+
+/** Nesting depth of a parsed value, without recursion (a hostile document may be 10,000 deep). */
+function depthOver(v: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[v, 1]];
+  while (stack.length) {
+    const [x, d] = stack.pop()!;
+    if (typeof x !== 'object' || x === null) continue;
+    if (d > max) return true;
+    for (const c of Array.isArray(x) ? x : Object.values(x)) if (typeof c === 'object' && c !== null) stack.push([c, d + 1]);
+  }
+  return false;
+}
+
 export function decodeJson(text: string, what: string): unknown {
   if (text.trim() === '') throw new CniError(CniErrorCode.DecodingFailure, `${what} is empty`, 'expected a JSON object');
   try {
-    return JSON.parse(text);
+    const v = JSON.parse(text);
+    if (depthOver(v, JSON_MAX_DEPTH)) {
+      throw new CniError(CniErrorCode.DecodingFailure, `${what} is nested more than ${JSON_MAX_DEPTH} levels deep`, 'no CNI configuration needs that; check the document');
+    }
+    return v;
   } catch (e) {
+    if (e instanceof CniError) throw e;
     const reason = e instanceof Error ? e.message : String(e);
     const at = /at position (\d+)/.exec(reason);
     let where = '';

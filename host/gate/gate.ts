@@ -117,7 +117,8 @@ type JcoResult = { tag: 'ok'; val: unknown } | { tag: 'err'; val: unknown };
 export class TimeLimitReached extends Error {}
 
 /** Limits on what one host call may hand the host, checked before any work. */
-export const ARG_LIMITS = { chars: 1 << 20, items: 10_000 };
+/** 8 Mi characters: a config of several MB passes through delegation; a 20M-character argument does not. */
+export const ARG_LIMITS = { chars: 8 << 20, items: 100_000 };
 const AUDIT_STRING = 512;
 
 /** Size of an argument tree, stopping once over the limits. */
