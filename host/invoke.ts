@@ -15,6 +15,7 @@ import { Namespaces } from './capabilities/namespaces.js';
 import { loadPlugin, locatePlugin } from './sandbox/loader.js';
 import { instantiate, withTimeLimit } from './sandbox/sandbox.js';
 import { sweepAttachment, gcAttachments } from './sweep.js';
+import { prevResultFacts } from './capabilities/forward.js';
 import { childProcess, nowMs } from './lazy.js';
 
 export interface Outcome {
@@ -111,6 +112,8 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
     plugin: { type, sha256: plugin.manifest.sha256, grants: plugin.grants },
     command, containerId: sh.inv.containerId, ifname: sh.inv.ifname, network: sh.network,
     configNames: topLevelStrings(confDoc),
+    // only the runtime's own prevResult: a delegated config is a plugin's writing
+    prevResult: depth === 0 ? prevResultFacts(confDoc) : undefined,
     ledger: sh.ledger ?? new Ledger(sh.policy.stateDir, sh.network, '_', '_'),
     audit: sh.audit, ns: sh.ns, policy: sh.policy, cniPath: sh.inv.path, depth,
     session: new Map(),

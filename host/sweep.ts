@@ -12,6 +12,7 @@ import { Rtnl } from './kernel/rtnl.js';
 import { masqueradeDel } from './kernel/masquerade.js';
 import { parseMasquerade } from './capabilities/firewall.js';
 import { spoofCheckDel } from './kernel/spoofcheck.js';
+import { sweepForwardAccept } from './capabilities/forward.js';
 import { nowMs } from './lazy.js';
 
 function removeEntry(e: LedgerEntry, rtnl: () => Rtnl): string | null {
@@ -26,6 +27,10 @@ function removeEntry(e: LedgerEntry, rtnl: () => Rtnl): string | null {
   if (e.kind === 'masquerade') {
     masqueradeDel([parseMasquerade(e)]);
     return `firewall.masquerade-del ${e.source}`;
+  }
+  if (e.kind === 'forward-accept') {
+    sweepForwardAccept(e);
+    return `firewall.forward-accept-del ${e.address}`;
   }
   if (e.kind === 'spoofcheck') {
     spoofCheckDel([{ port: e.port, mac: e.mac }]);

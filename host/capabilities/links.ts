@@ -39,6 +39,15 @@ function onLink(run: (ctx: CallContext, ns: Role, name: string, ...rest: any[]) 
   };
 }
 
+/** An operation on the attachment's own interface (CNI_IFNAME) in the container namespace. */
+function ownIface(run: (ctx: CallContext, name: string, ...rest: any[]) => unknown): HostInterface[string] {
+  return {
+    authorize: (ctx, name: string) => nsGranted(g(ctx), 'container')
+      ?? (name === ctx.ifname ? null : `'${name}' is not this attachment's interface (${ctx.ifname})`),
+    run: (ctx, name: string, ...rest: unknown[]) => { checkName(name); return run(ctx, name, ...rest); },
+  };
+}
+
 export const links: HostInterface = {
   get: {
     authorize: (ctx, ns: Role) => nsGranted(g(ctx), ns),
@@ -142,6 +151,17 @@ export const links: HostInterface = {
       ctx.ns.rtnl('host').bridgeVlanAdd(name, vid, { pvid, untagged, self });
     },
   },
+  // The tuning plugin's: CNI_IFNAME in the container namespace only.
+  //   objects: arg `name` names a container link; right: change; only CNI_IFNAME.
+  getSettings: ownIface((ctx, name) => {
+    const l = ctx.ns.rtnl('container').getLink(name);
+    return { mac: l.mac, mtu: l.mtu, promisc: l.promisc, allmulti: !!l.allmulti, txqlen: l.txqlen ?? 0 };
+  }),
+  setAllmulti: ownIface((ctx, name, on: boolean) => { ctx.ns.rtnl('container').setLink(name, { allmulti: on }); }),
+  setTxqlen: ownIface((ctx, name, qlen: number) => {
+    if (!Number.isInteger(qlen) || qlen < 0 || qlen > 0x7fffffff) throw new HostError('EINVAL', `invalid txqueuelen ${qlen}`);
+    ctx.ns.rtnl('container').setLink(name, { txqlen: qlen });
+  }),
   remove: onLink((ctx, ns, name) => {
     ctx.ns.rtnl(ns).deleteLink(name);
     if (ns === 'host') ctx.ledger.forget((e) => e.kind === 'link' && e.name === name);

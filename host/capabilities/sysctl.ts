@@ -4,6 +4,7 @@ import { type CallContext, type HostInterface, nsGranted } from '../gate/gate.js
 import { globMatch } from '../gate/policy.js';
 import { sysctlGet, sysctlSet } from '../kernel/sysctl.js';
 import type { Role } from './namespaces.js';
+import { allowlistRefusal } from './sysctl-allowlist.js';
 
 const g = (ctx: CallContext) => ctx.plugin.grants.sysctl;
 
@@ -11,7 +12,11 @@ function authorize(ctx: CallContext, ns: Role, key: string): string | null {
   const denied = nsGranted(g(ctx), ns);
   if (denied) return denied;
   if (!/^net\/[A-Za-z0-9_.\/-]+$/.test(key) || key.split('/').includes('..')) return `sysctl key '${key}' is outside net/`;
-  if (ns === 'container') return null;
+  if (ns === 'container') {
+    const grant = g(ctx)!;
+    if (grant.containerKeys && !grant.containerKeys.some((p) => globMatch(p, key))) return `container sysctl '${key}' is not in the plugin's granted container keys`;
+    return grant.containerAllowlist ? allowlistRefusal(grant.containerAllowlist, key, ctx.ifname) : null;
+  }
   const keys = g(ctx)?.keys ?? [];
   return keys.some((p) => globMatch(p, key)) ? null : `host sysctl '${key}' is not in the plugin's granted keys`;
 }

@@ -32,6 +32,10 @@ export interface CallContext {
   network: string;
   /** string values of the plugin's network config: host objects it may name */
   configNames: Set<string>;
+  /** what the runtime's prevResult says this attachment has (top-level call
+   *  only, never from a config a plugin wrote): addresses without prefix, and
+   *  host-side interface names (no sandbox) */
+  prevResult?: { addresses: Set<string>; hostInterfaces: Set<string> };
   ledger: Ledger;
   audit: AuditLog;
   ns: Namespaces;

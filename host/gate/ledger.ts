@@ -11,7 +11,9 @@ export type LedgerEntry =
   | { kind: 'route'; dst: string; gw: string; dev: string; plugin: string }
   | { kind: 'masquerade'; network: string; source: string; exclude: string; plugin: string }
   /** a host port under MAC spoof check (port . mac in the bridge table cni_wasm_spoof) */
-  | { kind: 'spoofcheck'; port: string; mac: string; plugin: string };
+  | { kind: 'spoofcheck'; port: string; mac: string; plugin: string }
+  /** a forward accept (address, and for isolated the port, in inet cni_wasm_filter / bridge cni_wasm_isolate) */
+  | { kind: 'forward-accept'; address: string; bridge: string; port: string; policy: string; plugin: string };
 
 export interface LedgerFile {
   network: string;

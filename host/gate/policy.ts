@@ -15,8 +15,13 @@ export interface Grants {
   links?: NsGrant & { names?: string[] };
   addresses?: NsGrant;
   routes?: NsGrant;
-  /** keys are slash-form sysctl paths; '*' matches one path component */
-  sysctl?: NsGrant & { keys?: string[] };
+  /** keys are slash-form sysctl paths; '*' matches one path component.
+   *  containerKeys: when given, the only container-side keys allowed (same form).
+   *  containerAllowlist: a file in the reference tuning plugin's allowlist
+   *  format (/etc/cni/tuning/allowlist.conf: one regular expression a line,
+   *  matched against the dotted key, "IFNAME" standing for CNI_IFNAME); when
+   *  the file exists, container-side keys must match one line. */
+  sysctl?: NsGrant & { keys?: string[]; containerKeys?: string[]; containerAllowlist?: string };
   firewall?: boolean;
   /** dirs: where the plugin's store may live ("*" = anywhere) */
   store?: boolean | { dirs?: string[] };
