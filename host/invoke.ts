@@ -146,8 +146,9 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
 }
 
 /** Runs another plugin for the same attachment; its result comes back in the current shape. */
-function delegateSync(sh: Shared, type: string, cmd: DelegateCommand, config: string, depth: number): string {
+function delegateSync(sh: Shared, type: string, cmd: DelegateCommand, config0: string, depth: number): string {
   const command = cmd.toUpperCase();
+  const config = prevResultAtOwnVersion(config0);
   const conf = parseNetConf(config, { command: command as Invocation['command'] });
   let out: string;
   if (locatePlugin(type, sh.policy)) out = runPlugin(sh, type, command, guestConfig(conf), depth);
@@ -155,6 +156,23 @@ function delegateSync(sh: Shared, type: string, cmd: DelegateCommand, config: st
   else throw new CniError(CniErrorCode.InvalidNetworkConfig, `no plugin component named '${type}', and the policy does not allow running a '${type}' binary (allowExec)`);
   if (command !== 'ADD') return '';
   return JSON.stringify(convertResult(JSON.parse(out), CURRENT));
+}
+
+/**
+ * A guest passes on the config it was given, whose prevResult the host had
+ * put in the current shape (guestConfig): back to the config's own version,
+ * or a 0.4.0 DEL/CHECK that delegates (bridge -> IPAM) fails the version check.
+ */
+function prevResultAtOwnVersion(config: string): string {
+  let doc: Record<string, unknown>;
+  try { doc = JSON.parse(config); } catch { return config; }
+  if (!doc || typeof doc !== 'object' || !doc.prevResult || !isSupportedVersion(doc.cniVersion)) return config;
+  try {
+    doc.prevResult = convertResult(doc.prevResult as object, doc.cniVersion);
+  } catch {
+    delete doc.prevResult; // not expressible at that version: the delegate does without
+  }
+  return JSON.stringify(doc);
 }
 
 function execExternal(sh: Shared, type: string, command: string, config: string): string {
