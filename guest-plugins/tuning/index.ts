@@ -351,6 +351,10 @@ class Tuning extends CniPlugin {
     const cr = loadConf(req);
     if (!cr.ok) return cr.error!;
     const c = cr.value;
+    // A config that tunes nothing saved nothing at ADD (the runtime sends DEL
+    // the same config, runtimeConfig and CNI_ARGS): no store to open, so no
+    // directory made for it.
+    if (c.sysctls.length == 0 && !c.changesLink()) return null;
     const so = store.open(c.name, c.dataDir);
     if (so !== null) return hostFailure("failed to open the tuning store in " + c.dataDir, so);
     const key = backupKey(req);

@@ -13,7 +13,7 @@
 // is loaded), so traffic between two ports of one bridge passes the forward
 // hook too, as on a docker or kubernetes node.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -342,26 +342,65 @@ test('the host allows only the prevResult\'s addresses, bridges and ports', () =
   assert.match(forwardAccept.forwardAcceptDel.authorize({ ...ctx, prevResult: undefined }, e('10.88.1.8'))!, /nor in its ledger/);
 });
 
-test('podman\'s own chain entries: {"type":"firewall","backend":""} and {"type":"tuning"} at 0.4.0', () => {
+/**
+ * The conflist `podman network create` writes (podman 4.3, CNI backend), made
+ * in a temp config dir with temp storage: nothing of the machine's is used.
+ * null when podman is not installed.
+ */
+function podmanConflist(): any | null {
+  if (spawnSync('sh', ['-c', 'command -v podman']).status !== 0) return null;
+  const d = join(h.dir, 'podman');
+  for (const sub of ['net', 'root', 'run', 'tmp']) mkdirSync(join(d, sub), { recursive: true });
+  writeFileSync(join(d, 'containers.conf'), `[network]\nnetwork_backend = "cni"\nnetwork_config_dir = "${d}/net"\n` +
+    `cni_plugin_dirs = ["${h.bin}"]\n[engine]\ntmp_dir = "${d}/tmp"\nevents_logger = "file"\ncgroup_manager = "cgroupfs"\n`);
+  writeFileSync(join(d, 'storage.conf'), `[storage]\ndriver = "vfs"\ngraphroot = "${d}/root"\nrunroot = "${d}/run"\n`);
+  // in our host netns (podman looks at the host's routes for a free subnet); not 10.88/16, podman's default network
+  const r = spawnSync('nsenter', [`--net=/run/netns/${ns('ours', 'host')}`, 'podman', 'network', 'create', '--subnet', '10.89.1.0/24', NET.a.name], {
+    encoding: 'utf8', timeout: 60_000,
+    env: { ...process.env, CONTAINERS_CONF: join(d, 'containers.conf'), CONTAINERS_STORAGE_CONF: join(d, 'storage.conf') },
+  });
+  assert.is(r.status, 0, `podman network create: ${r.stderr}`);
+  return JSON.parse(readFileSync(join(d, 'net', `${NET.a.name}.conflist`), 'utf8'));
+}
+
+test('podman\'s own conflist (podman network create): its firewall and tuning entries, verbatim, at its 0.4.0', () => {
   fresh();
-  // the plugins podman 4.3 writes after bridge (portmap is another plugin's business)
+  // tuning's default data dir: a tuning entry that tunes nothing must not create it
+  const runCni = existsSync('/run/cni/tuning');
+  const podman = podmanConflist();
   const fwEntry = { type: 'firewall', backend: '' };
   const tuEntry = { type: 'tuning' };
+  let version = '0.4.0';
+  if (podman) {
+    assert.equal(podman.plugins.map((p: any) => p.type), ['bridge', 'portmap', 'firewall', 'tuning']);
+    assert.equal(podman.plugins[2], fwEntry, 'podman\'s firewall entry');
+    assert.equal(podman.plugins[3], tuEntry, 'podman\'s tuning entry');
+    version = podman.cniVersion;
+  } else {
+    console.log('  (podman is not installed: using the entries podman 4.3 writes)');
+  }
+  assert.is(version, '0.4.0');
+  const base = { cniVersion: version, name: NET.a.name };
   for (const impl of IMPLS) {
-    const br = addBridge(impl, 'a1');
-    const base = { cniVersion: '0.4.0', name: NET.a.name };
+    // podman's bridge entry too, with the IPAM state in our temp dir (portmap is another plugin's business)
+    const bridgeEntry = podman ? { ...podman.plugins[0], ipam: { ...podman.plugins[0].ipam, dataDir: dataDir(impl) } } : bridgeConf(impl, 'a1', version);
+    const brConf = { ...base, ...bridgeEntry };
+    const br = ok(run(impl, 'bridge', 'ADD', brConf, 'a1'), `${impl} bridge`);
     const fw = ok(run(impl, 'firewall', 'ADD', { ...base, ...fwEntry, prevResult: br }, 'a1'), `${impl} firewall`);
     const tu = ok(run(impl, 'tuning', 'ADD', { ...base, ...tuEntry, prevResult: fw }, 'a1'), `${impl} tuning`);
     assert.equal(tu, br, `${impl}: the chain's result is the bridge's`);
     ok(run(impl, 'tuning', 'CHECK', { ...base, ...tuEntry, prevResult: tu }, 'a1'), `${impl} tuning CHECK`);
     ok(run(impl, 'firewall', 'CHECK', { ...base, ...fwEntry, prevResult: tu }, 'a1'), `${impl} firewall CHECK`);
     assert.ok(ping(ns(impl, 'a1'), OUTSIDE), `${impl}: a1 reaches the outside through the closed forward chain`);
+    // DEL in reverse order, each with the cached result
     ok(run(impl, 'tuning', 'DEL', { ...base, ...tuEntry, prevResult: tu }, 'a1'), `${impl} tuning DEL`);
     ok(run(impl, 'firewall', 'DEL', { ...base, ...fwEntry, prevResult: tu }, 'a1'), `${impl} firewall DEL`);
-    ok(run(impl, 'bridge', 'DEL', { ...bridgeConf(impl, 'a1', '0.4.0'), prevResult: tu }, 'a1'), `${impl} bridge DEL`);
+    ok(run(impl, 'bridge', 'DEL', { ...brConf, prevResult: tu }, 'a1'), `${impl} bridge DEL`);
   }
   assert.equal(setElements('accept4'), []);
   assert.equal(refForwardRules(), []);
+  assert.equal(ledgerEntries('forward-accept'), []);
+  assert.is(existsSync('/run/cni/tuning'), runCni, 'nothing created in /run/cni/tuning');
 });
 
 test.run();
