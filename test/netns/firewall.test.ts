@@ -263,6 +263,29 @@ test('isolated (ours; 1.1.1 has no such policy): ports of the bridge cannot reac
   assert.equal(setElements('accept4'), []);
 });
 
+test('dual-stack: IPv6 is forwarded (and closed) like IPv4, as the reference does it', () => {
+  fresh();
+  const OUT6 = '2001:db8:ff::2';
+  const dual = (impl: Impl) => ({
+    cniVersion: '1.0.0', name: 'fwnet6', type: 'bridge', bridge: 'fwbr6', isGateway: true, isDefaultGateway: true, ipMasq: true,
+    ipam: { type: 'host-local', ranges: [[{ subnet: '10.88.6.0/24' }], [{ subnet: 'fd88:6::/64' }]], dataDir: dataDir(impl) },
+  });
+  for (const impl of IMPLS) {
+    nsExec(ns(impl, 'host'), ['ip', 'addr', 'add', '2001:db8:ff::1/64', 'dev', 'up0', 'nodad']);
+    nsExec(ns(impl, 'out'), ['ip', 'addr', 'add', `${OUT6}/64`, 'dev', 'out0', 'nodad']);
+    bridged[impl].a1 = ok(run(impl, 'bridge', 'ADD', dual(impl), 'a1'), `${impl} dual-stack bridge`);
+  }
+  const ping6 = (impl: Impl) => nsExec(ns(impl, 'a1'), ['ping', '-6', '-c', '1', '-W', '2', OUT6], { check: false }).status === 0;
+  for (const impl of IMPLS) assert.not.ok(ping6(impl), `${impl}: closed without the firewall`);
+  for (const impl of IMPLS) ok(run(impl, 'firewall', 'ADD', { cniVersion: '1.0.0', name: 'fwnet6', type: 'firewall', prevResult: bridged[impl].a1 }, 'a1'), `${impl} firewall`);
+  for (const impl of IMPLS) assert.ok(ping6(impl), `${impl}: open with the firewall`);
+  assert.is(setElements('accept6').length, 1);
+  assert.is(setElements('accept4').length, 1);
+  for (const impl of IMPLS) ok(run(impl, 'firewall', 'DEL', { cniVersion: '1.0.0', name: 'fwnet6', type: 'firewall', prevResult: bridged[impl].a1 }, 'a1'), `${impl} firewall DEL`);
+  assert.equal(setElements('accept6'), []);
+  assert.equal(setElements('accept4'), []);
+});
+
 for (const version of ['0.4.0', '1.0.0']) {
   test(`the runtime's sequence at ${version}: ADD, CHECK, DEL, DEL with the ADD result as prevResult`, () => {
     fresh();
