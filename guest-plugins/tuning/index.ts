@@ -370,6 +370,34 @@ class Tuning extends CniPlugin {
     return re !== null ? hostFailure("failed to remove the saved settings", re) : null;
   }
 
+  /** Saved originals of attachments the runtime no longer lists go (the reference 1.1.1 has no GC). */
+  gc(req: Request): CniError | null {
+    const cr = loadConf(req);
+    if (!cr.ok) return cr.error!;
+    const c = cr.value;
+    if (c.sysctls.length == 0 && !c.changesLink()) return null; // saves nothing, as DEL
+    const doc = parseConfig(req)!;
+    const valid = new Set<string>();
+    const list = doc.getArray("cni.dev/valid-attachments");
+    if (list !== null) {
+      for (let i = 0; i < list.length; i++) {
+        if (list[i].isObject()) valid.add(list[i].getString("containerID") + "_" + list[i].getString("ifname") + ".json");
+      }
+    }
+    const so = store.open(c.name, c.dataDir);
+    if (so !== null) return hostFailure("failed to open the tuning store in " + c.dataDir, so);
+    const keys = store.keys();
+    if (!keys.ok) return hostFailure("failed to list the saved settings", keys.error!);
+    for (let i = 0; i < keys.value.length; i++) {
+      const k = keys.value[i];
+      if (!k.endsWith(".json") || valid.has(k)) continue;
+      const e = store.remove(k);
+      if (e !== null) return hostFailure("failed to remove " + k, e);
+      log.write(Level.Info, "tuning: GC removed the saved settings " + k);
+    }
+    return null;
+  }
+
   check(req: Request): CniError | null {
     const cr = loadConf(req);
     if (!cr.ok) return cr.error!;

@@ -319,6 +319,16 @@ test('CHECK fails when the element is gone; DEL without prevResult leaves it to 
   assert.equal(ledgerEntries('forward-accept'), []);
 });
 
+test('GC: an attachment the runtime no longer lists loses its elements (the host\'s ledger sweep)', () => {
+  fresh();
+  for (const c of ['a1', 'a2'] as Ctr[]) { addBridge('ours', c, '1.1.0'); addFirewall('ours', c, { ingressPolicy: 'isolated' }, '1.1.0'); }
+  assert.is(setElements('accept4').length, 2);
+  const gc = { cniVersion: '1.1.0', name: NET.a.name, type: 'firewall', 'cni.dev/valid-attachments': [{ containerID: 'fw-a2', ifname: 'eth0' }] };
+  ok(ours(h, 'firewall', { command: 'GC', hostNs: ns('ours', 'host'), netns: '', ifname: '', containerId: '', config: gc, path: h.bin }), 'GC');
+  assert.equal(setElements('accept4').map((e: any) => e), [ipOf('ours', 'a2')], 'only a2 is left');
+  assert.is(setElements('ports', 'bridge cni_wasm_isolate').length, 1);
+});
+
 test('bad input: no prevResult at ADD, an old cniVersion, an unknown ingress policy (like the reference, nothing left)', () => {
   fresh();
   for (const impl of IMPLS) addBridge(impl, 'a1');

@@ -257,6 +257,19 @@ test('policy: only the sysctls the allowlist (the reference\'s file format) and 
   }
 });
 
+test('GC removes the saved originals of attachments the runtime no longer lists', () => {
+  fresh();
+  ok(run('ours', 'ADD', conf('ours', { mtu: 1400 })), 'ADD eth0');
+  nsExec(ns('ours', 'ctr'), ['ip', 'link', 'add', 'eth1', 'type', 'veth', 'peer', 'name', 'peer1']);
+  const prev1 = { cniVersion: '1.1.0', interfaces: [{ name: 'eth1', sandbox: netnsPath(ns('ours', 'ctr')) }], ips: [] };
+  ok(run('ours', 'ADD', conf('ours', { mtu: 1400 }, '1.1.0', prev1), { ifname: 'eth1' }), 'ADD eth1');
+  assert.is(savedFiles('ours').length, 2);
+  const gc = { cniVersion: '1.1.0', name: 'tunet', type: 'tuning', dataDir: dataDir('ours'), mtu: 1400,
+    'cni.dev/valid-attachments': [{ containerID: CID, ifname: 'eth0' }] };
+  ok(run('ours', 'GC', gc, { netns: '', ifname: '' }), 'GC');
+  assert.equal(savedFiles('ours').map((f) => f.split('/').pop()), [`${CID}_eth0.json`]);
+});
+
 test('DEL when the container is gone succeeds and removes the saved originals', () => {
   fresh();
   const res: Record<Impl, any> = { ref: null, ours: null };
