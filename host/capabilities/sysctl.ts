@@ -1,5 +1,8 @@
 // sysctl: read/write /proc/sys/net/... in a namespace. Container-side keys
 // are the container's own; host-side keys must match the grant's patterns.
+//   objects: arg `key` names a sysctl of `ns`; right: read/change. Host: only
+//   the grant's `keys`. Container: any net/ key, unless the grant narrows it
+//   (`containerKeys`, `containerAllowlist`: the tuning plugin's policy).
 import { type CallContext, type HostInterface, nsGranted } from '../gate/gate.js';
 import { globMatch } from '../gate/policy.js';
 import { sysctlGet, sysctlSet } from '../kernel/sysctl.js';

@@ -15,6 +15,8 @@ import {
   type CniCall, type CniReply, type Harness, REFERENCE_BIN, makeHarness, ours, reference, removeHarness, writePolicy,
 } from '../helpers/cni.js';
 import { cleanupAll, deleteNetns, ipJson, makeNetns, netnsPath, nsExec } from '../helpers/netns.js';
+import { links } from '../../host/capabilities/links.js';
+import { sysctl as sysctlCap } from '../../host/capabilities/sysctl.js';
 
 const P = 'tu-';
 type Impl = 'ref' | 'ours';
@@ -268,6 +270,19 @@ test('GC removes the saved originals of attachments the runtime no longer lists'
     'cni.dev/valid-attachments': [{ containerID: CID, ifname: 'eth0' }] };
   ok(run('ours', 'GC', gc, { netns: '', ifname: '' }), 'GC');
   assert.equal(savedFiles('ours').map((f) => f.split('/').pop()), [`${CID}_eth0.json`]);
+});
+
+test('the host: the new link functions act only on CNI_IFNAME in the container; container sysctls follow the grant', () => {
+  const ctx: any = { plugin: { type: 'tuning', grants: { links: { container: true }, sysctl: { container: true, containerKeys: ['net/ipv4/conf/*/arp_filter'] } } }, ifname: 'eth0' };
+  for (const fn of ['getSettings', 'setAllmulti', 'setTxqlen']) {
+    assert.is(links[fn].authorize(ctx, 'eth0'), null, fn);
+    assert.match(links[fn].authorize(ctx, 'eth1')!, /not this attachment's interface/, fn);
+    assert.match(links[fn].authorize({ ...ctx, plugin: { ...ctx.plugin, grants: {} } }, 'eth0')!, /no grant for the container namespace/, fn);
+  }
+  assert.is(sysctlCap.set.authorize(ctx, 'container', 'net/ipv4/conf/eth0/arp_filter'), null);
+  assert.match(sysctlCap.set.authorize(ctx, 'container', 'net/core/somaxconn')!, /granted container keys/);
+  assert.match(sysctlCap.set.authorize(ctx, 'container', 'kernel/hostname')!, /outside net/);
+  assert.match(sysctlCap.set.authorize(ctx, 'host', 'net/ipv4/conf/eth0/arp_filter')!, /no grant for the host namespace/);
 });
 
 test('DEL when the container is gone succeeds and removes the saved originals', () => {
