@@ -227,6 +227,18 @@ test('bad input: no prevResult, a sysctl outside net.*, a bad MAC: a clear error
   assert.equal(savedFiles('ours'), [], 'nothing saved');
 });
 
+test('a kernel refusal half-way (MTU below the minimum) puts back what ADD had changed', () => {
+  fresh();
+  const before = linkState('ours');
+  const arp = sysctl('ours', 'net.ipv4.conf.eth0.arp_filter');
+  const r = run('ours', 'ADD', conf('ours', { mac: '02:00:00:00:00:07', promisc: true, mtu: 50, sysctl: { 'net.ipv4.conf.IFNAME.arp_filter': '1' } }));
+  assert.is(r.code, 1);
+  assert.match(r.json.msg, /failed to set MTU 50 on "eth0"/, r.stdout);
+  assert.equal(linkState('ours'), before, 'MAC and promisc put back');
+  assert.is(sysctl('ours', 'net.ipv4.conf.eth0.arp_filter'), arp, 'sysctl put back');
+  assert.equal(savedFiles('ours'), [], 'no saved file left');
+});
+
 test('policy: only the sysctls the allowlist (the reference\'s file format) and the grant allow; a refusal changes nothing', () => {
   fresh();
   const allow = join(h.dir, 'allowlist.conf');
