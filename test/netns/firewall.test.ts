@@ -18,10 +18,11 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  type CniCall, type CniReply, type Harness, REFERENCE_BIN, hasReference, makeHarness, ours, reference, removeHarness,
+  type CniCall, type CniReply, type Harness, REFERENCE_BIN, hasReference, makeHarness, ours, readAudit, reference, removeHarness,
 } from '../helpers/cni.js';
 import { cleanupAll, makeNetns, nsExec } from '../helpers/netns.js';
 import { forwardAccept } from '../../host/capabilities/forward.js';
+import { buildFixtures, componentPath, installThirdParty } from '../helpers/fixtures.js';
 
 const P = 'fw-';
 type Impl = 'ref' | 'ours';
@@ -373,6 +374,38 @@ test('the host allows only the prevResult\'s addresses, bridges and ports', () =
   entries.push({ kind: 'forward-accept', address: '10.88.1.9', bridge: '', port: '', policy: 'open', plugin: 'firewall' });
   assert.is(forwardAccept.forwardAcceptDel.authorize({ ...ctx, prevResult: undefined }, e('10.88.1.9')), null);
   assert.match(forwardAccept.forwardAcceptDel.authorize({ ...ctx, prevResult: undefined }, e('10.88.1.8'))!, /nor in its ledger/);
+});
+
+test('a hostile component granted the firewall: only its prevResult\'s address goes in; the rest is denied and audited', () => {
+  fresh();
+  const built = join(h.dir, 'fixtures');
+  buildFixtures(built, ['fw-overreach']);
+  installThirdParty(h, [{ type: 'fw-overreach', component: componentPath(built, 'fw-overreach') }]);
+  addBridge('ours', 'a1', '1.0.0');
+  assert.is(ipOf('ours', 'a1'), '10.88.1.2', 'the address the fixture calls its own');
+  const conf = { cniVersion: '1.0.0', name: NET.a.name, type: 'fw-overreach', prevResult: bridged.ours.a1 };
+  const r = run('ours', 'fw-overreach', 'ADD', conf, 'a1');
+  assert.is(r.json?.code, 150, r.stdout + r.stderr);
+  const report: Record<string, { code: string; message: string }> = {};
+  for (const e of JSON.parse(r.json.details)) report[e.call] = e;
+  assert.is(report.own.code, 'ok');
+  for (const k of ['foreign-address', 'foreign-bridge', 'foreign-port', 'foreign-del', 'get-settings-lo', 'set-txqlen-lo', 'set-allmulti-lo']) {
+    assert.is(report[k].code, 'EDENIED', `${k}: ${report[k].message}`);
+  }
+  assert.match(report['foreign-address'].message, /10\.88\.1\.99' is not in this attachment's prevResult/);
+  assert.match(report['get-settings-lo'].message, /not this attachment's interface/);
+  // the bundled firewall, run by delegation with a prevResult the component wrote, names nothing
+  assert.is(report.delegated.code, 'CNI999');
+  assert.match(report.delegated.message, /10\.88\.1\.55' is not in this attachment's prevResult/);
+  assert.equal(setElements('accept4'), ['10.88.1.2'], 'only its own address');
+  assert.is(setElements('isolated').length, 0, 'no bridge isolated');
+  const lo = JSON.parse(nsExec(ns('ours', 'a1'), ['ip', '-j', '-d', 'link', 'show', 'lo']).stdout)[0];
+  assert.not.ok(lo.flags.includes('ALLMULTI'), 'container lo untouched');
+  const denied = readAudit(h).filter((x) => x.verdict === 'deny' && x.call.startsWith('firewall.forward-accept'));
+  assert.is(denied.length, 5, 'every refusal audited (4 by the component, 1 by the delegated firewall)');
+  // its DEL sweeps what its ADD left (ADD failed; the ledger knows)
+  ok(run('ours', 'fw-overreach', 'DEL', conf, 'a1'), 'DEL');
+  assert.equal(setElements('accept4'), []);
 });
 
 /**
