@@ -120,7 +120,8 @@ function readArgs(req: Request, c: TuningConf): CniError | null {
   return null;
 }
 
-function loadConf(req: Request): Result<TuningConf, CniError> {
+/** lenient (DEL, GC): a MAC or sysctl key that ADD would refuse is no reason to fail; ADD saved nothing for it. */
+function loadConf(req: Request, lenient: bool = false): Result<TuningConf, CniError> {
   const doc = parseConfig(req);
   if (doc === null) return Result.failure<TuningConf, CniError>(configDecodeError());
   const c = new TuningConf();
@@ -160,7 +161,7 @@ function loadConf(req: Request): Result<TuningConf, CniError> {
   }
   if (c.mac.length > 0) {
     const m = normalizeMac(c.mac);
-    if (m.length == 0) {
+    if (m.length == 0 && !lenient) {
       return Result.failure<TuningConf, CniError>(cniError(macFrom == "CNI_ARGS MAC" ? ERR_INVALID_ENV : ERR_INVALID_CONFIG,
         "invalid MAC address " + q(c.mac) + " in " + macFrom, "a MAC address is six hex pairs, e.g. 0a:58:0a:0f:14:02"));
     }
@@ -168,6 +169,7 @@ function loadConf(req: Request): Result<TuningConf, CniError> {
   }
   for (let i = 0; i < order.length; i++) {
     const p = sysctlPath(order[i], req.ifname);
+    if (p.length == 0 && lenient) continue;
     if (p.length == 0) return Result.failure<TuningConf, CniError>(invalid("invalid net sysctl key: " + q(order[i]) + " (only net.* keys of the container's namespace)"));
     c.sysctls.push(new Sysctl(order[i], p, sys.get(order[i])));
   }
@@ -348,7 +350,7 @@ class Tuning extends CniPlugin {
   }
 
   del(req: Request): CniError | null {
-    const cr = loadConf(req);
+    const cr = loadConf(req, true);
     if (!cr.ok) return cr.error!;
     const c = cr.value;
     // A config that tunes nothing saved nothing at ADD (the runtime sends DEL
@@ -372,7 +374,7 @@ class Tuning extends CniPlugin {
 
   /** Saved originals of attachments the runtime no longer lists go (the reference 1.1.1 has no GC). */
   gc(req: Request): CniError | null {
-    const cr = loadConf(req);
+    const cr = loadConf(req, true);
     if (!cr.ok) return cr.error!;
     const c = cr.value;
     if (c.sysctls.length == 0 && !c.changesLink()) return null; // saves nothing, as DEL

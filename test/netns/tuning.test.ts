@@ -223,6 +223,9 @@ test('bad input: no prevResult, a sysctl outside net.*, a bad MAC: a clear error
   assert.is(t.json.code, 7);
   assert.match(t.json.msg, /"mtu" must be a whole number/);
   for (const r of [k, dots, m, a, t]) assert.not.match(r.stdout, /at .*\.js:\d+/, 'no stack trace');
+  // the runtime's DEL of the refused ADD succeeds: nothing was made
+  ok(run('ours', 'DEL', conf('ours', { mtu: 1400, sysctl: { 'kernel.hostname': 'x' } })), 'DEL after a refused sysctl');
+  ok(run('ours', 'DEL', conf('ours', { mac: 'zz:00:00:00:00:01' })), 'DEL after a refused MAC');
   assert.equal(linkState('ours'), before.ours, 'nothing changed');
   assert.equal(savedFiles('ours'), [], 'nothing saved');
 });
