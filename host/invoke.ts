@@ -249,7 +249,7 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
 /** What this attachment may act on: declared config keys, its prevResult, and what its ledger holds. */
 function attachmentRights(sh: Shared, decls: ObjectDecl[]): Ownership {
   const o = Ownership.fromConfig(sh.inv.ifname, decls, sh.conf);
-  o.ownResult(sh.conf.prevResult);
+  o.ownResult(sh.conf.prevResult, true);
   for (const e of sh.ledger.entries) {
     if (e.kind === 'link' && typeof e.name === 'string') o.own(e.ns ?? 'host', e.name);
     if (e.kind === 'masquerade' && typeof e.source === 'string') o.ownAddress(e.source);

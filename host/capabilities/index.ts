@@ -4,6 +4,7 @@ import { addresses } from './addresses.js';
 import { delegate } from './delegate.js';
 import { dns } from './dns.js';
 import { firewall } from './firewall.js';
+import { forwardAccept } from './forward.js';
 import { links } from './links.js';
 import { log } from './log.js';
 import { routes } from './routes.js';
@@ -11,5 +12,5 @@ import { store } from './store.js';
 import { sysctl } from './sysctl.js';
 
 export const HOST_INTERFACES: Record<string, HostInterface> = {
-  links, addresses, routes, sysctl, firewall, store, delegate, dns, log,
+  links, addresses, routes, sysctl, firewall: { ...firewall, ...forwardAccept }, store, delegate, dns, log,
 };

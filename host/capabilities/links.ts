@@ -190,6 +190,32 @@ export const links: HostInterface = {
       ctx.ns.rtnl('host').bridgeVlanAdd(name, vid, { pvid, untagged, self });
     },
   },
+  // The tuning plugin's: only links this attachment may change in the container (CNI_IFNAME).
+  getSettings: {
+    grant: () => ({ key: 'links', ns: 'container' }), reads: true,
+    prepare: (_ctx, name: string) => { checkName(name); return [name]; },
+    objects: (_ctx, name: string) => [{ ns: 'container', name, right: 'change' }],
+    run: (ctx, name: string) => {
+      const l = ctx.ns.rtnl('container').getLink(name);
+      return { mac: l.mac, mtu: l.mtu, promisc: l.promisc, allmulti: !!l.allmulti, txqlen: l.txqlen ?? 0 };
+    },
+  },
+  setAllmulti: {
+    grant: () => ({ key: 'links', ns: 'container' }),
+    prepare: (_ctx, name: string, on: boolean) => { checkName(name); return [name, on]; },
+    objects: (_ctx, name: string) => [{ ns: 'container', name, right: 'change' }],
+    run: (ctx, name: string, on: boolean) => { ctx.ns.rtnl('container').setLink(name, { allmulti: on }); },
+  },
+  setTxqlen: {
+    grant: () => ({ key: 'links', ns: 'container' }),
+    prepare: (_ctx, name: string, qlen: number) => {
+      checkName(name);
+      if (!Number.isInteger(qlen) || qlen < 0 || qlen > 0x7fffffff) throw new HostError('EINVAL', `invalid txqueuelen ${qlen}`);
+      return [name, qlen];
+    },
+    objects: (_ctx, name: string) => [{ ns: 'container', name, right: 'change' }],
+    run: (ctx, name: string, qlen: number) => { ctx.ns.rtnl('container').setLink(name, { txqlen: qlen }); },
+  },
   remove: {
     ...onLink('delete', (ctx, ns, name) => { ctx.ns.rtnl(ns).deleteLink(name); }),
     removes: (_ctx, ns: Role, name: string) => (e) => e.kind === 'link' && e.name === name && (e.ns ?? 'host') === ns,

@@ -8,6 +8,7 @@ import { type CallContext, type HostInterface, onNs } from '../gate/gate.js';
 import { globMatch } from '../gate/policy.js';
 import { sysctlGet, sysctlSet } from '../kernel/sysctl.js';
 import type { Role } from './namespaces.js';
+import { allowlistRefusal } from './sysctl-allowlist.js';
 
 const KEY = /^net\/[A-Za-z0-9_.\/-]+$/;
 
@@ -34,7 +35,13 @@ function objects(_ctx: CallContext, ns: Role, key: string) {
 
 function check(ctx: CallContext, ns: Role, key: string): string | null {
   const bad = checkKey(ctx, ns, key);
-  if (bad || ns === 'container') return bad;
+  if (bad) return bad;
+  if (ns === 'container') {
+    // the tuning plugin's policy may narrow container keys (the reference's allowlist file too)
+    const g = ctx.plugin.grants.sysctl!;
+    if (g.containerKeys && !g.containerKeys.some((p) => globMatch(p, key))) return `container sysctl '${key}' is not in the plugin's granted "sysctl": {"containerKeys"}`;
+    return g.containerAllowlist ? allowlistRefusal(g.containerAllowlist, key, ctx.ifname) : null;
+  }
   const keys = ctx.plugin.grants.sysctl?.keys ?? [];
   // a '*' where an interface goes stands for an interface, not for all or default
   const ifname = keyInterface(key);

@@ -208,6 +208,28 @@ export class Ledger {
     }
   }
 
+  /** Every live entry of every journal under stateDir, unlocked (tools, tests: "is anything left?"). */
+  static all(stateDir: string): (LedgerEntry & { containerId: string; ifname: string; network: string })[] {
+    const out: (LedgerEntry & { containerId: string; ifname: string; network: string })[] = [];
+    let nets: string[];
+    try { nets = readdirSync(ledgerRoot(stateDir)); } catch { return out; }
+    for (const n of nets) {
+      let files: string[];
+      try { files = readdirSync(join(ledgerRoot(stateDir), n)).filter((f) => f.endsWith('.jsonl')); } catch { continue; }
+      for (const f of files) {
+        let fd: number | undefined;
+        try {
+          fd = openSync(join(ledgerRoot(stateDir), n, f), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+          const { header, live } = parseJournal(readCapped(fd), f);
+          if (header) for (const l of live.values()) out.push({ ...l.entry, containerId: header.containerId, ifname: header.ifname, network: header.network });
+        } catch { /* not a journal */ } finally {
+          if (fd !== undefined) closeSync(fd);
+        }
+      }
+    }
+    return out;
+  }
+
   /** Headers of a network's journals, unlocked (GC then opens each). */
   static listAttachments(stateDir: string, network: string): { containerId: string; ifname: string }[] {
     const dir = networkDir(stateDir, network);

@@ -158,8 +158,15 @@ export class Ownership {
     return `host link '${name}' was not created by this attachment${keys}`;
   }
 
-  /** Addresses of a CNI result the host has seen for this attachment (prevResult, IPAM). */
-  ownResult(r: unknown): void {
+  /** Addresses of a CNI result the host has seen for this attachment (prevResult, IPAM).
+   *  With hostLinks (the runtime's own prevResult only), its host-side
+   *  interfaces (no sandbox: the bridge, the host veth) get the 'change' right,
+   *  so chained plugins may shape, isolate or tune them. */
+  ownResult(r: unknown, hostLinks = false): void {
+    const ifs = (r as { interfaces?: { name?: unknown; sandbox?: unknown }[] } | null)?.interfaces;
+    if (hostLinks && Array.isArray(ifs)) {
+      for (const i of ifs.slice(0, 256)) if (typeof i?.name === 'string' && !i.sandbox && i.name) this.grantLink('host', i.name, ['change']);
+    }
     const ips = (r as ResultLike | null)?.ips;
     if (!Array.isArray(ips)) return;
     for (const ip of ips) {

@@ -21,8 +21,13 @@ export interface Grants {
   routes?: NsGrant;
   /** keys are slash-form sysctl paths; '*' matches one path component, and
    *  in an interface position (net/ipv4/conf/* /...) only links the
-   *  attachment may change */
-  sysctl?: NsGrant & { keys?: string[] };
+   *  attachment may change.
+   *  containerKeys: when given, the only container-side keys allowed (same form).
+   *  containerAllowlist: a file in the reference tuning plugin's allowlist
+   *  format (/etc/cni/tuning/allowlist.conf: one regular expression a line,
+   *  matched against the dotted key, "IFNAME" standing for CNI_IFNAME); when
+   *  the file exists, container-side keys must match one line. */
+  sysctl?: NsGrant & { keys?: string[]; containerKeys?: string[]; containerAllowlist?: string };
   firewall?: boolean;
   /** dirs: where the plugin's store may live ("*" = anywhere but cni-wasm's own dirs) */
   store?: boolean | { dirs?: string[] };
@@ -37,7 +42,7 @@ export const GRANT_KEYS: Record<keyof Grants, readonly string[] | 'bool'> = {
   links: ['host', 'container', 'names'],
   addresses: ['host', 'container'],
   routes: ['host', 'container'],
-  sysctl: ['host', 'container', 'keys'],
+  sysctl: ['host', 'container', 'keys', 'containerKeys', 'containerAllowlist'],
   firewall: 'bool',
   store: ['dirs'],
   delegate: ['types'],
@@ -119,7 +124,8 @@ export function validateGrants(g: unknown, where: string): Grants {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(where, `grant "${k}" must be true, false or an object`);
     for (const [sk, sv] of Object.entries(v as object)) {
       if (!shape.includes(sk)) fail(where, `unknown setting "${k}.${sk}" (known: ${shape.join(', ')})`);
-      const isList = ['names', 'keys', 'dirs', 'types', 'paths'].includes(sk);
+      const isList = ['names', 'keys', 'dirs', 'types', 'paths', 'containerKeys'].includes(sk);
+      if (sk === 'containerAllowlist') { if (typeof sv !== 'string' || !isAbsolute(sv)) fail(where, `"${k}.${sk}" must be an absolute path`); continue; }
       if (isList && !(Array.isArray(sv) && sv.every((x) => typeof x === 'string'))) fail(where, `"${k}.${sk}" must be a list of strings`);
       if (!isList && typeof sv !== 'boolean') fail(where, `"${k}.${sk}" must be true or false`);
     }
@@ -192,7 +198,14 @@ export function intersectGrants(caller: Grants, callee: Grants): Grants {
   const routes = bothNs(caller.routes, callee.routes);
   if (routes) out.routes = routes;
   const sysctl = bothNs(caller.sysctl, callee.sysctl);
-  if (sysctl) out.sysctl = { ...sysctl, keys: bothLists(caller.sysctl?.keys, callee.sysctl?.keys) };
+  if (sysctl) {
+    out.sysctl = { ...sysctl, keys: bothLists(caller.sysctl?.keys, callee.sysctl?.keys) };
+    const ck = [caller.sysctl?.containerKeys, callee.sysctl?.containerKeys].filter((x): x is string[] => !!x);
+    if (ck.length) out.sysctl.containerKeys = ck.length === 2 ? bothLists(ck[0], ck[1]) : ck[0];
+    // either side's allowlist applies; the callee's is checked (a caller with one delegates to no tuner)
+    const al = callee.sysctl?.containerAllowlist ?? caller.sysctl?.containerAllowlist;
+    if (al) out.sysctl.containerAllowlist = al;
+  }
   if (caller.firewall && callee.firewall) out.firewall = true;
   if (caller.store && callee.store) out.store = { dirs: bothLists(listOf(caller.store, 'dirs'), listOf(callee.store, 'dirs')) };
   if (caller.delegate && callee.delegate) out.delegate = { types: bothLists(listOf(caller.delegate, 'types'), listOf(callee.delegate, 'types')) };

@@ -45,7 +45,7 @@ const NFTA_VERDICT_CHAIN = 2;
 const NFT_JUMP = -3;
 const NAME_MAX = 255; // NFT_NAME_MAXLEN - 1
 
-/** One element of an inet-family verdict map. */
+/** One element of an inet-family verdict map (or, with `plain`, of a set). */
 export interface MapElement {
   op: 'add' | 'delete';
   table: string;
@@ -54,6 +54,23 @@ export interface MapElement {
   address: string;
   /** the verdict: jump to this chain (add only; a delete needs the key alone) */
   jump?: string;
+  /** a set element: a key and no verdict */
+  plain?: boolean;
+  /** the key's bytes as the set stores them (ifnameKey, concatenations), instead of `address` */
+  key?: Buffer;
+  /** the table's family (default inet) */
+  family?: 'inet' | 'bridge';
+}
+
+const NFPROTO_BRIDGE = 7;
+const IFNAMSIZ = 16;
+
+/** An nft `ifname` key: the name, zero-padded to IFNAMSIZ. */
+export function ifnameKey(name: string): Buffer {
+  const b = Buffer.alloc(IFNAMSIZ);
+  if (!name || Buffer.byteLength(name) >= IFNAMSIZ || name.includes('\0')) throw new KernelError('EINVAL', `invalid interface name "${name}"`, 22);
+  b.write(name, 'utf8');
+  return b;
 }
 
 const attr = (type: number, data: Buffer): StreamData => (out: AttrStream) => out.push(type, data);
@@ -81,9 +98,9 @@ function message(type: number, flags: number, seq: number, body: Buffer): Buffer
 const padded = (m: Buffer): Buffer => (S.padding(m.length) ? Buffer.concat([m, Buffer.alloc(S.padding(m.length))]) : m);
 
 function elementBody(e: MapElement): Buffer {
-  const key = nested(NFTA_SET_ELEM_KEY, attr(NFTA_DATA_VALUE, ipToBytes(e.address)));
+  const key = nested(NFTA_SET_ELEM_KEY, attr(NFTA_DATA_VALUE, e.key ?? ipToBytes(e.address)));
   let elem = key;
-  if (e.op === 'add') {
+  if (e.op === 'add' && !e.plain) {
     if (e.jump === undefined) throw new KernelError('EINVAL', `map element ${e.address}: no verdict`, 22);
     const code = Buffer.alloc(4);
     code.writeInt32BE(NFT_JUMP);
@@ -91,7 +108,7 @@ function elementBody(e: MapElement): Buffer {
     elem = all(key, nested(NFTA_SET_ELEM_DATA, verdict));
   }
   return encode(
-    nfgenmsg(NFPROTO_INET, 0),
+    nfgenmsg(e.family === 'bridge' ? NFPROTO_BRIDGE : NFPROTO_INET, 0),
     attr(NFTA_SET_ELEM_LIST_TABLE, name(e.table, 'table')),
     attr(NFTA_SET_ELEM_LIST_SET, name(e.map, 'map')),
     nested(NFTA_SET_ELEM_LIST_ELEMENTS, nested(NFTA_LIST_ELEM, elem)),

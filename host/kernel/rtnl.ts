@@ -20,6 +20,7 @@ const AF_BRIDGE = 7;
 const AF_INET6 = 10;
 const IFF_UP = 0x1;
 const IFF_PROMISC = 0x100;
+const IFF_ALLMULTI = 0x200;
 const RTEXT_FILTER_SKIP_STATS = 1 << 3;
 const IFLA_PROTINFO = 12;
 const IFLA_AF_SPEC = 26;
@@ -173,6 +174,8 @@ function toLink(msg: Buffer): LinkInfo {
     up: !!h.flags?.up,
     masterIndex: a.master ?? 0,
     promisc: !!h.flags?.promisc,
+    allmulti: !!h.flags?.allmulti,
+    txqlen: a.txqlen ?? 0,
     peerIndex: kind === 'veth' ? link : 0,
   };
   if (kind !== 'veth' && link && link !== info.index) info.parentIndex = link;
@@ -230,6 +233,7 @@ export interface SetLinkOptions {
   /** 0 = nomaster */
   masterIndex?: number;
   promisc?: boolean; newName?: string;
+  allmulti?: boolean; txqlen?: number;
   /** move the link into this netns */
   nsFd?: number;
 }
@@ -361,6 +365,7 @@ export class Rtnl {
     let flags = 0, change = 0;
     if (opts.up !== undefined) { change |= IFF_UP; if (opts.up) flags |= IFF_UP; }
     if (opts.promisc !== undefined) { change |= IFF_PROMISC; if (opts.promisc) flags |= IFF_PROMISC; }
+    if (opts.allmulti !== undefined) { change |= IFF_ALLMULTI; if (opts.allmulti) flags |= IFF_ALLMULTI; }
     // A rename needs the index: IFLA_IFNAME then carries the new name.
     const index = opts.newName !== undefined ? this.getLink(name).index : 0;
     const hdr = rt.formatLink({ index });
@@ -372,6 +377,7 @@ export class Rtnl {
       address: opts.mac !== undefined ? parseMac(opts.mac) : undefined,
       master: opts.masterIndex,
       netNsFd: opts.nsFd,
+      txqlen: opts.txqlen,
     }));
   }
 

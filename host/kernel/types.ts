@@ -22,6 +22,10 @@ export interface LinkInfo {
   /** ifindex of the master (bridge), 0 for none */
   masterIndex: number;
   promisc: boolean;
+  /** IFF_ALLMULTI is set */
+  allmulti?: boolean;
+  /** IFLA_TXQLEN */
+  txqlen?: number;
   /** for veth: IFLA_LINK (peer index in the peer's namespace), else 0 */
   peerIndex: number;
   /** for non-veth links with IFLA_LINK (macvlan): the lower device's index */
