@@ -10,6 +10,17 @@ import { packageRoot } from './paths.js';
 import type { Manifest } from './sandbox/package.js';
 import { loadPolicy } from './gate/policy.js';
 import type { AuditRecord } from './gate/audit.js';
+// the runner and validate: loaded only by the operator CLI, never in CNI mode
+type RunnerModule = typeof import('./runner/command.js');
+import { SUPPORTED_VERSIONS } from './cni/versions.js';
+
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
 
 function execMode(type: string, policy: string | undefined): never {
   const out = invoke(type, process.env, readStdin, policy);
@@ -44,19 +55,53 @@ export function main(argv: string[]): void {
   const invokedAs = basename(argv[1] ?? '').replace(/\.c?js$/, '');
   const fast = process.env.CNI_COMMAND ? execArgs(argv.slice(2)) : null;
   if (fast) execMode(fast.type ?? invokedAs, fast.policy);
-  import('commander').then(({ Command }) => operatorCli(Command, argv, invokedAs));
+  Promise.all([import('commander'), import('./runner/command.js')])
+    .then(([{ Command }, runner]) => operatorCli(Command, runner, argv, invokedAs));
 }
 
-function operatorCli(Command: typeof import('commander').Command, argv: string[], invokedAs: string): void {
+/** install: the plugin types the configs in `confDir` use that these shims will not provide. */
+function warnUnprovided(runner: RunnerModule, confDir: string, installing: Set<string>, policy: string | undefined, binDir: string): void {
+  const { loadAll, typeResolver, DEFAULT_CNI_PATH } = runner;
+  const used = new Map<string, string[]>();
+  const note = (type: string, file: string) => used.set(type, [...(used.get(type) ?? []), file]);
+  for (const c of loadAll(confDir)) {
+    for (const p of c.list?.plugins ?? []) {
+      note(p.type, c.file);
+      const ipam = p.doc.ipam as { type?: unknown } | undefined;
+      if (ipam && typeof ipam.type === 'string' && ipam.type) note(ipam.type, c.file);
+    }
+  }
+  const cniPath = [binDir, ...(process.env.CNI_PATH || DEFAULT_CNI_PATH).split(':').filter(Boolean)];
+  let resolveType: ((t: string) => string) | null = null;
+  try { resolveType = typeResolver(policy, cniPath, [...installing]); } catch { resolveType = null; }
+  for (const [type, files] of used) {
+    if (installing.has(type)) continue;
+    const how = resolveType?.(type) ?? 'none';
+    const where = [...new Set(files)].join(', ');
+    if (how === 'component') continue;
+    if (how === 'none') console.error(`warning: ${where} use${files.length > 1 ? '' : 's'} plugin type '${type}', which cni-wasm does not provide and no '${type}' binary is installed: ADD will fail`);
+    else console.error(`warning: ${where} use${files.length > 1 ? '' : 's'} plugin type '${type}', which cni-wasm does not provide: runtimes will run the '${type}' binary already there${how === 'binary' ? ' (our plugins may delegate to it only if the policy lists it in allowExec)' : ''}`);
+  }
+}
+
+function operatorCli(Command: typeof import('commander').Command, runner: RunnerModule, argv: string[], invokedAs: string): void {
   const program = new Command('cni-wasm')
     .description('CNI plugins that run as sandboxed WebAssembly components.\n' +
       'With CNI_COMMAND set this is a CNI plugin: the runtime execs it as /opt/cni/bin/<type>.')
     .option('--type <type>', 'plugin type to run in CNI mode (default: the name this was invoked as)')
     .option('--policy <file>', 'policy file (default: $CNI_WASM_POLICY or /etc/cni-wasm/policy.json)')
+    .version(packageVersion(), '-V, --version', 'print the cni-wasm version')
+    .helpCommand('help [command]', 'show help for a command')
     .showHelpAfterError();
 
   program.action((opts: { type?: string; policy?: string }) => {
     if (process.env.CNI_COMMAND) execMode(opts.type ?? invokedAs, opts.policy);
+    if (opts.type) {
+      // A shim run by hand, without CNI_COMMAND: what the reference plugins
+      // (libcni's skel) print, on stderr; nothing on stdout; exit 0.
+      writeSync(2, `CNI ${opts.type} plugin cni-wasm v${packageVersion()}\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\n`);
+      process.exit(0);
+    }
     program.help();
   });
 
@@ -65,11 +110,19 @@ function operatorCli(Command: typeof import('commander').Command, argv: string[]
     .requiredOption('--bin-dir <dir>', 'where runtimes look for plugins, e.g. /opt/cni/bin')
     .option('--policy <file>', 'policy file the shims pass on')
     .option('--only <types>', 'comma-separated types to install (default: all bundled)')
-    .action((o: { binDir: string; policy?: string; only?: string }) => {
+    .option('--conf-dir <dir>', 'network configs to check for plugin types we do not provide (default: $NETCONFPATH or /etc/cni/net.d)')
+    .action((o: { binDir: string; policy?: string; only?: string; confDir?: string }) => {
       o.policy ??= program.opts().policy;
       const dir = resolve(o.binDir);
+      const only = o.only ? new Set(o.only.split(',').map((t) => t.trim()).filter(Boolean)) : null;
+      const provided = new Set(bundledManifests().map((m) => m.type));
+      const unknown = only ? [...only].filter((t) => !provided.has(t)) : [];
+      if (unknown.length) {
+        console.error(`unknown plugin type${unknown.length > 1 ? 's' : ''} in --only: ${unknown.join(', ')} (bundled: ${[...provided].join(', ')})`);
+        process.exit(1);
+      }
+      warnUnprovided(runner, o.confDir || process.env.NETCONFPATH || runner.DEFAULT_NETCONFPATH, only ?? provided, o.policy, dir);
       mkdirSync(dir, { recursive: true });
-      const only = o.only ? new Set(o.only.split(',')) : null;
       const entry = join(packageRoot(), 'bin/cni-wasm.cjs');
       for (const m of bundledManifests()) {
         if (only && !only.has(m.type)) continue;
@@ -81,6 +134,8 @@ function operatorCli(Command: typeof import('commander').Command, argv: string[]
         console.log(`${shim} -> ${m.type} (sha256 ${m.sha256.slice(0, 12)})`);
       }
     });
+
+  runner.registerRunner(program, () => bundledManifests().map((m) => m.type));
 
   program.command('plugins')
     .description('list the bundled plugin components: type, digest, size, imported interfaces')
