@@ -88,8 +88,12 @@ export function distance(a: string, b: string): number {
 }
 
 /** The known key a typo most likely meant, if any is close. */
+const ALIASES: Record<string, string> = { gateway: 'gw', destination: 'dst', dest: 'dst', isgw: 'isGateway', masquerade: 'ipMasq', ipmasquerade: 'ipMasq' };
+
 export function suggest(key: string, known: string[]): string | undefined {
   const lower = key.toLowerCase();
+  const alias = ALIASES[lower];
+  if (alias && known.includes(alias)) return alias;
   const exact = known.find((x) => x.toLowerCase() === lower);
   if (exact) return exact;
   let best: string | undefined;

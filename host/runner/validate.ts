@@ -142,8 +142,10 @@ class Checker {
     try {
       parseNetConf(buildOneConfig(list, p, null, null), { command: 'ADD' });
     } catch (e) {
-      if (e instanceof CniError) this.error(where, `${e.msg}${e.details ? `; ${e.details}` : ''} (code ${e.code})`);
-      else throw e;
+      // the list's name and version are reported once, for the list
+      const listLevel = /^(unsupported CNI version|missing network name)/.test(e instanceof CniError ? e.msg : '');
+      if (e instanceof CniError && !listLevel) this.error(where, `${e.msg}${e.details ? `; ${e.details}` : ''} (code ${e.code})`);
+      else if (!(e instanceof CniError)) throw e;
     }
     const own = PLUGIN_KEYS[type];
     if (own) this.keys(doc, { ...COMMON_KEYS, ...own }, where, `the ${type} plugin`);
@@ -219,7 +221,7 @@ export function validatePath(path: string, resolve: TypeResolver): FileReport[] 
   }
   // libcni stops at the first file that does not parse, whatever network is asked for
   for (const r of reports) {
-    const e = r.findings.find((f) => f.level === 'error' && f.where === '' && !r.network);
+    const e = r.findings.find((f) => f.level === 'error' && f.where === '' && r.network === undefined);
     if (e) e.message += '; runtimes stop their lookup at this file, so networks defined in files sorted after it cannot be loaded either';
   }
   return reports;
