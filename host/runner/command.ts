@@ -33,6 +33,7 @@ function fail(e: unknown, json: boolean | undefined): never {
     out(JSON.stringify(doc) + '\n');
   }
   err(msg + '\n');
+  for (const note of (e as { undoErrors?: string[] })?.undoErrors ?? []) err(`cni-wasm: ${note}\n`);
   process.exit(1);
 }
 

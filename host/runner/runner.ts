@@ -238,8 +238,8 @@ export class Runner {
         const out = this.exec(p, 'ADD', buildOneConfig(list, p, result, this.o.rt), this.o.rt);
         result = this.parseResult(out, list.cniVersion, p);
       } catch (e) {
-        const err = e instanceof PluginError ? new PluginError(e.plugin, 'ADD', e.code, e.msg, e.details, `plugin ${describe(p)} failed (add): ${e.text}`) : e;
-        this.undo(list, result);
+        const err = e instanceof PluginError ? new PluginError(e.plugin, 'ADD', e.code, e.msg, e.details, `plugin ${describe(p)} failed (add): ${e.text}`) : e as Error;
+        this.undo(list, result, err);
         throw err;
       }
     }
@@ -247,7 +247,7 @@ export class Runner {
     try {
       file = writeRecord(this.o.cacheDir, result ?? {}, list.bytes, list.name, this.o.rt);
     } catch (e) {
-      this.undo(list, result);
+      this.undo(list, result, e as Error);
       throw e;
     }
     return { result: result ?? {}, cacheFile: file };
@@ -257,16 +257,20 @@ export class Runner {
    * A failed ADD leaves nothing: DEL for the whole list, in reverse, as a
    * runtime does after a failed ADD (libcni itself leaves that to the caller).
    */
-  private undo(list: ConfList, last: Record<string, unknown> | null): void {
+  private undo(list: ConfList, last: Record<string, unknown> | null, failed: Error): void {
     const prev = last && atLeast(list.cniVersion, '0.4.0') ? this.convert(last, list.cniVersion) : null;
+    const notes: string[] = [];
     for (let i = list.plugins.length - 1; i >= 0; i--) {
       const p = list.plugins[i]!;
+      // a type that cannot run has nothing to undo
+      if (this.resolveType(p.type).how === 'none') continue;
       try {
         this.exec(p, 'DEL', buildOneConfig(list, p, prev, this.o.rt), this.o.rt);
       } catch (e) {
-        process.stderr.write(`cni-wasm: undoing the failed ADD: plugin ${describe(p)} failed (delete): ${(e as Error).message}\n`);
+        notes.push(`undoing the failed ADD: plugin ${describe(p)} failed (delete): ${e instanceof PluginError ? e.text : (e as Error).message}`);
       }
     }
+    (failed as Error & { undoErrors?: string[] }).undoErrors = notes;
   }
 
   private convert(result: Record<string, unknown>, version: string): Record<string, unknown> {
