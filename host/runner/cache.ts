@@ -41,6 +41,10 @@ export function cacheFile(cacheDir: string, network: string, rt: Pick<RuntimeCon
   if (!network || !rt.containerId || !rt.ifname) {
     throw new RunnerError(`cache file path requires network name ("${network}"), container ID ("${rt.containerId}"), and interface name ("${rt.ifname}")`);
   }
+  // the three make one file name under results/: nothing that could leave it
+  for (const [what, v] of [['network name', network], ['container ID', rt.containerId], ['interface name', rt.ifname]] as const) {
+    if (v.includes('/') || v.includes('\0') || v.startsWith('.')) throw new RunnerError(`invalid ${what} "${v}" for the result cache: no "/", and not starting with "."`);
+  }
   return join(cacheDir, 'results', `${network}-${rt.containerId}-${rt.ifname}`);
 }
 

@@ -169,10 +169,16 @@ export function confFiles(dir: string, exts: string[]): string[] {
     .sort();
 }
 
+/** configs of several MB are real (10,000 port mappings); far beyond that is a mistake */
+export const MAX_CONFIG_FILE = 64 * 1024 * 1024;
+
 function readFile(file: string): Buffer {
   try {
+    const size = statSync(file).size;
+    if (size > MAX_CONFIG_FILE) throw new RunnerError(`${file} is larger than ${MAX_CONFIG_FILE} bytes`);
     return readFileSync(file);
   } catch (e) {
+    if (e instanceof RunnerError) throw e;
     throw new RunnerError(`error reading ${file}: ${(e as Error).message}`);
   }
 }

@@ -136,6 +136,8 @@ export class Runner {
 
   /** cnitool's FindInPath: the first regular file <dir>/<type> on CNI_PATH. */
   findInPath(type: string): string | null {
+    // a type names a file in a CNI_PATH dir, never a path
+    if (type === '' || type === '.' || type === '..' || /[/\0]/.test(type)) return null;
     for (const d of this.o.cniPath) {
       const p = join(d, type);
       try { if (statSync(p).isFile()) return p; } catch { /* next */ }

@@ -11,8 +11,8 @@ import * as assert from 'uvu/assert';
 import { ROOT } from '../helpers/cni.js';
 import { cli } from '../helpers/fixtures.js';
 import { RunnerError, confListFromBytes, loadNetworkConf } from '../../host/runner/conf.js';
-import { encodeRecord, readCachedResult, writeRecord, cachedAttachments } from '../../host/runner/cache.js';
-import { buildOneConfig, containerIdFor } from '../../host/runner/runner.js';
+import { cacheFile, encodeRecord, readCachedResult, writeRecord, cachedAttachments } from '../../host/runner/cache.js';
+import { Runner, buildOneConfig, containerIdFor } from '../../host/runner/runner.js';
 import { cnitoolResult } from '../../host/runner/format.js';
 import { goMarshal } from '../../host/runner/gojson.js';
 import { suggest } from '../../host/runner/keys.js';
@@ -173,6 +173,20 @@ test('cache: a legacy cache file (a bare result) is read as the result; garbage 
   throwsRunner(() => readCachedResult(cacheDir, 'n', { containerId: 'c', ifname: 'eth1' }), /neither/);
   assert.is(readCachedResult(cacheDir, 'n', { containerId: 'c', ifname: 'eth9' }), null);
   assert.equal(cachedAttachments(cacheDir), [], 'only cniCacheV1 records are attachments');
+});
+
+test('hostile names: a cache path never leaves results/, a type never names a path', () => {
+  throwsRunner(() => cacheFile('/c', '../../etc/x', { containerId: 'c', ifname: 'eth0' }), /invalid network name/);
+  throwsRunner(() => cacheFile('/c', 'n', { containerId: 'a/b', ifname: 'eth0' }), /invalid container ID/);
+  throwsRunner(() => cacheFile('/c', 'n', { containerId: '..', ifname: 'eth0' }), /invalid container ID/);
+  const policy = join(tmp, 'policy.json');
+  writeFileSync(policy, JSON.stringify({ auditLog: join(tmp, 'audit.log'), stateDir: join(tmp, 'state'), pluginDirs: [], allowExec: ['../../../bin/true', 'sh'] }));
+  const r = new Runner({ confDir: tmp, cniPath: ['/usr/bin'], cacheDir: tmp, policyFile: policy, rt: { containerId: 'c', netns: '', ifname: 'eth0', args: [], capabilityArgs: {} } });
+  assert.is(r.findInPath('../../../bin/true'), null);
+  assert.is(r.resolveType('../../../bin/true').how, 'none');
+  assert.is(r.resolveType('sh').how, 'exec', 'an allowed binary in CNI_PATH runs');
+  assert.is(r.resolveType('true').how, 'none', 'a binary the policy does not list does not');
+  assert.is(r.resolveType('loopback').how, 'component');
 });
 
 test('container id: cnitool- and 20 hex digits of sha512(netns path)', () => {
