@@ -341,6 +341,29 @@ test('GC at 1.1.0 keeps what the cache knows and releases the rest; STATUS', () 
   assert.equal(leases('chain-gc', 'rnchain'), []);
 });
 
+test('on a terminal: a short summary instead of JSON (and --json still gives JSON)', () => {
+  if (spawnSync('sh', ['-c', 'command -v script']).status !== 0) { console.log('  (no script(1): skipped)'); return; }
+  const conf = { ...seed001(), bridge: 'rn-br3', ipam: { ...seed001().ipam, dataDir: dataDir('tty') } };
+  const d = confDir('tty', { 'mybridge.conf': conf });
+  const q = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
+  const onTty = (args: string[]) => {
+    const cmd = ['env', `NETCONFPATH=${d}`, `CNI_PATH=${REFERENCE_BIN}`, 'ip', 'netns', 'exec', HOST, process.execPath, CLI, '--policy', h.policyFile, ...args].map(q).join(' ');
+    const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', timeout: 120_000 });
+    return { status: r.status, out: (r.stdout ?? '').replace(/\r/g, '') };
+  };
+  const ns = netnsPath(`${P}c2`);
+  const add = onTty(['add', 'mybridge', ns, '--cache-dir', cacheDir]);
+  assert.is(add.status, 0, add.out);
+  assert.match(add.out, /^mybridge: added cnitool-[0-9a-f]{20} \(\/run\/netns\/rn-c2\), CNI 0\.2\.0\n/);
+  assert.match(add.out, /10\.15\.20\.2\/24 gw 10\.15\.20\.1/);
+  assert.match(add.out, /routes +0\.0\.0\.0\/0, 1\.1\.1\.1\/32 via 10\.15\.20\.1/);
+  assert.match(add.out, new RegExp(`cached in ${cacheDir}/results/mybridge-cnitool-`));
+  const del = onTty(['del', '--json', 'mybridge', ns, '--cache-dir', cacheDir]);
+  assert.is(del.status, 0, del.out);
+  assert.equal(JSON.parse(del.out), { network: 'mybridge', containerId: cidFor(`${P}c2`), ifname: 'eth0', deleted: true });
+  assert.equal(leases('tty', 'mybridge'), []);
+});
+
 test('a non-bundled type runs from CNI_PATH only when the policy allows it; its own CNI error comes through', () => {
   if (!hasReference()) { console.log('  (no reference plugins in /usr/lib/cni: skipped)'); return; }
   const list = (sysctl: Record<string, string>) => ({
