@@ -26,6 +26,13 @@ export interface TypeResolver {
   bundled: Set<string>;
 }
 
+/** ", did you mean X?" for a type that is a typo of one we know */
+function typeGuess(type: string, resolve: TypeResolver): string {
+  const known = [...new Set([...resolve.bundled, ...Object.keys(PLUGIN_KEYS), ...Object.keys(IPAM_KEYS), 'dhcp', 'ptp', 'ipvlan', 'vlan', 'host-device'])];
+  const g = suggest(type, known);
+  return g && g !== type ? ` (did you mean ${g}?)` : '';
+}
+
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function kindOf(v: unknown): string {
@@ -94,7 +101,7 @@ class Checker {
     const type = typeof ipam.type === 'string' ? ipam.type : '';
     if (type === '') return; // no IPAM: L2 only
     const how = this.resolve(type);
-    if (how === 'none') { this.error(`${where}.type`, `unknown IPAM plugin type "${type}": not a cni-wasm component and no "${type}" binary in CNI_PATH; ${owner} ADD fails with "failed to find plugin"`); return; }
+    if (how === 'none') { this.error(`${where}.type`, `unknown IPAM plugin type "${type}"${typeGuess(type, this.resolve)}: not a cni-wasm component and no "${type}" binary in CNI_PATH; ${owner} ADD fails with "failed to find plugin"`); return; }
     if (how === 'binary') this.warn(`${where}.type`, `IPAM type "${type}" is a binary in CNI_PATH, not a cni-wasm component: ${owner} may run it only if the policy lists it in "allowExec"`);
     const known = IPAM_KEYS[type];
     if (!known) return;
@@ -136,7 +143,7 @@ class Checker {
     const doc = p.doc;
     const type = p.type;
     const how = this.resolve(type);
-    if (how === 'none') this.error(`${where}.type`, `unknown plugin type "${type}": not a cni-wasm component and no "${type}" binary in CNI_PATH`);
+    if (how === 'none') this.error(`${where}.type`, `unknown plugin type "${type}"${typeGuess(type, this.resolve)}: not a cni-wasm component and no "${type}" binary in CNI_PATH`);
     else if (how === 'binary') this.warn(`${where}.type`, `"${type}" is a binary in CNI_PATH, not a cni-wasm component: runtimes exec it directly; cni-wasm add runs it only if the policy lists it in "allowExec"`);
     // the host's own ADD checks, on the config as libcni builds it
     try {

@@ -234,6 +234,7 @@ test('validate: typos warn (errors with --strict), bad values and unknown types 
     '20-b.conf': '{"cniVersion": "1.0.0",\n "name": "b", "type": "loopback",,}',
     '30-c.conf': JSON.stringify({ type: 'loopback' }),
     '40-d.conf': JSON.stringify({ cniVersion: '1.0.0', name: 'd', type: 'bridge', ipam: { type: 'host-local', subnet: '10.0.0.0/33', rangeStart: 'x' } }),
+    '50-e.conf': JSON.stringify({ cniVersion: '1.0.0', name: 'e', type: 'bridge', ipam: { type: 'host-locl', subnet: '10.0.0.0/24' } }),
   });
   const r = cli(['validate', '--json', bad], { env: ENV });
   assert.is(r.status, 1, r.stdout + r.stderr);
@@ -247,6 +248,7 @@ test('validate: typos warn (errors with --strict), bad values and unknown types 
   assert.match(of('30-c.conf'), /error name: missing network name/);
   assert.match(of('40-d.conf'), /error ipam\.subnet: invalid CIDR address: 10\.0\.0\.0\/33/);
   assert.match(of('40-d.conf'), /error ipam\.rangeStart: invalid IP address: x/);
+  assert.match(of('50-e.conf'), /error ipam\.type: unknown IPAM plugin type "host-locl" \(did you mean host-local\?\)/);
 });
 
 test('validate: the seed configs (004: no cniVersion, a loopback conf without a name)', () => {
