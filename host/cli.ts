@@ -55,6 +55,13 @@ export function main(argv: string[]): void {
   const invokedAs = basename(argv[1] ?? '').replace(/\.c?js$/, '');
   const fast = process.env.CNI_COMMAND ? execArgs(argv.slice(2)) : null;
   if (fast) execMode(fast.type ?? invokedAs, fast.policy);
+  if (!process.env.CNI_COMMAND && argv[2] === '--type' && argv[3]) {
+    // A shim (it always starts with --type) run by hand, without
+    // CNI_COMMAND, whatever else it is given: what the reference plugins
+    // (libcni's skel) do: their "about" text on stderr, nothing on stdout, exit 0.
+    writeSync(2, `CNI ${argv[3]} plugin cni-wasm v${packageVersion()}\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\n`);
+    process.exit(0);
+  }
   Promise.all([import('commander'), import('./runner/command.js')])
     .then(([{ Command }, runner]) => operatorCli(Command, runner, argv, invokedAs));
 }
@@ -96,12 +103,6 @@ function operatorCli(Command: typeof import('commander').Command, runner: Runner
 
   program.action((opts: { type?: string; policy?: string }) => {
     if (process.env.CNI_COMMAND) execMode(opts.type ?? invokedAs, opts.policy);
-    if (opts.type) {
-      // A shim run by hand, without CNI_COMMAND: what the reference plugins
-      // (libcni's skel) print, on stderr; nothing on stdout; exit 0.
-      writeSync(2, `CNI ${opts.type} plugin cni-wasm v${packageVersion()}\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\n`);
-      process.exit(0);
-    }
     program.help();
   });
 

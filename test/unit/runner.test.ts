@@ -277,6 +277,10 @@ test('--version, help <command>, and a shim run by hand without CNI_COMMAND', ()
   assert.is(shim.stdout, '', 'nothing on stdout');
   assert.match(shim.stderr, /^CNI bridge plugin .*\nCNI protocol versions supported: 0\.1\.0, .*1\.1\.0\n$/);
   assert.is(shim.status, 0);
+  const withArgs = cli(['--type', 'loopback', '--policy', '/nonexistent', '--help'], { env: ENV });
+  assert.is(withArgs.stdout, '', 'nothing on stdout, whatever the arguments (as the reference)');
+  assert.match(withArgs.stderr, /^CNI loopback plugin /);
+  assert.is(withArgs.status, 0);
 });
 
 test('install: an unknown --only type is an error; types the config dir uses that we lack are warnings', () => {
