@@ -86,7 +86,7 @@ function warnUnprovided(runner: RunnerModule, confDir: string, installing: Set<s
     const how = resolveType?.(type) ?? 'none';
     const where = [...new Set(files)].join(', ');
     if (how === 'component') continue;
-    if (how === 'none') console.error(`warning: ${where} use${files.length > 1 ? '' : 's'} plugin type '${type}', which cni-wasm does not provide and no '${type}' binary is installed: ADD will fail`);
+    if (how === 'none') console.error(`warning: ${where} use${files.length > 1 ? '' : 's'} plugin type '${type}', which cni-wasm does not provide, and there is no '${type}' binary in ${cniPath.join(':')}: ADD will fail unless the runtime finds one elsewhere`);
     else console.error(`warning: ${where} use${files.length > 1 ? '' : 's'} plugin type '${type}', which cni-wasm does not provide: runtimes will run the '${type}' binary already there${how === 'binary' ? ' (our plugins may delegate to it only if the policy lists it in allowExec)' : ''}`);
   }
 }
