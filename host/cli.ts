@@ -69,11 +69,13 @@ export function main(argv: string[]): void {
 /** install: the plugin types the configs in `confDir` use that these shims will not provide. */
 function warnUnprovided(runner: RunnerModule, confDir: string, installing: Set<string>, policy: string | undefined, binDir: string): void {
   const { loadAll, typeResolver, DEFAULT_CNI_PATH } = runner;
-  const used = new Map<string, string[]>();
-  const note = (type: string, file: string) => used.set(type, [...(used.get(type) ?? []), file]);
+  const used = new Map<string, Set<string>>();
+  const topLevel = new Set<string>();
+  const note = (type: string, file: string) => used.set(type, (used.get(type) ?? new Set()).add(file));
   for (const c of loadAll(confDir)) {
     for (const p of c.list?.plugins ?? []) {
       note(p.type, c.file);
+      topLevel.add(p.type);
       const ipam = p.doc.ipam as { type?: unknown } | undefined;
       if (ipam && typeof ipam.type === 'string' && ipam.type) note(ipam.type, c.file);
     }
@@ -84,10 +86,14 @@ function warnUnprovided(runner: RunnerModule, confDir: string, installing: Set<s
   for (const [type, files] of used) {
     if (installing.has(type)) continue;
     const how = resolveType?.(type) ?? 'none';
-    const where = [...new Set(files)].join(', ');
-    if (how === 'component') continue;
-    if (how === 'none') console.error(`warning: ${where} use${files.length > 1 ? '' : 's'} plugin type '${type}', which cni-wasm does not provide, and there is no '${type}' binary in ${cniPath.join(':')}: ADD will fail unless the runtime finds one elsewhere`);
-    else console.error(`warning: ${where} use${files.length > 1 ? '' : 's'} plugin type '${type}', which cni-wasm does not provide: runtimes will run the '${type}' binary already there${how === 'binary' ? ' (our plugins may delegate to it only if the policy lists it in allowExec)' : ''}`);
+    const who = `warning: ${[...files].join(', ')} use${files.size > 1 ? '' : 's'} plugin type '${type}'`;
+    // an IPAM component runs inside our bridge; a runtime needs a shim only for list entries
+    if (how === 'component') {
+      if (topLevel.has(type)) console.error(`${who}, a cni-wasm component whose shim --only leaves out: runtimes will not find it in ${binDir}`);
+      continue;
+    }
+    if (how === 'none') console.error(`${who}, which cni-wasm does not provide, and there is no '${type}' binary in ${cniPath.join(':')}: ADD will fail unless the runtime finds one elsewhere`);
+    else console.error(`${who}, which cni-wasm does not provide: runtimes will run the '${type}' binary already there${how === 'binary' ? ' (our plugins may delegate to it only if the policy lists it in allowExec)' : ''}`);
   }
 }
 
