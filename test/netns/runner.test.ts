@@ -402,6 +402,78 @@ test('a non-bundled type runs from CNI_PATH only when the policy allows it; its 
   }
 });
 
+// ------------------------------------------------ a real cnitool, side by side
+// cnitool is not packaged in Debian. Build the one of libcni v1.1.2 (the
+// libcni of Debian's podman 4.3; it needs nothing outside the cni repo):
+//   git -C <cni checkout> archive v1.1.2 | tar -x -C /tmp/cni && cd /tmp/cni &&
+//   printf 'module github.com/containernetworking/cni\n\ngo 1.14\n' > go.mod && rm go.sum &&
+//   GOPROXY=off GOFLAGS=-mod=mod go build -o /usr/local/bin/cnitool ./cnitool
+// and run with CNITOOL=/usr/local/bin/cnitool. Without it these tests skip.
+// That cnitool always caches in /var/lib/cni: it runs in a private mount
+// namespace where /var/lib/cni is our temp cache dir (nothing outside).
+const CNITOOL = process.env.CNITOOL ?? '';
+
+function cnitool(args: string[], env: Record<string, string>, ns = HOST): Run {
+  const script = 'mount -t tmpfs rn-varlib /var/lib && mkdir -p /var/lib/cni && mount --bind "$0" /var/lib/cni && exec ip netns exec "$@"';
+  const r = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, cacheDir, ns, CNITOOL, ...args], {
+    encoding: 'utf8', timeout: 120_000,
+    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_PATH: REFERENCE_BIN, ...env },
+  });
+  if (r.error) throw r.error;
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('real cnitool (libcni 1.1.2) + reference plugins vs cni-wasm: same output, same cache record', () => {
+  if (!CNITOOL || !hasReference()) { console.log('  (set CNITOOL to a cnitool binary to run this)'); return; }
+  const refHost = `${P}thost`;
+  makeNetns(refHost);
+  try {
+    const theirs = confDir('cnitool-a', { 'mybridge.conf': { ...seed001(), ipam: { ...seed001().ipam, dataDir: dataDir('ct-a') } } });
+    const mine = confDir('cnitool-b', { 'mybridge.conf': { ...seed001(), ipam: { ...seed001().ipam, dataDir: dataDir('ct-b') } } });
+    const t = cnitool(['add', 'mybridge', netnsPath(`${P}c1`)], { NETCONFPATH: theirs }, refHost);
+    assert.is(t.status, 0, t.stdout + t.stderr);
+    const tRec = readFileSync(cachePath('mybridge', cidFor(`${P}c1`), 'eth0'), 'utf8');
+    const o = ok(runner(['add', 'mybridge', netnsPath(`${P}c2`), '--cache-dir', cacheDir], { NETCONFPATH: mine }), 'add');
+    const oRec = readFileSync(cachePath('mybridge', cidFor(`${P}c2`), 'eth0'), 'utf8');
+    assert.is(o.stdout, t.stdout, 'ADD output byte for byte');
+    const tj = JSON.parse(tRec), oj = JSON.parse(oRec);
+    // the same record but for the names in it; libcni >= 1.2 adds "netns" (1.1.2 readers ignore it)
+    assert.is(Buffer.from(oj.config, 'base64').toString().replace(dataDir('ct-b'), 'D'), Buffer.from(tj.config, 'base64').toString().replace(dataDir('ct-a'), 'D'));
+    assert.equal(oj.result, tj.result);
+    assert.equal(Object.keys(oj).filter((k) => k !== 'netns'), Object.keys(tj));
+    const strip = (text: string, ns: string, dd: string) => text.replace(/"containerId":"[^"]*"/, '').replace(/"config":"[^"]*"/, '').replace(`,"netns":"${netnsPath(ns)}"`, '').replace(dd, 'D');
+    assert.is(strip(oRec, `${P}c2`, dataDir('ct-b')), strip(tRec, `${P}c1`, dataDir('ct-a')), 'the rest of the record byte for byte');
+    assert.is(cnitool(['del', 'mybridge', netnsPath(`${P}c1`)], { NETCONFPATH: theirs }, refHost).status, 0);
+    ok(runner(['del', 'mybridge', netnsPath(`${P}c2`), '--cache-dir', cacheDir], { NETCONFPATH: mine }), 'del');
+  } finally {
+    spawnSync('ip', ['netns', 'del', refHost]);
+  }
+});
+
+test('real cnitool and cni-wasm read each other\'s cache: ours ADD -> cnitool DEL; cnitool ADD -> ours CHECK and DEL', () => {
+  if (!CNITOOL || !hasReference()) { console.log('  (set CNITOOL to a cnitool binary to run this)'); return; }
+  const d = confDir('cross', { '10-chain.conflist': chain('1.0.0', 'cross') });
+  const env = { NETCONFPATH: d };
+  const ns = netnsPath(`${P}c3`);
+  ok(runner(['add', 'rnchain', ns, '--cache-dir', cacheDir], env), 'our add');
+  assert.equal(leases('cross', 'rnchain'), ['10.55.0.2']);
+  const cd = cnitool(['del', 'rnchain', ns], env);
+  assert.is(cd.status, 0, `cnitool del of our attachment: ${cd.stdout}${cd.stderr}`);
+  assert.equal(leases('cross', 'rnchain'), [], 'the reference host-local released our lease');
+  assert.equal(bridgePorts(HOST, 'rn-br5'), []);
+  assert.not.ok(existsSync(cachePath('rnchain', cidFor(`${P}c3`), 'eth0')), 'cnitool removed our cache record');
+
+  const ca = cnitool(['add', 'rnchain', ns], env);
+  assert.is(ca.status, 0, ca.stdout + ca.stderr);
+  assert.ok(existsSync(cachePath('rnchain', cidFor(`${P}c3`), 'eth0')), 'cnitool cached its result');
+  ok(runner(['check', 'rnchain', ns, '--cache-dir', cacheDir], env), 'our check against cnitool\'s cached result');
+  ok(runner(['del', 'rnchain', ns, '--cache-dir', cacheDir], env), 'our del with cnitool\'s cached result');
+  assert.equal(leases('cross', 'rnchain'), []);
+  assert.equal(bridgePorts(HOST, 'rn-br5'), []);
+  assert.not.ok(links(`${P}c3`).includes('eth0'));
+  assert.not.ok(existsSync(cachePath('rnchain', cidFor(`${P}c3`), 'eth0')));
+});
+
 // Enable when the version-matrix fix lands (issue 6: a 0.4.0 DEL/CHECK with
 // the cached result as prevResult fails in the delegated host-local with
 // "result version 1.1.0 does not match configuration version 0.4.0").
