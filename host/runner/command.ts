@@ -5,8 +5,8 @@ import { writeSync } from 'node:fs';
 import type { Command } from 'commander';
 import { loadPolicy } from '../gate/policy.js';
 import { locatePlugin } from '../sandbox/loader.js';
-import { type ConfList, RunnerError } from './conf.js';
-import { DEFAULT_CACHE_DIR } from './cache.js';
+import { type ConfList, RunnerError, confListFromBytes } from './conf.js';
+import { DEFAULT_CACHE_DIR, cacheFile, readRecord } from './cache.js';
 import { cnitoolResult, summarize } from './format.js';
 export { loadAll } from './conf.js';
 export { DEFAULT_CNI_PATH, DEFAULT_NETCONFPATH } from './runner.js';
@@ -61,14 +61,34 @@ const DESCRIPTIONS: Record<RunCommand, string> = {
   STATUS: 'ask every plugin of the network whether it is ready to ADD (cniVersion 1.1.0 or later)',
 };
 
+/** The list the cache record of this attachment holds (libcni's GetNetworkListCachedConfig), if any. */
+function cachedList(runner: Runner, net: string): ConfList | null {
+  try {
+    const rec = readRecord(cacheFile(runner.o.cacheDir, net, runner.o.rt));
+    if (!rec || rec.networkName !== net || !rec.config.length) return null;
+    const l = confListFromBytes(rec.config);
+    return l.name === net && l.plugins.length ? l : null;
+  } catch {
+    return null;
+  }
+}
+
 function runCommand(command: RunCommand, network: string, netns: string, flags: RunFlags, policy: string | undefined): void {
   let runner: Runner;
-  let list: ConfList;
   try {
     runner = new Runner(runtimeFromEnv(process.env, netns, { ...flags, policy }));
-    list = runner.load(network);
   } catch (e) {
     fail(e, flags.json);
+  }
+  let list: ConfList;
+  try {
+    list = runner.load(network);
+  } catch (e) {
+    // DEL of a network whose config is gone: the config cached at ADD, as podman does
+    const cached = command === 'DEL' && e instanceof RunnerError ? cachedList(runner, network) : null;
+    if (!cached) fail(e, flags.json);
+    err(`cni-wasm: ${(e as Error).message}; using the configuration cached at ADD time\n`);
+    list = cached;
   }
   const tty = !flags.json && !!process.stdout.isTTY;
   const rt = runner.o.rt;

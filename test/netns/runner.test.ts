@@ -253,6 +253,21 @@ test('conflist bridge + loopback at 1.0.0: ADD in order, CHECK against the cache
   assert.not.ok(existsSync(cachePath('rnchain', cidFor(`${P}c1`), 'eth0')));
 });
 
+test('DEL after the config file is gone uses the config cached at ADD time', () => {
+  const d = confDir('gone', { '10-chain.conflist': chain('1.0.0', 'gone') });
+  const ns = netnsPath(`${P}c3`);
+  ok(runner(['add', 'rnchain', ns, '--cache-dir', cacheDir], { NETCONFPATH: d }), 'add');
+  rmSync(join(d, '10-chain.conflist'));
+  assert.is(runner(['check', 'rnchain', ns, '--cache-dir', cacheDir], { NETCONFPATH: d }).status, 1, 'check needs the config');
+  const r = ok(runner(['del', 'rnchain', ns, '--cache-dir', cacheDir], { NETCONFPATH: d }), 'del');
+  assert.match(r.stderr, /no net configurations found in .*; using the configuration cached at ADD time/);
+  assert.equal(leases('gone', 'rnchain'), []);
+  assert.equal(bridgePorts(HOST, 'rn-br5'), []);
+  assert.not.ok(existsSync(cachePath('rnchain', cidFor(`${P}c3`), 'eth0')));
+  // nothing cached any more: now it is an error, as in cnitool
+  assert.is(runner(['del', 'rnchain', ns, '--cache-dir', cacheDir], { NETCONFPATH: d }).status, 1);
+});
+
 test('--json, and disableCheck', () => {
   const d = confDir('chain-json', { '10-chain.conflist': chain('1.0.0', 'chain-json', { disableCheck: true }) });
   const env = { NETCONFPATH: d };
