@@ -146,6 +146,7 @@ function printReports(reports: FileReport[], strict: boolean, json: boolean): nu
   let warnings = 0;
   for (const r of reports) {
     for (const f of r.findings) {
+      if (f.level === 'note') continue;
       if (f.level === 'error' || strict) errors++;
       else warnings++;
     }
@@ -156,9 +157,9 @@ function printReports(reports: FileReport[], strict: boolean, json: boolean): nu
   }
   for (const r of reports) {
     const what = r.network !== undefined ? ` network "${r.network}"${r.cniVersion ? `, cniVersion ${r.cniVersion}` : ''}${r.types?.length ? `, ${r.types.join(' -> ')}` : ''}` : '';
-    out(`${r.file}:${what}${r.findings.length ? '' : ' ok'}\n`);
+    out(`${r.file}:${what}${r.findings.some((f) => f.level !== 'note') ? '' : ' ok'}\n`);
     for (const f of r.findings) {
-      const level = f.level === 'error' || strict ? 'error' : 'warning';
+      const level = f.level === 'note' ? 'note' : f.level === 'error' || strict ? 'error' : 'warning';
       out(`  ${level}: ${f.where ? f.where + ': ' : ''}${f.message}\n`);
     }
   }

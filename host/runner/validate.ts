@@ -17,7 +17,8 @@ import {
 } from './keys.js';
 import { buildOneConfig } from './runner.js';
 
-export interface Finding { level: 'error' | 'warning'; where: string; message: string }
+/** notes are information (how a type will run) and never count, not even with --strict */
+export interface Finding { level: 'error' | 'warning' | 'note'; where: string; message: string }
 export interface FileReport { file: string; network?: string; cniVersion?: string; types?: string[]; findings: Finding[] }
 
 export interface TypeResolver {
@@ -52,6 +53,7 @@ class Checker {
   constructor(readonly resolve: TypeResolver) {}
   error(where: string, message: string): void { this.findings.push({ level: 'error', where, message }); }
   warn(where: string, message: string): void { this.findings.push({ level: 'warning', where, message }); }
+  note(where: string, message: string): void { this.findings.push({ level: 'note', where, message }); }
 
   /** Types and ranges of known keys; unknown keys as warnings (with a guess). */
   keys(doc: Record<string, unknown>, known: Record<string, KeySpec>, where: string, owner: string): void {
@@ -102,7 +104,7 @@ class Checker {
     if (type === '') return; // no IPAM: L2 only
     const how = this.resolve(type);
     if (how === 'none') { this.error(`${where}.type`, `unknown IPAM plugin type "${type}"${typeGuess(type, this.resolve)}: not a cni-wasm component and no "${type}" binary in CNI_PATH; ${owner} ADD fails with "failed to find plugin"`); return; }
-    if (how === 'binary') this.warn(`${where}.type`, `IPAM type "${type}" is a binary in CNI_PATH, not a cni-wasm component: ${owner} may run it only if the policy lists it in "allowExec"`);
+    if (how === 'binary') this.note(`${where}.type`, `IPAM type "${type}" is a binary in CNI_PATH, not a cni-wasm component: ${owner} may run it only if the policy lists it in "allowExec"`);
     const known = IPAM_KEYS[type];
     if (!known) return;
     this.keys(ipam, known, where, `the ${type} IPAM plugin`);
@@ -144,7 +146,7 @@ class Checker {
     const type = p.type;
     const how = this.resolve(type);
     if (how === 'none') this.error(`${where}.type`, `unknown plugin type "${type}"${typeGuess(type, this.resolve)}: not a cni-wasm component and no "${type}" binary in CNI_PATH`);
-    else if (how === 'binary') this.warn(`${where}.type`, `"${type}" is a binary in CNI_PATH, not a cni-wasm component: runtimes exec it directly; cni-wasm add runs it only if the policy lists it in "allowExec"`);
+    else if (how === 'binary') this.note(`${where}.type`, `"${type}" is a binary in CNI_PATH, not a cni-wasm component: runtimes exec it directly; cni-wasm add runs it only if the policy lists it in "allowExec"`);
     // the host's own ADD checks, on the config as libcni builds it
     try {
       parseNetConf(buildOneConfig(list, p, null, null), { command: 'ADD' });

@@ -262,6 +262,34 @@ test('validate: the seed configs (004: no cniVersion, a loopback conf without a 
   assert.match(r.stdout, /99-loopback\.conf: .*\n(.*\n)*  error: name: missing network name/);
 });
 
+test('validate: seed 000\'s dual-stack chain is clean even with --strict; a type found as a binary is a note', () => {
+  const d = dir('seed000', {
+    '10-connet.conflist': JSON.stringify({
+      cniVersion: '0.4.0', name: 'connet',
+      plugins: [
+        {
+          type: 'bridge', bridge: 'cbr0', isGateway: true, ipMasq: true,
+          ipam: {
+            type: 'host-local', ranges: [[{ subnet: '192.168.199.0/24' }], [{ subnet: 'fde4:8dba:82e1::/64' }]],
+            routes: [{ dst: '0.0.0.0/0' }, { dst: 'fde4:8dba:82e1::1/64' }], dataDir: '/run/ipam-state',
+          },
+          dns: { nameservers: ['8.8.8.8'] },
+        },
+        { type: 'bandwidth', capabilities: { bandwidth: true } },
+      ],
+    }),
+  });
+  const bin = dir('seed000-bin', { bandwidth: '#!/bin/sh\nexit 0\n' });
+  const r = cli(['validate', '--strict', d], { env: { ...ENV, CNI_PATH: bin } });
+  assert.is(r.status, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /note: plugins\[1\]\.type: "bandwidth" is a binary in CNI_PATH/);
+  assert.match(r.stdout, /0 error\(s\), 0 warning\(s\)/);
+  // without the binary, bandwidth is an unknown type
+  const none = cli(['validate', d], { env: ENV });
+  assert.is(none.status, 1);
+  assert.match(none.stdout, /error: plugins\[1\]\.type: unknown plugin type "bandwidth"/);
+});
+
 test('--version, help <command>, and a shim run by hand without CNI_COMMAND', () => {
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
   const v = cli(['--version'], { env: ENV });
