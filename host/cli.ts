@@ -66,37 +66,6 @@ export function main(argv: string[]): void {
     .then(([{ Command }, runner]) => operatorCli(Command, runner, argv, invokedAs));
 }
 
-/** install: the plugin types the configs in `confDir` use that these shims will not provide. */
-function warnUnprovided(runner: RunnerModule, confDir: string, installing: Set<string>, policy: string | undefined, binDir: string): void {
-  const { loadAll, typeResolver, DEFAULT_CNI_PATH } = runner;
-  const used = new Map<string, Set<string>>();
-  const topLevel = new Set<string>();
-  const note = (type: string, file: string) => used.set(type, (used.get(type) ?? new Set()).add(file));
-  for (const c of loadAll(confDir)) {
-    for (const p of c.list?.plugins ?? []) {
-      note(p.type, c.file);
-      topLevel.add(p.type);
-      const ipam = p.doc.ipam as { type?: unknown } | undefined;
-      if (ipam && typeof ipam.type === 'string' && ipam.type) note(ipam.type, c.file);
-    }
-  }
-  const cniPath = [binDir, ...(process.env.CNI_PATH || DEFAULT_CNI_PATH).split(':').filter(Boolean)];
-  let resolveType: ((t: string) => string) | null = null;
-  try { resolveType = typeResolver(policy, cniPath, [...installing]); } catch { resolveType = null; }
-  for (const [type, files] of used) {
-    if (installing.has(type)) continue;
-    const how = resolveType?.(type) ?? 'none';
-    const who = `warning: ${[...files].join(', ')} use${files.size > 1 ? '' : 's'} plugin type '${type}'`;
-    // an IPAM component runs inside our bridge; a runtime needs a shim only for list entries
-    if (how === 'component') {
-      if (topLevel.has(type)) console.error(`${who}, a cni-wasm component whose shim --only leaves out: runtimes will not find it in ${binDir}`);
-      continue;
-    }
-    if (how === 'none') console.error(`${who}, which cni-wasm does not provide, and there is no '${type}' binary in ${cniPath.join(':')}: ADD will fail unless the runtime finds one elsewhere`);
-    else console.error(`${who}, which cni-wasm does not provide: runtimes will run the '${type}' binary already there${how === 'binary' ? ' (our plugins may delegate to it only if the policy lists it in allowExec)' : ''}`);
-  }
-}
-
 function operatorCli(Command: typeof import('commander').Command, runner: RunnerModule, argv: string[], invokedAs: string): void {
   const program = new Command('cni-wasm')
     .description('CNI plugins that run as sandboxed WebAssembly components.\n' +
@@ -128,7 +97,7 @@ function operatorCli(Command: typeof import('commander').Command, runner: Runner
         console.error(`unknown plugin type${unknown.length > 1 ? 's' : ''} in --only: ${unknown.join(', ')} (bundled: ${[...provided].join(', ')})`);
         process.exit(1);
       }
-      warnUnprovided(runner, o.confDir || process.env.NETCONFPATH || runner.DEFAULT_NETCONFPATH, only ?? provided, o.policy, dir);
+      runner.warnUnprovided(o.confDir || process.env.NETCONFPATH || runner.DEFAULT_NETCONFPATH, only ?? provided, o.policy, dir);
       mkdirSync(dir, { recursive: true });
       const entry = join(packageRoot(), 'bin/cni-wasm.cjs');
       for (const m of bundledManifests()) {

@@ -5,7 +5,7 @@ import { writeSync } from 'node:fs';
 import type { Command } from 'commander';
 import { loadPolicy } from '../gate/policy.js';
 import { locatePlugin } from '../sandbox/loader.js';
-import { type ConfList, RunnerError, confListFromBytes } from './conf.js';
+import { type ConfList, RunnerError, confListFromBytes, loadAll } from './conf.js';
 import { DEFAULT_CACHE_DIR, cacheFile, readRecord } from './cache.js';
 import { cnitoolResult, summarize } from './format.js';
 export { loadAll } from './conf.js';
@@ -198,4 +198,34 @@ export function registerRunner(program: Command, bundledTypes: () => string[]): 
       }
       process.exit(code);
     });
+}
+
+/** install: the plugin types the configs in `confDir` use that these shims will not provide. */
+export function warnUnprovided(confDir: string, installing: Set<string>, policy: string | undefined, binDir: string): void {
+  const used = new Map<string, Set<string>>();
+  const topLevel = new Set<string>();
+  const note = (type: string, file: string) => used.set(type, (used.get(type) ?? new Set()).add(file));
+  for (const c of loadAll(confDir)) {
+    for (const p of c.list?.plugins ?? []) {
+      note(p.type, c.file);
+      topLevel.add(p.type);
+      const ipam = p.doc.ipam as { type?: unknown } | undefined;
+      if (ipam && typeof ipam.type === 'string' && ipam.type) note(ipam.type, c.file);
+    }
+  }
+  const cniPath = [binDir, ...(process.env.CNI_PATH || DEFAULT_CNI_PATH).split(':').filter(Boolean)];
+  let resolveType: ((t: string) => string) | null = null;
+  try { resolveType = typeResolver(policy, cniPath, [...installing]); } catch { resolveType = null; }
+  for (const [type, files] of used) {
+    if (installing.has(type)) continue;
+    const how = resolveType?.(type) ?? 'none';
+    const who = `warning: ${[...files].join(', ')} use${files.size > 1 ? '' : 's'} plugin type '${type}'`;
+    // an IPAM component runs inside our bridge; a runtime needs a shim only for list entries
+    if (how === 'component') {
+      if (topLevel.has(type)) console.error(`${who}, a cni-wasm component whose shim --only leaves out: runtimes will not find it in ${binDir}`);
+      continue;
+    }
+    if (how === 'none') console.error(`${who}, which cni-wasm does not provide, and there is no '${type}' binary in ${cniPath.join(':')}: ADD will fail unless the runtime finds one elsewhere`);
+    else console.error(`${who}, which cni-wasm does not provide: runtimes will run the '${type}' binary already there${how === 'binary' ? ' (our plugins may delegate to it only if the policy lists it in allowExec)' : ''}`);
+  }
 }
