@@ -22,6 +22,8 @@ export const DEFAULT_NETCONFPATH = '/etc/cni/net.d';
 /** CNI_PATH when it is unset: where runtimes install plugins */
 export const DEFAULT_CNI_PATH = '/opt/cni/bin';
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
+/** the least time an exec'd (non-component) plugin gets */
+export const EXEC_TIMEOUT_MS = 60_000;
 
 export type RunCommand = 'ADD' | 'CHECK' | 'DEL' | 'GC' | 'STATUS';
 
@@ -177,10 +179,16 @@ export class Runner {
       code = out.exitCode;
       stdout = out.stdout;
     } else {
+      // an external plugin may wait on a daemon (dhcp): its own, longer bound
+      const limit = Math.max(this.policy.timeoutMs, EXEC_TIMEOUT_MS);
       const r = childProcess().spawnSync(where.bin, [], {
         input: stdin, encoding: 'utf8', env: { ...process.env, ...env },
-        maxBuffer: 64 * 1024 * 1024, timeout: Math.max(this.policy.timeoutMs, 60_000),
+        maxBuffer: 64 * 1024 * 1024, timeout: limit, killSignal: 'SIGKILL',
       });
+      if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') {
+        const why = `${where.bin} did not finish ${command} within ${limit} ms and was killed (the limit is the policy's timeoutMs, at least ${EXEC_TIMEOUT_MS} ms for exec'd plugins)`;
+        throw new PluginError(plugin, command, 0, why, '', why);
+      }
       code = r.status ?? -1;
       stdout = r.stdout ?? '';
       stderr = r.stderr ?? '';
