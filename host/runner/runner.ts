@@ -265,10 +265,12 @@ export class Runner {
 
   /**
    * A failed ADD leaves nothing: DEL for the whole list, in reverse, as a
-   * runtime does after a failed ADD (libcni itself leaves that to the caller).
+   * runtime does after a failed ADD (libcni itself leaves that to the
+   * caller). Like that runtime's DEL it carries no prevResult: nothing was
+   * cached.
    */
-  private undo(list: ConfList, last: Record<string, unknown> | null, failed: Error): void {
-    const prev = last && atLeast(list.cniVersion, '0.4.0') ? this.convert(last, list.cniVersion) : null;
+  private undo(list: ConfList, _last: Record<string, unknown> | null, failed: Error): void {
+    const prev = null;
     const notes: string[] = [];
     for (let i = list.plugins.length - 1; i >= 0; i--) {
       const p = list.plugins[i]!;
