@@ -285,19 +285,22 @@ test('--json, and disableCheck', () => {
 });
 
 test('a failed ADD in a list leaves nothing: no veth, no address, no lease, no cache record', () => {
-  const list = chain('1.0.0', 'chain-fail');
-  list.plugins.push({ type: 'rn-nosuch' } as any);
-  const d = confDir('fail', { '10-chain.conflist': list });
   const ns = netnsPath(`${P}c3`);
-  const r = runner(['add', 'rnchain', ns, '--cache-dir', cacheDir], { NETCONFPATH: d });
-  assert.is(r.status, 1);
-  assert.is(r.stdout, '');
-  assert.match(r.stderr, /^plugin type="rn-nosuch" failed \(add\): failed to find plugin "rn-nosuch" in path \[\/usr\/lib\/cni\]/);
-  assert.not.match(r.stderr, /^\s+at /m, 'no stack trace');
-  assert.equal(bridgePorts(HOST, 'rn-br5'), [], 'the veth is gone');
-  assert.not.ok(links(`${P}c3`).includes('eth0'), 'no eth0 in the container');
-  assert.equal(leases('chain-fail', 'rnchain'), [], 'no lease');
-  assert.not.ok(existsSync(cachePath('rnchain', cidFor(`${P}c3`), 'eth0')), 'no cache record');
+  for (const version of ['0.3.1', '0.4.0', '1.0.0']) {
+    const list = chain(version, `chain-fail-${version}`);
+    list.plugins.push({ type: 'rn-nosuch' } as any);
+    const d = confDir('fail', { '10-chain.conflist': list });
+    const r = runner(['add', 'rnchain', ns, '--cache-dir', cacheDir], { NETCONFPATH: d });
+    assert.is(r.status, 1, version);
+    assert.is(r.stdout, '');
+    assert.match(r.stderr, /^plugin type="rn-nosuch" failed \(add\): failed to find plugin "rn-nosuch" in path \[\/usr\/lib\/cni\]/);
+    assert.not.match(r.stderr, /undoing/, `the undo went through at ${version}: ${r.stderr}`);
+    assert.not.match(r.stderr, /^\s+at /m, 'no stack trace');
+    assert.equal(bridgePorts(HOST, 'rn-br5'), [], `the veth is gone (${version})`);
+    assert.not.ok(links(`${P}c3`).includes('eth0'), `no eth0 in the container (${version})`);
+    assert.equal(leases(`chain-fail-${version}`, 'rnchain'), [], `no lease (${version})`);
+    assert.not.ok(existsSync(cachePath('rnchain', cidFor(`${P}c3`), 'eth0')), 'no cache record');
+  }
 
   // a plugin's own CNI error comes through with its words
   const bad = confDir('fail2', { 'x.conflist': { cniVersion: '1.0.0', name: 'rnbad', plugins: [{ type: 'bridge', bridge: 'rn-br6', mtu: 'big' }] } });
