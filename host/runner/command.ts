@@ -168,6 +168,7 @@ function printReports(reports: FileReport[], strict: boolean, json: boolean): nu
 }
 
 export function registerRunner(program: Command, bundledTypes: () => string[]): void {
+  program.option('-i, --ifname <name>', 'interface name for add/check/del (as cnitool\'s global -i)');
   for (const command of ['ADD', 'CHECK', 'DEL', 'GC', 'STATUS'] as RunCommand[]) {
     program.command(command.toLowerCase())
       .description(DESCRIPTIONS[command])
@@ -179,7 +180,11 @@ export function registerRunner(program: Command, bundledTypes: () => string[]): 
       .option('--conf-dir <dir>', 'network config dir (default: $NETCONFPATH or /etc/cni/net.d)')
       .option('--json', 'machine-readable output, also on a terminal')
       .addHelpText('after', ENV_HELP)
-      .action((network: string, netns: string, flags: RunFlags) => runCommand(command, network, netns, flags, program.opts().policy));
+      .action((network: string, netns: string, flags: RunFlags) => {
+        // cnitool's -i is a global flag: `cni-wasm -i eth1 add ...` works too
+        const ifname = flags.ifname ?? (program.opts() as { ifname?: string }).ifname;
+        runCommand(command, network, netns, { ...flags, ifname }, program.opts().policy);
+      });
   }
 
   program.command('validate')

@@ -311,6 +311,19 @@ test('--version, help <command>, and a shim run by hand without CNI_COMMAND', ()
   assert.is(withArgs.status, 0);
 });
 
+test('the interface name: -i before or after the command, --ifname, then CNI_IFNAME (checked before anything runs)', () => {
+  const d = dir('ifname', { 'a.conf': JSON.stringify({ cniVersion: '1.0.0', name: 'x', type: 'loopback' }) });
+  const env = { ...ENV, NETCONFPATH: d };
+  for (const [args, bad] of [[['-i', 'a/1', 'add', 'x', '/tmp/n'], 'a/1'], [['add', '-i', 'a/2', 'x', '/tmp/n'], 'a/2'], [['add', '--ifname', 'a/3', 'x', '/tmp/n'], 'a/3']] as const) {
+    const r = cli([...args], { env });
+    assert.is(r.status, 1);
+    assert.is(r.stdout, '');
+    assert.match(r.stderr, new RegExp(`invalid CNI_IFNAME "${bad}"`));
+  }
+  const e = cli(['add', 'x', '/tmp/n'], { env: { ...env, CNI_IFNAME: 'a/4' } });
+  assert.match(e.stderr, /invalid CNI_IFNAME "a\/4"/);
+});
+
 test('install: an unknown --only type is an error; types the config dir uses that we lack are warnings', () => {
   const bin = join(tmp, 'bin');
   const bad = cli(['install', '--bin-dir', bin, '--only', 'bridge,frobnicate'], { env: ENV });
