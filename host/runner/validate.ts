@@ -69,7 +69,7 @@ class Checker {
       if (spec.ignoredByUs) this.warn(at, `${key} is read by the reference ${owner} but not by cni-wasm's, which ignores it`);
       if (v === null || spec.kind === 'any') continue;
       const ok = spec.kind === 'bool' ? typeof v === 'boolean'
-        : spec.kind === 'int' ? typeof v === 'number' && Number.isInteger(v)
+        : spec.kind === 'int' ? typeof v === 'number'
           : spec.kind === 'string' ? typeof v === 'string'
             : spec.kind === 'object' ? isObject(v)
               : Array.isArray(v);
@@ -77,8 +77,15 @@ class Checker {
         this.error(at, `failed to load netconf: "${key}" must be ${WANT[spec.kind]}, not ${kindOf(v)}`);
         continue;
       }
-      if (spec.kind === 'int' && ((spec.min !== undefined && (v as number) < spec.min) || (spec.max !== undefined && (v as number) > spec.max))) {
-        this.error(at, `failed to load netconf: "${key}" must be a whole number from ${spec.min ?? '-∞'} to ${spec.max ?? '∞'}, not ${v}`);
+      if (spec.kind !== 'int') continue;
+      const n = v as number;
+      // the bridge's own words for a VLAN out of range
+      if (owner === 'the bridge plugin' && key === 'vlan' && Number.isInteger(n) && (n < 0 || n > 4094)) {
+        this.error(at, `invalid VLAN ID ${n} (must be between 0 and 4094)`);
+      } else if (!Number.isInteger(n) || (spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
+        this.error(at, spec.min !== undefined && spec.max !== undefined
+          ? `failed to load netconf: "${key}" must be a whole number from ${spec.min} to ${spec.max}, not ${n}`
+          : `failed to load netconf: "${key}" must be a whole number${spec.min !== undefined ? ` of at least ${spec.min}` : ''}, not ${n}`);
       }
     }
   }

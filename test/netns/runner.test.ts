@@ -309,6 +309,24 @@ test('a failed ADD in a list leaves nothing: no veth, no address, no lease, no c
   assert.match(e.stderr, /^plugin type="bridge" failed \(add\): failed to load netconf: "mtu" must be a whole number/);
 });
 
+test('validate reports what the bridge\'s ADD says, word for word', () => {
+  const cases: Record<string, unknown>[] = [{ isGateway: 'yes' }, { ipMasq: 1 }, { mtu: 70000 }, { mtu: 1.5 }, { mtu: 'big' }, { vlan: 5000 }, { hairpinMode: 'true' }];
+  const ns = netnsPath(`${P}c3`);
+  for (const bad of cases) {
+    const conf = { cniVersion: '1.0.0', name: 'rnval', type: 'bridge', bridge: 'rn-brv', ...bad };
+    const d = confDir('val', { '10.conf': conf });
+    const add = runner(['add', 'rnval', ns, '--cache-dir', cacheDir], { NETCONFPATH: d });
+    assert.is(add.status, 1, JSON.stringify(bad));
+    const addMsg = /^plugin type="bridge" name="rnval" failed \(add\): (.*)$/m.exec(add.stderr)?.[1];
+    assert.ok(addMsg, add.stderr);
+    const v = runner(['validate', '--json', d], {});
+    assert.is(v.status, 1);
+    const msgs = JSON.parse(v.stdout).files[0].findings.filter((f: any) => f.level === 'error').map((f: any) => f.message);
+    assert.ok(msgs.includes(addMsg), `validate ${JSON.stringify(msgs)} vs ADD "${addMsg}" for ${JSON.stringify(bad)}`);
+  }
+  assert.not.ok(links(`${P}c3`).includes('eth0'));
+});
+
 test('CAP_ARGS reach only plugins that declare the capability; CNI_ARGS reach every plugin and the cache', () => {
   const net = (name: string, caps: Record<string, boolean> | undefined, bridge: string) => ({
     cniVersion: '1.0.0', name, type: 'bridge', bridge, ...(caps ? { capabilities: caps } : {}),
