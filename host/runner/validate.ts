@@ -8,6 +8,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
 import { parseNetConf } from '../cni/config.js';
+import { Address4, Address6 } from 'ip-address';
 import { parseIp } from '../cni/convert.js';
 import { CniError } from '../cni/errors.js';
 import { SUPPORTED_VERSIONS, compareVersions } from '../cni/versions.js';
@@ -32,6 +33,28 @@ function typeGuess(type: string, resolve: TypeResolver): string {
   const known = [...new Set([...resolve.bundled, ...Object.keys(PLUGIN_KEYS), ...Object.keys(IPAM_KEYS), 'dhcp', 'ptp', 'ipvlan', 'vlan', 'host-device'])];
   const g = suggest(type, known);
   return g && g !== type ? ` (did you mean ${g}?)` : '';
+}
+
+/** host-local's Range.Canonicalize, with its words: '' when the range is good. */
+function rangeError(r: Record<string, unknown>): string {
+  const sn = typeof r.subnet === 'string' ? parseIp(r.subnet, true) : null;
+  if (!sn || sn.prefix === undefined) return 'IP <nil> not v4 nor v6';
+  const bits = sn.family === 4 ? 32 : 128;
+  if (sn.prefix > bits - 2) return `Network ${sn.text} too small to allocate from`;
+  const A = sn.family === 4 ? Address4 : Address6;
+  const net = new A(`${sn.address}/${sn.prefix}`);
+  const start = net.startAddress().correctForm();
+  if (start !== new A(sn.address).correctForm()) {
+    return `Network has host bits set. For a subnet mask of length ${sn.prefix} the network address is ${start}`;
+  }
+  for (const [key, label] of [['rangeStart', 'RangeStart'], ['rangeEnd', 'RangeEnd']] as const) {
+    const v = r[key];
+    if (typeof v !== 'string' || v === '') continue;
+    const ip = parseIp(v, false);
+    if (!ip) continue; // reported as an invalid IP address
+    if (ip.family !== sn.family || !new A(ip.address).isInSubnet(net)) return `${label} ${ip.address} not in network ${start}/${sn.prefix}`;
+  }
+  return '';
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -96,7 +119,7 @@ class Checker {
       const at = `${where}[${i}]`;
       if (!isObject(r)) { this.error(at, `a route must be an object, not ${kindOf(r)}`); return; }
       this.keys(r, ROUTE_KEYS, at, 'a route');
-      if (typeof r.dst !== 'string' || !parseIp(r.dst, true)) this.error(`${at}.dst`, `invalid route destination ${JSON.stringify(r.dst ?? null)}: expected an address in CIDR notation, e.g. 0.0.0.0/0`);
+      if (typeof r.dst !== 'string' || !parseIp(r.dst, true)) this.error(`${at}.dst`, `invalid CIDR address: ${typeof r.dst === 'string' ? r.dst : JSON.stringify(r.dst ?? null)}`);
       if (typeof r.gw === 'string' && !parseIp(r.gw, false)) this.error(`${at}.gw`, `invalid IP address ${JSON.stringify(r.gw)}`);
     });
   }
@@ -119,9 +142,11 @@ class Checker {
     if (type === 'host-local') {
       for (const f of ['rangeStart', 'rangeEnd', 'gateway']) this.ip(ipam[f], `${where}.${f}`, false);
       this.ip(ipam.subnet, `${where}.subnet`, true);
-      const ranges = ipam.ranges;
-      if (Array.isArray(ranges)) {
-        ranges.forEach((set, i) => {
+      // the range sets host-local builds: the top-level subnet first, then "ranges"
+      const sets: Array<{ at: string; ranges: unknown[] }> = [];
+      if (ipam.subnet) sets.push({ at: where, ranges: [ipam] });
+      if (Array.isArray(ipam.ranges)) {
+        ipam.ranges.forEach((set, i) => {
           if (!Array.isArray(set)) { this.error(`${where}.ranges[${i}]`, `a range set must be a list of ranges, not ${kindOf(set)}`); return; }
           set.forEach((r, j) => {
             const at = `${where}.ranges[${i}][${j}]`;
@@ -129,19 +154,29 @@ class Checker {
             this.keys(r, RANGE_KEYS, at, 'a host-local range');
             this.ip(r.subnet, `${at}.subnet`, true);
             for (const f of ['rangeStart', 'rangeEnd', 'gateway']) this.ip(r[f], `${at}.${f}`, false);
-            if (!r.subnet) this.error(`${at}.subnet`, 'a range needs a "subnet"');
           });
+          sets.push({ at: `${where}.ranges[${i}]`, ranges: set });
         });
-      } else if (!ipam.subnet) {
-        this.error(where, 'no IP ranges specified: host-local needs "subnet" or "ranges"');
       }
+      if (sets.length === 0) this.error(where, 'no IP ranges specified');
+      sets.forEach((set, i) => {
+        if (set.ranges.length === 0) { this.error(set.at, `invalid range set ${i}: empty range set`); return; }
+        const families = new Set<number>();
+        for (const r of set.ranges) {
+          if (!isObject(r)) continue;
+          const e = rangeError(r);
+          if (e) { this.error(set.at, `invalid range set ${i}: ${e}`); return; }
+          families.add(parseIp(r.subnet as string, true)!.family);
+        }
+        if (families.size > 1) this.error(set.at, `invalid range set ${i}: mixed address families`);
+      });
     }
     if (type === 'static' && Array.isArray(ipam.addresses)) {
       ipam.addresses.forEach((a, i) => {
         const at = `${where}.addresses[${i}]`;
         if (!isObject(a)) { this.error(at, `an address must be an object, not ${kindOf(a)}`); return; }
         this.keys(a, STATIC_ADDRESS_KEYS, at, 'a static address');
-        if (typeof a.address !== 'string' || !parseIp(a.address, true)) this.error(`${at}.address`, `invalid address ${JSON.stringify(a.address ?? null)}: expected CIDR notation, e.g. 10.10.0.1/24`);
+        if (typeof a.address !== 'string' || !parseIp(a.address, true)) this.error(`${at}.address`, `the 'address' field is expected to be in CIDR notation, got: '${typeof a.address === 'string' ? a.address : ''}'`);
         this.ip(a.gateway, `${at}.gateway`, false);
       });
     }

@@ -310,7 +310,15 @@ test('a failed ADD in a list leaves nothing: no veth, no address, no lease, no c
 });
 
 test('validate reports what the bridge\'s ADD says, word for word', () => {
-  const cases: Record<string, unknown>[] = [{ isGateway: 'yes' }, { ipMasq: 1 }, { mtu: 70000 }, { mtu: 1.5 }, { mtu: 'big' }, { vlan: 5000 }, { hairpinMode: 'true' }];
+  const hl = (ipam: Record<string, unknown>) => ({ ipam: { type: 'host-local', dataDir: dataDir('val'), ...ipam } });
+  const cases: Record<string, unknown>[] = [
+    { isGateway: 'yes' }, { ipMasq: 1 }, { mtu: 70000 }, { mtu: 1.5 }, { mtu: 'big' }, { vlan: 5000 }, { hairpinMode: 'true' },
+    hl({ subnet: '10.0.0.0/33' }), hl({ subnet: '10.0.0.0/24', rangeStart: 'x' }), hl({}), hl({ subnet: '10.0.0.0/24', routes: [{ dst: 'nope' }] }),
+    hl({ ranges: [[{ rangeStart: '10.0.0.5' }]] }), hl({ subnet: '10.0.0.0/24', gateway: '10.0.0.300' }), hl({ subnet: '10.0.0.0/24', rangeStart: '10.0.1.5' }),
+    hl({ subnet: '10.0.0.0/24', rangeEnd: '10.0.1.5' }), hl({ subnet: '10.0.0.1/24' }), hl({ subnet: '10.0.0.0/31' }), hl({ ranges: [[]] }),
+    hl({ ranges: [[{ subnet: '10.0.0.0/24' }, { subnet: 'fd00::/64' }]] }),
+    { ipam: { type: 'static', addresses: [{ address: '10.0.0.5' }] } },
+  ];
   const ns = netnsPath(`${P}c3`);
   for (const bad of cases) {
     const conf = { cniVersion: '1.0.0', name: 'rnval', type: 'bridge', bridge: 'rn-brv', ...bad };
