@@ -279,6 +279,8 @@ export class Runner {
       try {
         this.exec(p, 'DEL', buildOneConfig(list, p, prev, this.o.rt), this.o.rt);
       } catch (e) {
+        // a config the plugin rejects at ADD it rejects at DEL too: said once
+        if (e instanceof PluginError && failed instanceof PluginError && e.msg === failed.msg && e.details === failed.details) continue;
         notes.push(`undoing the failed ADD: plugin ${describe(p)} failed (delete): ${e instanceof PluginError ? e.text : (e as Error).message}`);
       }
     }

@@ -327,6 +327,7 @@ test('validate reports what the bridge\'s ADD says, word for word', () => {
     assert.is(add.status, 1, JSON.stringify(bad));
     const addMsg = /^plugin type="bridge" name="rnval" failed \(add\): (.*)$/m.exec(add.stderr)?.[1];
     assert.ok(addMsg, add.stderr);
+    assert.is(add.stderr.trim().split('\n').length, 1, `one line: ${add.stderr}`);
     const v = runner(['validate', '--json', d], {});
     assert.is(v.status, 1);
     const msgs = JSON.parse(v.stdout).files[0].findings.filter((f: any) => f.level === 'error').map((f: any) => f.message);
