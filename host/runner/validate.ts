@@ -57,6 +57,21 @@ function rangeError(r: Record<string, unknown>): string {
   return '';
 }
 
+/** A good range's [start, end] as host-local fills them in (start: network + 1; end: the last, for IPv4 before broadcast). */
+function rangeBounds(r: Record<string, unknown>): { family: number; start: bigint; end: bigint; text: string } {
+  const sn = parseIp(r.subnet as string, true)!;
+  const A = sn.family === 4 ? Address4 : Address6;
+  const net = new A(`${sn.address}/${sn.prefix}`);
+  const ipOf = (v: unknown) => (typeof v === 'string' && v ? parseIp(v, false) : null);
+  const rs = ipOf(r.rangeStart), re = ipOf(r.rangeEnd);
+  const start = rs ? new A(rs.address).bigInt() : net.startAddress().bigInt() + 1n;
+  const end = re ? new A(re.address).bigInt() : net.endAddress().bigInt() - (sn.family === 4 ? 1n : 0n);
+  const show = (n: bigint) => (sn.family === 4 ? Address4.fromBigInt(n).correctForm() : Address6.fromBigInt(n).correctForm());
+  return { family: sn.family, start, end, text: `${show(start)}-${show(end)}` };
+}
+type Bounds = ReturnType<typeof rangeBounds>;
+const overlap = (a: Bounds, b: Bounds) => a.family === b.family && a.start <= b.end && b.start <= a.end;
+
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function kindOf(v: unknown): string {
@@ -73,6 +88,8 @@ const WANT: Record<string, string> = { bool: 'true or false', int: 'a whole numb
 
 class Checker {
   findings: Finding[] = [];
+  /** the list's cniVersion, as plugins get it */
+  version = '';
   constructor(readonly resolve: TypeResolver) {}
   error(where: string, message: string): void { this.findings.push({ level: 'error', where, message }); }
   warn(where: string, message: string): void { this.findings.push({ level: 'warning', where, message }); }
@@ -159,17 +176,35 @@ class Checker {
         });
       }
       if (sets.length === 0) this.error(where, 'no IP ranges specified');
+      const good: Bounds[][] = [];
       sets.forEach((set, i) => {
         if (set.ranges.length === 0) { this.error(set.at, `invalid range set ${i}: empty range set`); return; }
-        const families = new Set<number>();
+        const bounds: Bounds[] = [];
         for (const r of set.ranges) {
-          if (!isObject(r)) continue;
+          if (!isObject(r)) return;
           const e = rangeError(r);
           if (e) { this.error(set.at, `invalid range set ${i}: ${e}`); return; }
-          families.add(parseIp(r.subnet as string, true)!.family);
+          bounds.push(rangeBounds(r));
+          if (bounds[0]!.family !== bounds[bounds.length - 1]!.family) { this.error(set.at, `invalid range set ${i}: mixed address families`); return; }
         }
-        if (families.size > 1) this.error(set.at, `invalid range set ${i}: mixed address families`);
+        for (let a = 0; a < bounds.length - 1; a++) {
+          for (let b = a + 1; b < bounds.length; b++) {
+            if (overlap(bounds[a]!, bounds[b]!)) { this.error(set.at, `invalid range set ${i}: subnets ${bounds[a]!.text} and ${bounds[b]!.text} overlap`); return; }
+          }
+        }
+        good[i] = bounds;
       });
+      if (good.filter(Boolean).length === sets.length) {
+        const per = (f: number) => good.filter((b) => b[0]!.family === f).length;
+        if ((per(4) > 1 || per(6) > 1) && compareVersions(this.version || '0.1.0', '0.3.0') < 0) {
+          this.error(where, `CNI version ${this.version} does not support more than 1 address per family`);
+        }
+        for (let a = 0; a < good.length - 1; a++) {
+          for (let b = a + 1; b < good.length; b++) {
+            if (good[a]!.some((x) => good[b]!.some((y) => overlap(x, y)))) this.error(where, `range set ${a} overlaps with ${b}`);
+          }
+        }
+      }
     }
     if (type === 'static' && Array.isArray(ipam.addresses)) {
       ipam.addresses.forEach((a, i) => {
@@ -210,6 +245,7 @@ class Checker {
 
   list(list: ConfList, single: boolean): void {
     const v = list.cniVersion;
+    this.version = v;
     if (v === '') {
       this.warn('cniVersion', 'no cniVersion: plugins read it as 0.1.0, which has no CHECK and gets no cached result on DEL; set "cniVersion": "1.0.0" (or the newest your runtime speaks)');
     } else if (!(SUPPORTED_VERSIONS as readonly string[]).includes(v)) {

@@ -317,11 +317,15 @@ test('validate reports what the bridge\'s ADD says, word for word', () => {
     hl({ ranges: [[{ rangeStart: '10.0.0.5' }]] }), hl({ subnet: '10.0.0.0/24', gateway: '10.0.0.300' }), hl({ subnet: '10.0.0.0/24', rangeStart: '10.0.1.5' }),
     hl({ subnet: '10.0.0.0/24', rangeEnd: '10.0.1.5' }), hl({ subnet: '10.0.0.1/24' }), hl({ subnet: '10.0.0.0/31' }), hl({ ranges: [[]] }),
     hl({ ranges: [[{ subnet: '10.0.0.0/24' }, { subnet: 'fd00::/64' }]] }),
+    hl({ ranges: [[{ subnet: '10.0.0.0/24' }, { subnet: '10.0.0.0/25' }]] }),
+    hl({ subnet: '10.0.0.0/24', ranges: [[{ subnet: '10.0.0.0/25' }]] }),
+    hl({ ranges: [[{ subnet: '10.0.0.0/24', rangeStart: '10.0.0.10', rangeEnd: '10.0.0.20' }], [{ subnet: '10.0.0.0/24', rangeStart: '10.0.0.15' }]] }),
     { ipam: { type: 'static', addresses: [{ address: '10.0.0.5' }] } },
+    { cniVersion: '0.2.0', ...hl({ ranges: [[{ subnet: '10.0.0.0/24' }], [{ subnet: '10.1.0.0/24' }]] }) },
   ];
   const ns = netnsPath(`${P}c3`);
   for (const bad of cases) {
-    const conf = { cniVersion: '1.0.0', name: 'rnval', type: 'bridge', bridge: 'rn-brv', ...bad };
+    const conf = { cniVersion: bad.cniVersion ?? '1.0.0', name: 'rnval', type: 'bridge', bridge: 'rn-brv', ...bad };
     const d = confDir('val', { '10.conf': conf });
     const add = runner(['add', 'rnval', ns, '--cache-dir', cacheDir], { NETCONFPATH: d });
     assert.is(add.status, 1, JSON.stringify(bad));
