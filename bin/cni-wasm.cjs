@@ -22,7 +22,7 @@ const RUNNER = new Set(['add', 'check', 'del', 'gc', 'status', 'validate']);
 const subcommand = () => {
   const a = process.argv.slice(2);
   for (let i = 0; i < a.length; i++) {
-    if (a[i] === '--policy' || a[i] === '--type') { i++; continue; }
+    if (['--policy', '--type', '-i', '--ifname'].includes(a[i])) { i++; continue; }
     if (!a[i].startsWith('-')) return a[i];
   }
   return '';
