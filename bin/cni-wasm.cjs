@@ -16,7 +16,18 @@ const mtime = (p) => { try { return statSync(p).mtimeMs; } catch { return 0; } }
 // Only CNI mode (the hot path) runs the bundle: Node 20 drops the dynamic
 // import() callback of code V8 loads from its code cache, and `approve` needs
 // import('@bytecodealliance/jco') ("A dynamic import callback was not specified").
-if (process.env.CNI_COMMAND && mtime(bundle) >= mtime(compiled)) {
+// The runner (add/check/del/gc/status, run per container like a plugin) and
+// validate need no jco either: they take the bundle too.
+const RUNNER = new Set(['add', 'check', 'del', 'gc', 'status', 'validate']);
+const subcommand = () => {
+  const a = process.argv.slice(2);
+  for (let i = 0; i < a.length; i++) {
+    if (['--policy', '--type', '-i', '--ifname'].includes(a[i])) { i++; continue; }
+    if (!a[i].startsWith('-')) return a[i];
+  }
+  return '';
+};
+if ((process.env.CNI_COMMAND || RUNNER.has(subcommand())) && mtime(bundle) >= mtime(compiled)) {
   require('./codecache.cjs').requireCached(bundle).main(process.argv);
 } else {
   import(pathToFileURL(compiled).href).then((m) => m.main(process.argv));

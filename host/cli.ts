@@ -10,6 +10,17 @@ import { packageRoot } from './paths.js';
 import type { Manifest } from './sandbox/package.js';
 import { loadPolicy } from './gate/policy.js';
 import type { AuditRecord } from './gate/audit.js';
+// the runner and validate: loaded only by the operator CLI, never in CNI mode
+type RunnerModule = typeof import('./runner/command.js');
+import { SUPPORTED_VERSIONS } from './cni/versions.js';
+
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
 
 function execMode(type: string, policy: string | undefined): never {
   const out = invoke(type, process.env, readStdin, policy);
@@ -44,15 +55,25 @@ export function main(argv: string[]): void {
   const invokedAs = basename(argv[1] ?? '').replace(/\.c?js$/, '');
   const fast = process.env.CNI_COMMAND ? execArgs(argv.slice(2)) : null;
   if (fast) execMode(fast.type ?? invokedAs, fast.policy);
-  import('commander').then(({ Command }) => operatorCli(Command, argv, invokedAs));
+  if (!process.env.CNI_COMMAND && argv[2] === '--type' && argv[3]) {
+    // A shim (it always starts with --type) run by hand, without
+    // CNI_COMMAND, whatever else it is given: what the reference plugins
+    // (libcni's skel) do: their "about" text on stderr, nothing on stdout, exit 0.
+    writeSync(2, `CNI ${argv[3]} plugin cni-wasm v${packageVersion()}\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\n`);
+    process.exit(0);
+  }
+  Promise.all([import('commander'), import('./runner/command.js')])
+    .then(([{ Command }, runner]) => operatorCli(Command, runner, argv, invokedAs));
 }
 
-function operatorCli(Command: typeof import('commander').Command, argv: string[], invokedAs: string): void {
+function operatorCli(Command: typeof import('commander').Command, runner: RunnerModule, argv: string[], invokedAs: string): void {
   const program = new Command('cni-wasm')
     .description('CNI plugins that run as sandboxed WebAssembly components.\n' +
       'With CNI_COMMAND set this is a CNI plugin: the runtime execs it as /opt/cni/bin/<type>.')
     .option('--type <type>', 'plugin type to run in CNI mode (default: the name this was invoked as)')
     .option('--policy <file>', 'policy file (default: $CNI_WASM_POLICY or /etc/cni-wasm/policy.json)')
+    .version(packageVersion(), '-V, --version', 'print the cni-wasm version')
+    .helpCommand('help [command]', 'show help for a command')
     .showHelpAfterError();
 
   program.action((opts: { type?: string; policy?: string }) => {
@@ -65,11 +86,19 @@ function operatorCli(Command: typeof import('commander').Command, argv: string[]
     .requiredOption('--bin-dir <dir>', 'where runtimes look for plugins, e.g. /opt/cni/bin')
     .option('--policy <file>', 'policy file the shims pass on')
     .option('--only <types>', 'comma-separated types to install (default: all bundled)')
-    .action((o: { binDir: string; policy?: string; only?: string }) => {
+    .option('--conf-dir <dir>', 'network configs to check for plugin types we do not provide (default: $NETCONFPATH or /etc/cni/net.d)')
+    .action((o: { binDir: string; policy?: string; only?: string; confDir?: string }) => {
       o.policy ??= program.opts().policy;
       const dir = resolve(o.binDir);
+      const only = o.only ? new Set(o.only.split(',').map((t) => t.trim()).filter(Boolean)) : null;
+      const provided = new Set(bundledManifests().map((m) => m.type));
+      const unknown = only ? [...only].filter((t) => !provided.has(t)) : [];
+      if (unknown.length) {
+        console.error(`unknown plugin type${unknown.length > 1 ? 's' : ''} in --only: ${unknown.join(', ')} (bundled: ${[...provided].join(', ')})`);
+        process.exit(1);
+      }
+      runner.warnUnprovided(o.confDir || process.env.NETCONFPATH || runner.DEFAULT_NETCONFPATH, only ?? provided, o.policy, dir);
       mkdirSync(dir, { recursive: true });
-      const only = o.only ? new Set(o.only.split(',')) : null;
       const entry = join(packageRoot(), 'bin/cni-wasm.cjs');
       for (const m of bundledManifests()) {
         if (only && !only.has(m.type)) continue;
@@ -81,6 +110,8 @@ function operatorCli(Command: typeof import('commander').Command, argv: string[]
         console.log(`${shim} -> ${m.type} (sha256 ${m.sha256.slice(0, 12)})`);
       }
     });
+
+  runner.registerRunner(program, () => bundledManifests().map((m) => m.type));
 
   program.command('plugins')
     .description('list the bundled plugin components: type, digest, size, imported interfaces')
