@@ -111,6 +111,8 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
     plugin: { type, sha256: plugin.manifest.sha256, grants: plugin.grants },
     command, containerId: sh.inv.containerId, ifname: sh.inv.ifname, network: sh.network,
     configNames: topLevelStrings(confDoc),
+    // from the runtime's config only: a config a plugin wrote for a delegate proves nothing
+    prevResultIps: depth === 0 ? prevResultIps(confDoc) : [],
     ledger: sh.ledger ?? new Ledger(sh.policy.stateDir, sh.network, '_', '_'),
     audit: sh.audit, ns: sh.ns, policy: sh.policy, cniPath: sh.inv.path, depth,
     session: new Map(),
@@ -181,6 +183,12 @@ function execExternal(sh: Shared, type: string, command: string, config: string)
     }
   }
   return r.stdout;
+}
+
+/** The addresses of a prevResult in the current shape (guestConfig converted it). */
+function prevResultIps(doc: Record<string, unknown>): string[] {
+  const ips = (doc.prevResult as { ips?: { address?: unknown }[] } | undefined)?.ips;
+  return Array.isArray(ips) ? ips.flatMap((i) => (typeof i?.address === 'string' ? [i.address] : [])) : [];
 }
 
 function topLevelStrings(doc: Record<string, unknown>): Set<string> {

@@ -12,6 +12,8 @@ import { Rtnl } from './kernel/rtnl.js';
 import { masqueradeDel } from './kernel/masquerade.js';
 import { parseMasquerade } from './capabilities/firewall.js';
 import { spoofCheckDel } from './kernel/spoofcheck.js';
+import { portmapDel } from './kernel/portmap.js';
+import { forwardOf, hairpinOf } from './capabilities/portmap.js';
 import { nowMs } from './lazy.js';
 
 function removeEntry(e: LedgerEntry, rtnl: () => Rtnl): string | null {
@@ -26,6 +28,14 @@ function removeEntry(e: LedgerEntry, rtnl: () => Rtnl): string | null {
   if (e.kind === 'masquerade') {
     masqueradeDel([parseMasquerade(e)]);
     return `firewall.masquerade-del ${e.source}`;
+  }
+  if (e.kind === 'portforward') {
+    portmapDel([forwardOf(e)], []);
+    return `portmap.del ${e.proto}/${e.hostPort}`;
+  }
+  if (e.kind === 'hairpin') {
+    portmapDel([], [hairpinOf(e)]);
+    return `portmap.del hairpin ${e.containerIp}`;
   }
   if (e.kind === 'spoofcheck') {
     spoofCheckDel([{ port: e.port, mac: e.mac }]);

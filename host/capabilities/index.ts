@@ -6,10 +6,11 @@ import { dns } from './dns.js';
 import { firewall } from './firewall.js';
 import { links } from './links.js';
 import { log } from './log.js';
+import { portmap } from './portmap.js';
 import { routes } from './routes.js';
 import { store } from './store.js';
 import { sysctl } from './sysctl.js';
 
 export const HOST_INTERFACES: Record<string, HostInterface> = {
-  links, addresses, routes, sysctl, firewall, store, delegate, dns, log,
+  links, addresses, routes, sysctl, firewall, portmap, store, delegate, dns, log,
 };

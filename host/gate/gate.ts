@@ -32,6 +32,9 @@ export interface CallContext {
   network: string;
   /** string values of the plugin's network config: host objects it may name */
   configNames: Set<string>;
+  /** the addresses (CIDRs) of the runtime's prevResult, as the host parsed it:
+   *  this attachment's own; [] for delegated calls and when there is none */
+  prevResultIps?: string[];
   ledger: Ledger;
   audit: AuditLog;
   ns: Namespaces;

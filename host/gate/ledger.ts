@@ -11,7 +11,11 @@ export type LedgerEntry =
   | { kind: 'route'; dst: string; gw: string; dev: string; plugin: string }
   | { kind: 'masquerade'; network: string; source: string; exclude: string; plugin: string }
   /** a host port under MAC spoof check (port . mac in the bridge table cni_wasm_spoof) */
-  | { kind: 'spoofcheck'; port: string; mac: string; plugin: string };
+  | { kind: 'spoofcheck'; port: string; mac: string; plugin: string }
+  /** a port forward (elements in table inet cni_wasm_portmap), fields as host/kernel/portmap.ts's PortForward */
+  | { kind: 'portforward'; family: 4 | 6; proto: 'tcp' | 'udp' | 'sctp'; hostIp: string; hostPort: number; containerIp: string; containerPort: number; sources: string[]; destinations: string[]; plugin: string }
+  /** hairpin/localhost masquerading for a container address (portmap) */
+  | { kind: 'hairpin'; family: 4 | 6; containerIp: string; subnet: string; markBit: number; externalChain: string; plugin: string };
 
 export interface LedgerFile {
   network: string;

@@ -18,6 +18,8 @@ export interface Grants {
   /** keys are slash-form sysctl paths; '*' matches one path component */
   sysctl?: NsGrant & { keys?: string[] };
   firewall?: boolean;
+  /** port forwards (the portmap interface) to this attachment's addresses */
+  portmap?: boolean;
   /** dirs: where the plugin's store may live ("*" = anywhere) */
   store?: boolean | { dirs?: string[] };
   /** types: plugins it may run (["*"] = any component) */

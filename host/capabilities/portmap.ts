@@ -1,0 +1,270 @@
+// portmap: typed port forwards and hairpin masquerading, never rule text.
+//
+// Object rights (for the gate v2 port):
+//   add    objects: each port-forward.container-ip and hairpin.container-ip
+//          names a container address; right: forward-to. Only addresses of
+//          the runtime's prevResult for this attachment (CallContext.
+//          prevResultIps, parsed by the host from the runtime's config; a
+//          delegated call has none). host-ip, sources, destinations only
+//          narrow what matches; the DNAT applies only to traffic for local
+//          addresses (fib daddr type local) whatever they say. The host port
+//          is a shared key: one already forwarded elsewhere is EBUSY.
+//          Side effect: route_localnet=1 on the host interface that routes
+//          to an owned IPv4 address with a hairpin (what the reference does).
+//   del    objects: each entry; right: delete; only entries this attachment's
+//          ledger holds (exactly as recorded).
+//   check  objects: each entry; right: read; owned addresses or ledger entries.
+//   list   this attachment's ledger entries; right: read.
+// Grant: "portmap": true.
+import { Address4, Address6 } from 'ip-address';
+import { type CallContext, type HostInterface, HostError } from '../gate/gate.js';
+import type { LedgerEntry } from '../gate/ledger.js';
+import {
+  EXTERNAL_CHAIN, type Hairpin, type PortForward, type Proto, RESERVED_CHAIN,
+  flushUdpConntrack, portmapAdd, portmapCheck, portmapDel,
+} from '../kernel/portmap.js';
+import { sysctlGet, sysctlSet } from '../kernel/sysctl.js';
+import { nowMs } from '../lazy.js';
+
+interface WitForward {
+  protocol: Proto; hostIp: string; hostPort: number; containerIp: string; containerPort: number;
+  sources: string[]; destinations: string[];
+}
+interface WitHairpin { containerIp: string; markBit: number; externalSetMarkChain: string }
+interface WitForwards { ports: WitForward[]; hairpins: WitHairpin[] }
+
+/** Bounds on what one call may ask for (a podman range of 1000 ports, dual-stack, fits). */
+const MAX_FORWARDS = 4096;
+const MAX_HAIRPINS = 64;
+const MAX_CONDITIONS = 32;
+
+type Canon = { family: 4 | 6; addr: string } | null;
+
+function canonIp(s: string): Canon {
+  if (typeof s !== 'string' || s.length > 64 || s.includes('/')) return null;
+  if (Address4.isValid(s)) return { family: 4, addr: new Address4(s).correctForm() };
+  if (Address6.isValid(s) && !s.includes('%')) return { family: 6, addr: new Address6(s).correctForm() };
+  return null;
+}
+
+function canonCidr(s: string, family: 4 | 6): string | null {
+  if (typeof s !== 'string' || s.length > 64) return null;
+  const [ip, len] = s.includes('/') ? s.split('/') : [s, String(family === 4 ? 32 : 128)];
+  const c = canonIp(ip);
+  if (!c || c.family !== family || !/^\d{1,3}$/.test(len) || Number(len) > (family === 4 ? 32 : 128)) return null;
+  const n = family === 4 ? new Address4(`${c.addr}/${len}`) : new Address6(`${c.addr}/${len}`);
+  return `${n.startAddress().correctForm()}/${len}`;
+}
+
+/** prevResult address -> its subnet, keyed by canonical address. */
+function owned(ctx: CallContext): Map<string, { family: 4 | 6; subnet: string }> {
+  const out = new Map<string, { family: 4 | 6; subnet: string }>();
+  for (const cidr of ctx.prevResultIps ?? []) {
+    const [ip] = cidr.split('/');
+    const c = canonIp(ip);
+    if (!c) continue;
+    const subnet = canonCidr(cidr, c.family);
+    if (subnet) out.set(c.addr, { family: c.family, subnet });
+  }
+  return out;
+}
+
+const isPort = (n: unknown): n is number => Number.isInteger(n) && (n as number) >= 1 && (n as number) <= 65535;
+
+function parseForward(f: WitForward): PortForward {
+  const c = canonIp(f.containerIp);
+  if (!c) throw new HostError('EINVAL', `container-ip '${f.containerIp}' is not an IP address`);
+  if (!(f.protocol in { tcp: 1, udp: 1, sctp: 1 })) throw new HostError('EINVAL', `unknown protocol '${f.protocol}'`);
+  if (!isPort(f.hostPort) || !isPort(f.containerPort)) throw new HostError('EINVAL', `ports must be 1-65535, got host-port ${f.hostPort} and container-port ${f.containerPort}`);
+  let hostIp = '';
+  if (f.hostIp !== '') {
+    const h = canonIp(f.hostIp);
+    if (!h) throw new HostError('EINVAL', `host-ip '${f.hostIp}' is not an IP address`);
+    if (h.family !== c.family) throw new HostError('EINVAL', `host-ip ${f.hostIp} and container-ip ${f.containerIp} are of different families`);
+    if (h.addr !== '0.0.0.0' && h.addr !== '::') hostIp = h.addr;
+  }
+  const cidrs = (xs: string[], what: string) => {
+    if (xs.length > MAX_CONDITIONS) throw new HostError('E2BIG', `at most ${MAX_CONDITIONS} ${what}`);
+    return xs.map((x) => {
+      const n = canonCidr(x, c.family);
+      if (!n) throw new HostError('EINVAL', `${what} entry '${x}' is not an IPv${c.family} CIDR`);
+      return n;
+    });
+  };
+  return {
+    family: c.family, proto: f.protocol, hostIp, hostPort: f.hostPort, containerIp: c.addr, containerPort: f.containerPort,
+    sources: cidrs(f.sources, 'sources'), destinations: cidrs(f.destinations, 'destinations'),
+  };
+}
+
+function parseHairpin(ctx: CallContext, h: WitHairpin): Hairpin {
+  const c = canonIp(h.containerIp);
+  const mine = c && owned(ctx).get(c.addr);
+  if (!c || !mine) throw new HostError('EINVAL', `hairpin container-ip '${h.containerIp}' is not an address of this attachment`);
+  if (!Number.isInteger(h.markBit) || h.markBit < 0 || h.markBit > 31) throw new HostError('EINVAL', `mark-bit must be 0-31, got ${h.markBit}`);
+  const x = h.externalSetMarkChain;
+  if (x !== '' && (!EXTERNAL_CHAIN.test(x) || RESERVED_CHAIN.test(x))) {
+    throw new HostError('EINVAL', `external-set-mark-chain '${x}' is not a chain name this host allows (letters, digits, _ and -, not one of its own chains)`);
+  }
+  return { family: c.family, containerIp: c.addr, subnet: mine.subnet, markBit: h.markBit, externalChain: x };
+}
+
+// ---------------------------------------------------------------- ledger
+
+const fwdEntry = (ctx: CallContext, f: PortForward): LedgerEntry => ({ kind: 'portforward', ...f, plugin: ctx.plugin.type });
+const hpEntry = (ctx: CallContext, h: Hairpin): LedgerEntry => ({ kind: 'hairpin', ...h, plugin: ctx.plugin.type });
+
+function fwdKey(f: PortForward): string {
+  return JSON.stringify([f.family, f.proto, f.hostIp, f.hostPort, f.containerIp, f.containerPort, f.sources, f.destinations]);
+}
+function hpKey(h: Hairpin): string {
+  return JSON.stringify([h.family, h.containerIp, h.subnet, h.markBit, h.externalChain]);
+}
+export function ledgerKey(e: LedgerEntry): string | null {
+  if (e.kind === 'portforward') return 'f' + fwdKey(e);
+  if (e.kind === 'hairpin') return 'h' + hpKey(e);
+  return null;
+}
+
+function recorded(ctx: CallContext): Set<string> {
+  return new Set(ctx.ledger.entries.map(ledgerKey).filter((k): k is string => k !== null));
+}
+
+export function forwardOf(e: Extract<LedgerEntry, { kind: 'portforward' }>): PortForward {
+  return { family: e.family, proto: e.proto, hostIp: e.hostIp, hostPort: e.hostPort, containerIp: e.containerIp, containerPort: e.containerPort, sources: e.sources, destinations: e.destinations };
+}
+export function hairpinOf(e: Extract<LedgerEntry, { kind: 'hairpin' }>): Hairpin {
+  return { family: e.family, containerIp: e.containerIp, subnet: e.subnet, markBit: e.markBit, externalChain: e.externalChain };
+}
+
+// ---------------------------------------------------------------- authorize
+
+const granted = (ctx: CallContext) => (ctx.plugin.grants.portmap ? null : 'no portmap grant');
+
+function sized(f: WitForwards): string | null {
+  if (!Array.isArray(f?.ports) || !Array.isArray(f?.hairpins)) return 'malformed port-forwards';
+  if (f.ports.length > MAX_FORWARDS) return `at most ${MAX_FORWARDS} forwards per call`;
+  if (f.hairpins.length > MAX_HAIRPINS) return `at most ${MAX_HAIRPINS} hairpins per call`;
+  return null;
+}
+
+/** Every container address named must be this attachment's (the runtime's prevResult). */
+function ownsAddresses(ctx: CallContext, f: WitForwards): string | null {
+  const mine = owned(ctx);
+  for (const x of [...f.ports, ...f.hairpins]) {
+    const c = canonIp(x.containerIp);
+    if (!c || !mine.has(c.addr)) {
+      return `container address '${x.containerIp}' is not an address of this attachment (the runtime's prevResult has ${[...mine.keys()].join(', ') || 'none'})`;
+    }
+  }
+  return null;
+}
+
+/** Every entry must be one this attachment's ledger holds. */
+function inLedger(ctx: CallContext, f: WitForwards): string | null {
+  const have = recorded(ctx);
+  for (const p of f.ports) {
+    let k: string;
+    try { k = 'f' + fwdKey(parseForward(p)); } catch (e) { return (e as Error).message; }
+    if (!have.has(k)) return `this attachment did not add the forward ${p.protocol}/${p.hostPort} -> ${p.containerIp}:${p.containerPort}`;
+  }
+  for (const h of f.hairpins) {
+    const c = canonIp(h.containerIp);
+    const ok = c && ctx.ledger.entries.some((e) => e.kind === 'hairpin' && e.containerIp === c.addr && e.markBit === h.markBit && e.externalChain === h.externalSetMarkChain);
+    if (!ok) return `this attachment did not add a hairpin for ${h.containerIp}`;
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------- route_localnet
+
+/** route_localnet=1 on the interface that routes to `ip` (the bridge), so 127/8 sources can leave through it. */
+function enableLocalnet(ctx: CallContext, ip: string): void {
+  const rtnl = ctx.ns.rtnl('host');
+  let best: { prefix: number; ifindex: number } | null = null;
+  for (const r of rtnl.listRoutes(4)) {
+    if (!r.ifindex || (r.type && r.type !== 'unicast')) continue;
+    const [net, len] = r.dst.split('/');
+    const prefix = Number(len ?? 32);
+    if (!new Address4(`${ip}/32`).isInSubnet(new Address4(`${net}/${prefix}`))) continue;
+    if (!best || prefix > best.prefix) best = { prefix, ifindex: r.ifindex };
+  }
+  if (!best) return; // the reference, too, does nothing when no route is found
+  const name = rtnl.getLinkByIndex(best.ifindex).name;
+  const key = `net/ipv4/conf/${name}/route_localnet`;
+  if (sysctlGet(null, key).trim() !== '1') sysctlSet(null, key, '1');
+}
+
+// ---------------------------------------------------------------- the interface
+
+export const portmap: HostInterface = {
+  add: {
+    authorize: (ctx, f: WitForwards) => granted(ctx) ?? sized(f) ?? ownsAddresses(ctx, f),
+    run: (ctx, f: WitForwards) => {
+      const fwds = f.ports.map(parseForward);
+      const hps = f.hairpins.map((h) => parseHairpin(ctx, h));
+      // Recorded first: should the process die after the kernel change, DEL still finds it.
+      const have = recorded(ctx);
+      const fresh = [
+        ...fwds.filter((x) => !have.has('f' + fwdKey(x))).map((x) => fwdEntry(ctx, x)),
+        ...hps.filter((x) => !have.has('h' + hpKey(x))).map((x) => hpEntry(ctx, x)),
+      ].filter((e, i, all) => all.findIndex((o) => ledgerKey(o) === ledgerKey(e)) === i);
+      if (fresh.length) ctx.ledger.add(...fresh);
+      try {
+        portmapAdd(fwds, hps);
+        for (const h of hps) if (h.family === 4) enableLocalnet(ctx, h.containerIp);
+      } catch (e) {
+        const added = new Set(fresh.map(ledgerKey));
+        if (fresh.length) {
+          try { portmapDel(fresh.flatMap((x) => (x.kind === 'portforward' ? [forwardOf(x)] : [])), fresh.flatMap((x) => (x.kind === 'hairpin' ? [hairpinOf(x)] : []))); } catch { /* the sweep retries */ }
+          ctx.ledger.forget((x) => added.has(ledgerKey(x)));
+        }
+        throw e;
+      }
+      const udp = fwds.filter((x) => x.proto === 'udp').map((x) => ({ family: x.family, port: x.hostPort }));
+      if (udp.length) {
+        const t0 = nowMs();
+        const problem = flushUdpConntrack(udp);
+        ctx.audit.write({
+          time: new Date().toISOString(), plugin: ctx.plugin.type, sha256: ctx.plugin.sha256, command: ctx.command,
+          containerId: ctx.containerId, network: ctx.network, call: 'portmap.conntrack-flush',
+          args: { udpPorts: [...new Set(udp.map((u) => u.port))] }, verdict: 'allow', outcome: problem ? `error: ${problem}` : 'ok', ms: +(nowMs() - t0).toFixed(3),
+        });
+      }
+    },
+  },
+  del: {
+    authorize: (ctx, f: WitForwards) => granted(ctx) ?? sized(f) ?? inLedger(ctx, f),
+    run: (ctx, f: WitForwards) => {
+      const fwds = f.ports.map(parseForward);
+      // hairpins as recorded (their subnet came from the prevResult at ADD)
+      const hps = ctx.ledger.entries.flatMap((e) => (e.kind === 'hairpin' && f.hairpins.some((h) => canonIp(h.containerIp)?.addr === e.containerIp && h.markBit === e.markBit && h.externalSetMarkChain === e.externalChain) ? [hairpinOf(e)] : []));
+      portmapDel(fwds, hps);
+      const gone = new Set([...fwds.map((x) => 'f' + fwdKey(x)), ...hps.map((x) => 'h' + hpKey(x))]);
+      ctx.ledger.forget((e) => { const k = ledgerKey(e); return k !== null && gone.has(k); });
+    },
+  },
+  list: {
+    authorize: granted,
+    run: (ctx): WitForwards => ({
+      ports: ctx.ledger.entries.flatMap((e) => (e.kind === 'portforward' && e.plugin === ctx.plugin.type ? [{
+        protocol: e.proto, hostIp: e.hostIp, hostPort: e.hostPort, containerIp: e.containerIp, containerPort: e.containerPort,
+        sources: e.sources, destinations: e.destinations,
+      }] : [])),
+      hairpins: ctx.ledger.entries.flatMap((e) => (e.kind === 'hairpin' && e.plugin === ctx.plugin.type ? [{
+        containerIp: e.containerIp, markBit: e.markBit, externalSetMarkChain: e.externalChain,
+      }] : [])),
+    }),
+  },
+  check: {
+    authorize: (ctx, f: WitForwards) => granted(ctx) ?? sized(f) ?? (ownsAddresses(ctx, f) === null ? null : inLedger(ctx, f)),
+    run: (ctx, f: WitForwards) => {
+      const hps = f.hairpins.map((h) => {
+        const c = canonIp(h.containerIp);
+        const rec = ctx.ledger.entries.find((e) => e.kind === 'hairpin' && e.containerIp === c?.addr);
+        return rec && rec.kind === 'hairpin' && !owned(ctx).has(rec.containerIp) ? hairpinOf(rec) : parseHairpin(ctx, h);
+      });
+      return portmapCheck(f.ports.map(parseForward), hps);
+    },
+  },
+};
