@@ -45,7 +45,23 @@ function removeEntry(e: LedgerEntry, rtnl: () => Rtnl): string | null {
 }
 
 function sweep(ledger: Ledger, only: (e: LedgerEntry) => boolean, audit: AuditLog, rtnl: () => Rtnl, who: { containerId: string; network: string; command: string }): void {
-  for (const e of ledger.entries.filter(only)) {
+  // Port forwards go in one transaction (a port range is hundreds of entries).
+  const pm = ledger.entries.filter((e) => only(e) && (e.kind === 'portforward' || e.kind === 'hairpin'));
+  if (pm.length) {
+    const t0 = nowMs();
+    let outcome = 'ok';
+    try {
+      portmapDel(pm.flatMap((e) => (e.kind === 'portforward' ? [forwardOf(e)] : [])), pm.flatMap((e) => (e.kind === 'hairpin' ? [hairpinOf(e)] : [])));
+    } catch (err) {
+      outcome = `error: ${(err as Error).message}`;
+    }
+    audit.write({
+      time: new Date().toISOString(), plugin: 'cni-wasm', sha256: '', command: who.command,
+      containerId: who.containerId, network: who.network, call: 'sweep.portmap.del',
+      args: { entries: pm.length }, verdict: 'allow', outcome, ms: +(nowMs() - t0).toFixed(3),
+    });
+  }
+  for (const e of ledger.entries.filter((x) => only(x) && x.kind !== 'portforward' && x.kind !== 'hairpin')) {
     const t0 = nowMs();
     let outcome = 'ok';
     let did: string | null = null;

@@ -259,18 +259,18 @@ function wanted(c: PortmapConf): Result<PortForwards, CniError> {
   return Result.success<PortForwards, CniError>(out);
 }
 
-function sameForward(a: PortForward, b: PortForward): bool {
-  if (a.protocol != b.protocol || a.hostIp != b.hostIp || a.hostPort != b.hostPort || a.containerIp != b.containerIp || a.containerPort != b.containerPort) return false;
-  return a.sources.join(",") == b.sources.join(",") && a.destinations.join(",") == b.destinations.join(",");
+function forwardKey(a: PortForward): string {
+  return (<i32>a.protocol).toString() + " " + a.hostIp + " " + a.hostPort.toString() + " " + a.containerIp + " " + a.containerPort.toString() +
+    " " + a.sources.join(",") + " " + a.destinations.join(",");
 }
 
-/** What `have` holds that `want` does not. */
+/** What `have` holds that `want` does not (a port range is a thousand forwards: by key, not pairwise). */
 function stale(have: PortForwards, want: PortForwards): PortForwards {
   const out = new PortForwards();
+  const wanted = new Set<string>();
+  for (let j = 0; j < want.ports.length; j++) wanted.add(forwardKey(want.ports[j]));
   for (let i = 0; i < have.ports.length; i++) {
-    let keep = false;
-    for (let j = 0; j < want.ports.length && !keep; j++) keep = sameForward(have.ports[i], want.ports[j]);
-    if (!keep) out.ports.push(have.ports[i]);
+    if (!wanted.has(forwardKey(have.ports[i]))) out.ports.push(have.ports[i]);
   }
   for (let i = 0; i < have.hairpins.length; i++) {
     const a = have.hairpins[i];

@@ -205,10 +205,11 @@ export const portmap: HostInterface = {
       const hps = f.hairpins.map((h) => parseHairpin(ctx, h));
       // Recorded first: should the process die after the kernel change, DEL still finds it.
       const have = recorded(ctx);
-      const fresh = [
-        ...fwds.filter((x) => !have.has('f' + fwdKey(x))).map((x) => fwdEntry(ctx, x)),
-        ...hps.filter((x) => !have.has('h' + hpKey(x))).map((x) => hpEntry(ctx, x)),
-      ].filter((e, i, all) => all.findIndex((o) => ledgerKey(o) === ledgerKey(e)) === i);
+      const fresh: LedgerEntry[] = [];
+      for (const e of [...fwds.map((x) => fwdEntry(ctx, x)), ...hps.map((x) => hpEntry(ctx, x))]) {
+        const k = ledgerKey(e)!;
+        if (!have.has(k)) { have.add(k); fresh.push(e); }
+      }
       if (fresh.length) ctx.ledger.add(...fresh);
       try {
         portmapAdd(fwds, hps);

@@ -216,7 +216,10 @@ function elementsOf(forwards: PortForward[], hairpins: Hairpin[]): Keyed[] {
 export function portmapAdd(forwards: PortForward[], hairpins: Hairpin[], nsFd: number | null = null): void {
   const els = elementsOf(forwards, hairpins);
   if (!els.length) return;
-  const batch = () => nftSetElements(nsFd, els.map((k) => toSet('add', k)));
+  // A batch is one datagram (net.core.wmem_default, ~200 KiB): a large port
+  // range goes in several. Should a later one fail, the caller's undo
+  // (portmapDel of everything it asked for) takes the earlier ones back.
+  const batch = () => { for (const part of chunks(els)) nftSetElements(nsFd, part.map((k) => toSet('add', k))); };
   try {
     batch();
     return;
@@ -271,7 +274,7 @@ export function portmapDel(forwards: PortForward[], hairpins: Hairpin[], nsFd: n
   // key that holds other data fails with EBUSY: then one by one.
   const batch = (ks: Keyed[]) => nftSetElements(nsFd, [...ks.map((k) => toSet('add', k)), ...ks.map((k) => toSet('delete', k))]);
   try {
-    batch(els);
+    for (const part of chunks(els, CHUNK / 2)) batch(part);
   } catch (e) {
     if (!missing(e) && !busy(e)) throw e;
     if (!tableExists(nsFd)) return;
@@ -283,6 +286,15 @@ export function portmapDel(forwards: PortForward[], hairpins: Hairpin[], nsFd: n
       }
     }
   }
+}
+
+/** Elements per netlink batch: well under the socket's send buffer (an element is ~100-150 bytes). */
+const CHUNK = 1000;
+
+function chunks<T>(xs: T[], n: number = CHUNK): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));
+  return out;
 }
 
 function tableExists(nsFd: number | null): boolean {
