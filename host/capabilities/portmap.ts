@@ -21,8 +21,9 @@ import { type CallContext, type HostInterface, HostError } from '../gate/gate.js
 import type { LedgerEntry } from '../gate/ledger.js';
 import {
   EXTERNAL_CHAIN, type Hairpin, type PortForward, type Proto, RESERVED_CHAIN,
-  flushUdpConntrack, portmapAdd, portmapCheck, portmapDel,
+  portmapAdd, portmapCheck, portmapDel,
 } from '../kernel/portmap.js';
+import { flushUdpConntrack } from '../kernel/conntrack.js';
 import { sysctlGet, sysctlSet } from '../kernel/sysctl.js';
 import { nowMs } from '../lazy.js';
 

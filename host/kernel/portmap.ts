@@ -31,13 +31,10 @@
 // finds the table or a chain missing. A host port already forwarded to
 // another address is refused (EBUSY), where the reference lets the last
 // writer win silently.
-import { childProcess } from '../lazy.js';
 import { nftApply } from './nft.js';
 import { Nftnl, type SetElement, field, nftSetElements } from './nftnl.js';
 import { ipToBytes, parseCidr } from './rtnl.js';
 import { KernelError } from './types.js';
-import { withNetns } from './native.js';
-import { existsSync } from 'node:fs';
 
 export const PORTMAP_TABLE = 'cni_wasm_portmap';
 const T = `inet ${PORTMAP_TABLE}`;
@@ -323,32 +320,4 @@ export function portmapCheck(forwards: PortForward[], hairpins: Hairpin[], nsFd:
   } finally {
     nl.close();
   }
-}
-
-// ---------------------------------------------------------------- conntrack
-
-let conntrackPath: string | undefined | null;
-
-/**
- * Deletes conntrack entries for UDP traffic to these host ports, so a stale
- * entry (made before the forward existed) does not keep traffic from the
- * container. Uses the conntrack tool (package conntrack); without it, or on
- * failure, returns why (the reference treats this as informative only).
- */
-export function flushUdpConntrack(ports: { family: 4 | 6; port: number }[], nsFd: number | null = null): string | null {
-  if (!ports.length) return null;
-  conntrackPath ??= ['/usr/sbin/conntrack', '/sbin/conntrack', '/usr/bin/conntrack'].find((p) => existsSync(p)) ?? null;
-  if (!conntrackPath) return 'conntrack (package conntrack) is not installed: stale UDP entries were not flushed';
-  const problems: string[] = [];
-  const seen = new Set<string>();
-  for (const p of ports) {
-    const k = `${p.family}/${p.port}`;
-    if (seen.has(k)) continue;
-    seen.add(k);
-    const r = withNetns(nsFd, () => childProcess().spawnSync(conntrackPath!, ['-D', '-f', p.family === 4 ? 'ipv4' : 'ipv6', '-p', 'udp', '--orig-port-dst', String(p.port)], { encoding: 'utf8', timeout: 2000 }));
-    // exit 1 with "0 flow entries have been deleted" is the usual case: nothing to flush
-    if (r.error) problems.push(`conntrack: ${r.error.message}`);
-    else if (r.status !== 0 && !/0 flow entries/.test(r.stderr)) problems.push(`conntrack -D udp port ${p.port}: ${r.stderr.trim()}`);
-  }
-  return problems.length ? problems.join('; ') : null;
 }

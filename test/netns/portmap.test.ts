@@ -117,9 +117,10 @@ function get(from: string, host: string, port: number): string | null {
 }
 
 /** One UDP datagram from netns `from`; the echo (with the address the server saw), or null. */
-function udp(from: string, host: string, port: number): string | null {
+function udp(from: string, host: string, port: number, srcPort = 0): string | null {
   const js = `const s=require('dgram').createSocket(${host.includes(':') ? "'udp6'" : "'udp4'"});` +
-    `const t=setTimeout(()=>process.exit(1),1500);s.on('message',(m)=>{console.log(String(m));clearTimeout(t);s.close();});s.send('ping',${port},'${host}');`;
+    `const t=setTimeout(()=>process.exit(1),1500);s.on('message',(m)=>{console.log(String(m));clearTimeout(t);s.close();});` +
+    `s.bind(${srcPort},()=>s.send('ping',${port},'${host}'));`;
   const r = nsExec(from, [process.execPath, '-e', js], { check: false, timeoutMs: 10_000 });
   return r.status === 0 ? r.stdout.trim() : null;
 }
@@ -281,6 +282,20 @@ test('a v4-only container: ADD, CHECK and DEL pass (the reference CHECK fails on
   }
   ok(call('ours', 'portmap', 'DEL', portmapConf('1.0.0', res, MAPPINGS)), 'DEL');
   assert.is(elementCount('ours'), 0);
+});
+
+test('UDP: a conntrack entry made before ADD (same source port) is flushed, so the flow reaches the container at once', () => {
+  const br = world('ours', '1.0.0').c1;
+  const out = ns('ours', 'out');
+  // conntrack runs in a netns once something needs it: publishing a TCP port does
+  ok(call('ours', 'portmap', 'ADD', portmapConf('1.0.0', br, [MAPPINGS[0]])), 'ADD tcp only');
+  assert.is(udp(out, UPLINK4, 5353, 40000), null, 'nothing listens on the host');
+  const entries = () => nsExec(ns('ours', 'host'), ['conntrack', '-L', '-p', 'udp', '--orig-port-dst', '5353'], { check: false }).stdout.trim();
+  assert.match(entries(), /sport=40000/, 'the stale entry is there');
+  ok(call('ours', 'portmap', 'ADD', portmapConf('1.0.0', br, MAPPINGS)), 'ADD tcp and udp');
+  assert.not.match(entries(), /sport=40000 dport=5353 \[UNREPLIED\] src=203\.0\.113\.1 /, 'the un-NATed entry is gone');
+  assert.match(udp(out, UPLINK4, 5353, 40000) ?? '', /^echo:ping:from:/, 'the same flow now reaches the container');
+  assert.ok(readAudit(h).some((a) => a.call === 'portmap.conntrack-flush' && a.outcome === 'ok'), 'the flush is audited');
 });
 
 test('hostIP limits a mapping to that address; another local address does not forward', () => {
