@@ -298,6 +298,31 @@ test('UDP: a conntrack entry made before ADD (same source port) is flushed, so t
   assert.ok(readAudit(h).some((a) => a.call === 'portmap.conntrack-flush' && a.outcome === 'ok'), 'the flush is audited');
 });
 
+test('markMasqBit and externalSetMarkChain: hairpin marks with the configured bit, or jumps to the operator\'s chain', () => {
+  const br = world('ours', '1.0.0').c1;
+  const host = ns('ours', 'host'), c1 = ns('ours', 'c1');
+  ok(call('ours', 'portmap', 'ADD', portmapConf('1.0.0', br, [MAPPINGS[0]], { markMasqBit: 5 })), 'ADD with markMasqBit 5');
+  const table = () => nsExec(host, ['nft', 'list', 'table', 'inet', 'cni_wasm_portmap']).stdout;
+  assert.match(table(), /chain masq_m5 \{[^}]*meta mark & 0x00000020 == 0x00000020 masquerade/);
+  assert.is(get(c1, UPLINK4, 8080), 'hello from c1', 'hairpin with bit 5');
+  ok(call('ours', 'portmap', 'DEL', portmapConf('1.0.0', br)), 'DEL');
+  // externalSetMarkChain: the operator's chain in our table marks, the operator's own rule masquerades
+  const ext = { externalSetMarkChain: 'KUBE-MARK-MASQ' };
+  ok(call('ours', 'portmap', 'ADD', portmapConf('1.0.0', br, [MAPPINGS[0]], ext)), 'ADD with externalSetMarkChain');
+  assert.match(table(), /ip saddr 10\.88\.0\.0\/24 jump KUBE-MARK-MASQ/);
+  assert.is(get(c1, UPLINK4, 8080), null, 'hairpin fails until the operator marks and masquerades');
+  nsExec(host, ['nft', 'add', 'rule', 'inet', 'cni_wasm_portmap', 'KUBE-MARK-MASQ', 'meta', 'mark', 'set', 'meta', 'mark', 'or', '0x4000']);
+  nsExec(host, ['nft', 'add', 'table', 'ip', 'op']);
+  nsExec(host, ['nft', 'add', 'chain', 'ip', 'op', 'post', '{ type nat hook postrouting priority 100; }']);
+  nsExec(host, ['nft', 'add', 'rule', 'ip', 'op', 'post', 'meta', 'mark', 'and', '0x4000', '==', '0x4000', 'masquerade']);
+  assert.is(get(c1, UPLINK4, 8080), 'hello from c1', 'hairpin through the operator\'s mark');
+  ok(call('ours', 'portmap', 'DEL', portmapConf('1.0.0', br)), 'DEL');
+  assert.match(table(), /chain KUBE-MARK-MASQ/, 'the operator\'s chain stays');
+  const bad = call('ours', 'portmap', 'ADD', portmapConf('1.0.0', br, [MAPPINGS[0]], { externalSetMarkChain: 'hostports' }));
+  assert.match(bad.json?.msg ?? '', /external-set-mark-chain 'hostports'/);
+  assert.is(elementCount('ours'), 0);
+});
+
 test('hostIP limits a mapping to that address; another local address does not forward', () => {
   const br = world('ours', '1.0.0').c1;
   nsExec(ns('ours', 'host'), ['ip', 'addr', 'add', '203.0.113.10/24', 'dev', 'up0']);
