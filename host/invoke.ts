@@ -113,6 +113,7 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
     configNames: topLevelStrings(confDoc),
     // from the runtime's config only: a config a plugin wrote for a delegate proves nothing
     prevResultIps: depth === 0 ? prevResultIps(confDoc) : [],
+    runtimePortMappings: depth === 0 ? (confDoc.runtimeConfig as { portMappings?: unknown } | undefined)?.portMappings : undefined,
     ledger: sh.ledger ?? new Ledger(sh.policy.stateDir, sh.network, '_', '_'),
     audit: sh.audit, ns: sh.ns, policy: sh.policy, cniPath: sh.inv.path, depth,
     session: new Map(),

@@ -7,8 +7,11 @@
 //          prevResultIps, parsed by the host from the runtime's config; a
 //          delegated call has none). host-ip, sources, destinations only
 //          narrow what matches; the DNAT applies only to traffic for local
-//          addresses (fib daddr type local) whatever they say. The host port
-//          is a shared key: one already forwarded elsewhere is EBUSY.
+//          addresses (fib daddr type local) whatever they say.
+//          objects: each (protocol, host-ip, host-port, container-port); right:
+//          publish; only mappings the runtime's runtimeConfig.portMappings
+//          names (CallContext.runtimePortMappings). The host port is a shared
+//          key: one already forwarded elsewhere is EBUSY.
 //          Side effect: route_localnet=1 on the host interface that routes
 //          to an owned IPv4 address with a hairpin (what the reference does).
 //   del    objects: each entry; right: delete; only entries this attachment's
@@ -38,6 +41,7 @@ interface WitForwards { ports: WitForward[]; hairpins: WitHairpin[] }
 const MAX_FORWARDS = 4096;
 const MAX_HAIRPINS = 64;
 const MAX_CONDITIONS = 32;
+const MAX_ELEMENTS = 8192;
 
 type Canon = { family: 4 | 6; addr: string } | null;
 
@@ -146,6 +150,10 @@ function sized(f: WitForwards): string | null {
   if (!Array.isArray(f?.ports) || !Array.isArray(f?.hairpins)) return 'malformed port-forwards';
   if (f.ports.length > MAX_FORWARDS) return `at most ${MAX_FORWARDS} forwards per call`;
   if (f.hairpins.length > MAX_HAIRPINS) return `at most ${MAX_HAIRPINS} hairpins per call`;
+  // conditions multiply: each forward is |sources| x |destinations| elements
+  let n = 0;
+  for (const p of f.ports) n += Math.max(1, Math.min(p.sources.length, MAX_CONDITIONS + 1)) * Math.max(1, Math.min(p.destinations.length, MAX_CONDITIONS + 1));
+  if (n > MAX_ELEMENTS) return `at most ${MAX_ELEMENTS} map elements per call (forwards x source x destination conditions), asked for ${n}`;
   return null;
 }
 
@@ -156,6 +164,41 @@ function ownsAddresses(ctx: CallContext, f: WitForwards): string | null {
     const c = canonIp(x.containerIp);
     if (!c || !mine.has(c.addr)) {
       return `container address '${x.containerIp}' is not an address of this attachment (the runtime's prevResult has ${[...mine.keys()].join(', ') || 'none'})`;
+    }
+  }
+  return null;
+}
+
+/** The mappings the runtime asked for, as keys "proto hostIp hostPort containerPort" (hostIp canonical, '' for any). */
+function runtimeMappings(ctx: CallContext): Set<string> {
+  const out = new Set<string>();
+  const list = ctx.runtimePortMappings;
+  if (!Array.isArray(list)) return out;
+  for (const m of list.slice(0, 65536 * 3)) {
+    if (typeof m !== 'object' || m === null) continue;
+    const { hostPort, containerPort, protocol, hostIP } = m as Record<string, unknown>;
+    if (typeof protocol !== 'string' || !isPort(hostPort) || !isPort(containerPort)) continue;
+    let ip = '';
+    if (typeof hostIP === 'string' && hostIP !== '') {
+      const c = canonIp(hostIP);
+      if (!c) continue;
+      if (c.addr !== '0.0.0.0' && c.addr !== '::') ip = c.addr;
+    }
+    out.add(`${protocol.toLowerCase()} ${ip} ${hostPort} ${containerPort}`);
+  }
+  return out;
+}
+
+/** Every forward must be a mapping the runtime asked for. */
+function runtimeAsked(ctx: CallContext, f: WitForwards): string | null {
+  if (!f.ports.length) return null;
+  const asked = runtimeMappings(ctx);
+  for (const p of f.ports) {
+    const h = p.hostIp === '' ? null : canonIp(p.hostIp);
+    const ip = h === null || h.addr === '0.0.0.0' || h.addr === '::' ? '' : h.addr;
+    if (p.hostIp !== '' && h === null) return `host-ip '${p.hostIp}' is not an IP address`;
+    if (!asked.has(`${p.protocol} ${ip} ${p.hostPort} ${p.containerPort}`)) {
+      return `the runtime's portMappings do not ask for ${p.protocol}/${p.hostIp ? p.hostIp + ':' : ''}${p.hostPort} -> ${p.containerPort}`;
     }
   }
   return null;
@@ -200,7 +243,7 @@ function enableLocalnet(ctx: CallContext, ip: string): void {
 
 export const portmap: HostInterface = {
   add: {
-    authorize: (ctx, f: WitForwards) => granted(ctx) ?? sized(f) ?? ownsAddresses(ctx, f),
+    authorize: (ctx, f: WitForwards) => granted(ctx) ?? sized(f) ?? ownsAddresses(ctx, f) ?? runtimeAsked(ctx, f),
     run: (ctx, f: WitForwards) => {
       const fwds = f.ports.map(parseForward);
       const hps = f.hairpins.map((h) => parseHairpin(ctx, h));

@@ -35,6 +35,9 @@ export interface CallContext {
   /** the addresses (CIDRs) of the runtime's prevResult, as the host parsed it:
    *  this attachment's own; [] for delegated calls and when there is none */
   prevResultIps?: string[];
+  /** runtimeConfig.portMappings of the runtime's config (undefined for delegated calls):
+   *  the host ports the runtime asked to publish */
+  runtimePortMappings?: unknown;
   ledger: Ledger;
   audit: AuditLog;
   ns: Namespaces;

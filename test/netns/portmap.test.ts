@@ -430,7 +430,7 @@ test('GC: the host sweep removes the forwards of an attachment the runtime no lo
   assert.ok(readAudit(h).some((a) => a.call === 'sweep.portmap.del' && a.command === 'GC' && a.outcome === 'ok'), 'the sweep is audited');
 });
 
-test('hostile: a plugin naming a container address that is not its attachment\'s is denied by the host', () => {
+test('hostile: a plugin naming a container address that is not its attachment\'s, or a host port the runtime did not ask for, is denied by the host', () => {
   const br = world('ours', '1.0.0').c1;
   const built = join(h.dir, 'built');
   buildFixtures(built, ['portmap-hostile']);
@@ -444,6 +444,8 @@ test('hostile: a plugin naming a container address that is not its attachment\'s
   assert.match(by('add-foreign').message, /not an address of this attachment/);
   assert.is(by('del-foreign').code, 'EDENIED');
   assert.is(by('check-foreign').code, 'EDENIED');
+  assert.is(by('add-unasked-port').code, 'EDENIED');
+  assert.match(by('add-unasked-port').message, /runtime's portMappings do not ask for tcp\/2222/);
   assert.is(by('add-reserved-chain').code, 'EINVAL');
   assert.is(elementCount('ours'), 0, 'nothing reached the kernel');
   const denied = readAudit(h).filter((a) => a.plugin === 'portmap-hostile' && a.verdict === 'deny');
