@@ -214,6 +214,7 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
   const ctx: CallContext = {
     plugin: { type, sha256: plugin.manifest.sha256, grants },
     command, containerId: sh.inv.containerId, ifname: sh.inv.ifname, network: sh.network, owner: sh.top,
+    runtimeConf: depth === 0 ? sh.conf : undefined,
     owned: sh.owned, ledger: sh.ledger, audit: sh.audit, ns: sh.ns, policy: sh.policy, cniPath: sh.inv.path, depth,
     get deadline() { return sh.deadline; },
     session: new Map(),
