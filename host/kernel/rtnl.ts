@@ -224,6 +224,7 @@ function toRoute(msg: Buffer): RouteInfo & { cloned: boolean } {
 
 export interface VethOptions { mtu?: number; mac?: string; peerMac?: string; peerNsFd?: number; txqlen?: number }
 export interface BridgeOptions { mtu?: number; vlanFiltering?: boolean; mac?: string }
+export interface IfbOptions { mtu?: number; txqlen?: number; up?: boolean }
 export interface MacvlanOptions { mtu?: number; mac?: string; nsFd?: number }
 export interface SetLinkOptions {
   up?: boolean; mtu?: number; mac?: string;
@@ -271,6 +272,26 @@ export class Rtnl {
       } catch (e) {
         // A dump raced a change (NLM_F_DUMP_INTR): the kernel says retry.
         if ((e as { code?: string }).code === 'EINTR' && (flags & NLM_F_DUMP) === NLM_F_DUMP && tries < 3) continue;
+        throw kernelError(e, what);
+      }
+    }
+  }
+
+  /**
+   * Sends one complete message built elsewhere (host/kernel/tc.ts), with
+   * this socket's next seq written in; returns the reply messages.
+   */
+  requestRaw(what: string, msg: Buffer): Buffer[] {
+    if (this.fd < 0) throw new KernelError('EBADF', `${what}: socket closed`, 9);
+    this.seq = (this.seq + 1) >>> 0 || 1;
+    const req = Buffer.from(msg);
+    S.writeU32.call(req, this.seq, 8);
+    const dump = (S.readU16.call(req, 6) & NLM_F_DUMP) === NLM_F_DUMP;
+    for (let tries = 0; ; tries++) {
+      try {
+        return nlRequest(this.fd, req);
+      } catch (e) {
+        if ((e as { code?: string }).code === 'EINTR' && dump && tries < 3) continue;
         throw kernelError(e, what);
       }
     }
@@ -352,8 +373,17 @@ export class Rtnl {
     });
   }
 
-  createIfb(name: string): void {
-    this.newLink(`create ifb ${name}`, { ifname: name, linkinfo: encode(ifla.formatInfo({ kind: 'ifb' })) });
+  /** With opts as the reference bandwidth plugin creates its IFB: up, the veth's MTU, txqueuelen 0. */
+  createIfb(name: string, opts: IfbOptions = {}): void {
+    const attrs: ifla.LinkAttrs = { ifname: name, mtu: opts.mtu, txqlen: opts.txqlen, linkinfo: encode(ifla.formatInfo({ kind: 'ifb' })) };
+    if (!opts.up) {
+      this.newLink(`create ifb ${name}`, attrs);
+      return;
+    }
+    const hdr = rt.formatLink({});
+    S.writeU32.call(hdr, IFF_UP, 8);
+    S.writeU32.call(hdr, IFF_UP, 12);
+    this.ack(`create ifb ${name}`, rt.MessageType.NEWLINK, NLM_F_CREATE | NLM_F_EXCL, hdr, ifla.formatLinkAttrs(attrs));
   }
 
   /** One RTM_SETLINK; the kernel applies a netns move first, then the rest. */
