@@ -111,6 +111,7 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
     plugin: { type, sha256: plugin.manifest.sha256, grants: plugin.grants },
     command, containerId: sh.inv.containerId, ifname: sh.inv.ifname, network: sh.network,
     configNames: topLevelStrings(confDoc),
+    prevInterfaces: prevInterfaces(confDoc),
     ledger: sh.ledger ?? new Ledger(sh.policy.stateDir, sh.network, '_', '_'),
     audit: sh.audit, ns: sh.ns, policy: sh.policy, cniPath: sh.inv.path, depth,
     session: new Map(),
@@ -181,6 +182,15 @@ function execExternal(sh: Shared, type: string, command: string, config: string)
     }
   }
   return r.stdout;
+}
+
+/** name and sandbox of each interface in prevResult (already in the current shape) */
+function prevInterfaces(doc: Record<string, unknown>): { name: string; sandbox: string }[] {
+  const ifs = (doc.prevResult as { interfaces?: unknown } | undefined)?.interfaces;
+  if (!Array.isArray(ifs)) return [];
+  return ifs.slice(0, 256).flatMap((i) => (i && typeof i === 'object' && typeof (i as { name?: unknown }).name === 'string'
+    ? [{ name: (i as { name: string }).name, sandbox: typeof (i as { sandbox?: unknown }).sandbox === 'string' ? (i as { sandbox: string }).sandbox : '' }]
+    : []));
 }
 
 function topLevelStrings(doc: Record<string, unknown>): Set<string> {

@@ -13,8 +13,12 @@ import { masqueradeDel } from './kernel/masquerade.js';
 import { parseMasquerade } from './capabilities/firewall.js';
 import { spoofCheckDel } from './kernel/spoofcheck.js';
 import { nowMs } from './lazy.js';
+import { sweepQdisc } from './capabilities/tc.js';
 
 function removeEntry(e: LedgerEntry, rtnl: () => Rtnl): string | null {
+  // Made in the container namespace: it goes with the namespace.
+  if (e.kind === 'link' && e.ns === 'container') return null;
+  if (e.kind === 'qdisc') return sweepQdisc(e, rtnl());
   if (e.kind === 'link' && (e.linkKind === 'veth' || e.linkKind === 'ifb')) {
     try {
       rtnl().deleteLink(e.name);

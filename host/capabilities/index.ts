@@ -9,7 +9,8 @@ import { log } from './log.js';
 import { routes } from './routes.js';
 import { store } from './store.js';
 import { sysctl } from './sysctl.js';
+import { tc } from './tc.js';
 
 export const HOST_INTERFACES: Record<string, HostInterface> = {
-  links, addresses, routes, sysctl, firewall, store, delegate, dns, log,
+  links, addresses, routes, sysctl, firewall, store, delegate, dns, tc, log,
 };

@@ -94,13 +94,37 @@ export const links: HostInterface = {
     },
   },
   createIfb: {
-    authorize: (ctx) => nsGranted(g(ctx), 'host'),
+    authorize: (ctx, ns: Role) => nsGranted(g(ctx), ns),
+    run: (ctx, ns: Role, name: string, mtu: number, txqueuelen: number) => {
+      checkName(name);
+      const r = ctx.ns.rtnl(ns);
+      // Recorded first: should the process die right after, DEL still finds it.
+      const entry = { kind: 'link' as const, name, linkKind: 'ifb', plugin: ctx.plugin.type, ...(ns === 'container' ? { ns: 'container' as const } : {}) };
+      const known = ctx.ledger.ownsLink(name, ns);
+      if (!known) ctx.ledger.add(entry);
+      try {
+        r.createIfb(name, { mtu: mtu || undefined, txqlen: txqueuelen, up: true });
+      } catch (e) {
+        if (!known) ctx.ledger.forget((x) => x.kind === 'link' && x.name === name && (x.ns ?? 'host') === ns);
+        throw e;
+      }
+      return toWit(ctx, ns, r.getLink(name));
+    },
+  },
+  hostPeer: {
+    authorize: (ctx) => nsGranted(g(ctx), 'host') ?? nsGranted(g(ctx), 'container'),
     run: (ctx, name: string) => {
       checkName(name);
-      const h = ctx.ns.rtnl('host');
-      h.createIfb(name);
-      ctx.ledger.add({ kind: 'link', name, linkKind: 'ifb', plugin: ctx.plugin.type });
-      return toWit(ctx, 'host', h.getLink(name));
+      const c = ctx.ns.rtnl('container').getLink(name);
+      if (c.kind !== 'veth' || !c.peerIndex) throw new HostError('EINVAL', `container link '${name}' is not a veth`);
+      let h: LinkInfo;
+      try {
+        h = ctx.ns.rtnl('host').getLinkByIndex(c.peerIndex);
+      } catch {
+        throw new HostError('ENOENT', `veth peer with index ${c.peerIndex} is not in host ns`);
+      }
+      if (h.kind !== 'veth' || h.peerIndex !== c.index) throw new HostError('ENOENT', `veth peer with index ${c.peerIndex} is not in host ns`);
+      return toWit(ctx, 'host', h);
     },
   },
   setUp: onLink((ctx, ns, name, up: boolean) => { ctx.ns.rtnl(ns).setLink(name, { up }); }),
@@ -127,7 +151,7 @@ export const links: HostInterface = {
     authorize: (ctx, name: string) => linkAccess(ctx, g(ctx), 'host', name) ?? nsGranted(g(ctx), 'container'),
     run: (ctx, name: string) => {
       ctx.ns.rtnl('host').setLink(name, { nsFd: ctx.ns.fd('container')! });
-      ctx.ledger.forget((e) => e.kind === 'link' && e.name === name);
+      ctx.ledger.forget((e) => e.kind === 'link' && e.name === name && !e.ns);
     },
   },
   setBridgePort: {
@@ -144,6 +168,6 @@ export const links: HostInterface = {
   },
   remove: onLink((ctx, ns, name) => {
     ctx.ns.rtnl(ns).deleteLink(name);
-    if (ns === 'host') ctx.ledger.forget((e) => e.kind === 'link' && e.name === name);
+    ctx.ledger.forget((e) => e.kind === 'link' && e.name === name && (e.ns ?? 'host') === ns);
   }),
 };

@@ -32,6 +32,8 @@ export interface CallContext {
   network: string;
   /** string values of the plugin's network config: host objects it may name */
   configNames: Set<string>;
+  /** interfaces of the chain's prevResult (current shape), for chained plugins */
+  prevInterfaces?: { name: string; sandbox: string }[];
   ledger: Ledger;
   audit: AuditLog;
   ns: Namespaces;

@@ -6,12 +6,16 @@ import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSync
 import { join } from 'node:path';
 
 export type LedgerEntry =
-  | { kind: 'link'; name: string; linkKind: string; plugin: string }
+  /** ns 'container': made in the container namespace (an IFB); it goes with the namespace */
+  | { kind: 'link'; name: string; linkKind: string; plugin: string; ns?: 'container' }
   | { kind: 'address'; link: string; cidr: string; plugin: string }
   | { kind: 'route'; dst: string; gw: string; dev: string; plugin: string }
   | { kind: 'masquerade'; network: string; source: string; exclude: string; plugin: string }
   /** a host port under MAC spoof check (port . mac in the bridge table cni_wasm_spoof) */
-  | { kind: 'spoofcheck'; port: string; mac: string; plugin: string };
+  | { kind: 'spoofcheck'; port: string; mac: string; plugin: string }
+  /** a qdisc this attachment put on a host link it did not create (the host veth);
+   *  ifindex tells the link from a later one of the same name */
+  | { kind: 'qdisc'; link: string; ifindex: number; parent: 'root' | 'ingress'; plugin: string };
 
 export interface LedgerFile {
   network: string;
@@ -51,8 +55,8 @@ export class Ledger {
 
   get entries(): readonly LedgerEntry[] { return this.doc.entries; }
 
-  ownsLink(name: string): boolean {
-    return this.doc.entries.some((e) => e.kind === 'link' && e.name === name);
+  ownsLink(name: string, ns: 'host' | 'container' = 'host'): boolean {
+    return this.doc.entries.some((e) => e.kind === 'link' && e.name === name && (e.ns ?? 'host') === ns);
   }
 
   add(...e: LedgerEntry[]): void {
@@ -68,7 +72,7 @@ export class Ledger {
   }
 
   renameLink(from: string, to: string): void {
-    for (const e of this.doc.entries) if (e.kind === 'link' && e.name === from) e.name = to;
+    for (const e of this.doc.entries) if (e.kind === 'link' && e.name === from && !e.ns) e.name = to;
     this.save();
   }
 

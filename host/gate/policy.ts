@@ -18,6 +18,8 @@ export interface Grants {
   /** keys are slash-form sysctl paths; '*' matches one path component */
   sysctl?: NsGrant & { keys?: string[] };
   firewall?: boolean;
+  /** traffic control (qdiscs, filters); ownership as host/capabilities/tc.ts says */
+  tc?: NsGrant;
   /** dirs: where the plugin's store may live ("*" = anywhere) */
   store?: boolean | { dirs?: string[] };
   /** types: plugins it may run (["*"] = any component) */

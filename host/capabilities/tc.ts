@@ -1,0 +1,174 @@
+// tc: typed traffic control (a tbf, the ingress qdisc, an ingress redirect
+// to an IFB, and listing them), never raw netlink or tc text from the guest.
+//
+// Object rights (for the gate v2 port):
+//   every function: arg `ns` + `link` name a link; right: change (list: read).
+//     ns container: only if link is CNI_IFNAME, or an IFB this attachment
+//       created there (ledger entry link/ifb, ns container).
+//     ns host: only if this attachment created the link and it is a veth or
+//       an IFB (ledger; never a bridge or anything shared), or the link is a
+//       host interface (no sandbox) in the chain's prevResult AND the kernel
+//       says it is a veth whose peer is CNI_IFNAME in the container netns
+//       (indexes checked both ways).
+//   redirect-ingress: arg `target` names a link; right: receive traffic;
+//     only an IFB this attachment created, in the same namespace.
+//   grant: tc { host, container }.
+// A qdisc put on a host link the attachment did not create (the host veth
+// of a chain) is recorded in the ledger with the link's ifindex, so the sweep
+// after DEL removes it only from that very link.
+import { type CallContext, type HostInterface, HostError, nsGranted } from '../gate/gate.js';
+import type { LedgerEntry } from '../gate/ledger.js';
+import type { Rtnl } from '../kernel/rtnl.js';
+import { Tc, pschedTicksPerUsec, type QdiscInfo, type QdiscParent, type TbfSpec } from '../kernel/tc.js';
+import type { Role } from './namespaces.js';
+
+interface WitTbf { rate: bigint; buffer: number; limit: number }
+
+const IFNAME = /^[^\s/:]{1,15}$/;
+function checkName(name: string): void {
+  if (!IFNAME.test(name) || name === '.' || name === '..') throw new HostError('EINVAL', `'${name}' is not a valid interface name`);
+}
+
+function ownedEntry(ctx: CallContext, name: string, ns: Role): LedgerEntry | undefined {
+  return ctx.ledger.entries.find((e) => e.kind === 'link' && e.name === name && (e.ns ?? 'host') === ns);
+}
+
+/** The host link is a veth whose peer is CNI_IFNAME in the container netns. */
+function isPeerOfIfname(ctx: CallContext, name: string): string | null {
+  try {
+    const h = ctx.ns.rtnl('host').getLink(name);
+    if (h.kind !== 'veth') return `host link '${name}' is not a veth`;
+    const c = ctx.ns.rtnl('container').getLink(ctx.ifname);
+    if (c.kind !== 'veth' || c.peerIndex !== h.index || h.peerIndex !== c.index) {
+      return `host link '${name}' is not the veth peer of ${ctx.ifname} in the container`;
+    }
+    return null;
+  } catch (e) {
+    return `cannot verify that host link '${name}' is the veth peer of ${ctx.ifname}: ${(e as Error).message}`;
+  }
+}
+
+export function mayShape(ctx: CallContext, ns: Role, link: string): string | null {
+  const g = nsGranted(ctx.plugin.grants.tc, ns);
+  if (g !== null) return g;
+  if (typeof link !== 'string') return 'no link named';
+  if (ns === 'container') {
+    const e = ownedEntry(ctx, link, 'container');
+    if (link === ctx.ifname || (e?.kind === 'link' && e.linkKind === 'ifb')) return null;
+    return `container link '${link}' is neither CNI_IFNAME (${ctx.ifname}) nor an IFB this attachment created`;
+  }
+  const e = ownedEntry(ctx, link, 'host');
+  if (e?.kind === 'link' && (e.linkKind === 'ifb' || e.linkKind === 'veth')) return null;
+  if (!ctx.prevInterfaces?.some((i) => i.name === link && !i.sandbox)) {
+    return `host link '${link}' was not created by this attachment and is not a host interface in prevResult`;
+  }
+  return isPeerOfIfname(ctx, link);
+}
+
+function mayTarget(ctx: CallContext, ns: Role, target: string): string | null {
+  const e = ownedEntry(ctx, target, ns);
+  return e?.kind === 'link' && e.linkKind === 'ifb' ? null : `'${target}' is not an IFB this attachment created in the ${ns} namespace`;
+}
+
+const tcOf = (ctx: CallContext, ns: Role): Tc => new Tc(ctx.ns.rtnl(ns));
+
+/** Records a qdisc on a host link the attachment did not create, before it is made. */
+function recordQdisc(ctx: CallContext, ns: Role, link: string, parent: QdiscParent): () => void {
+  if (ns !== 'host' || ownedEntry(ctx, link, 'host')) return () => {};
+  const ifindex = ctx.ns.rtnl('host').getLink(link).index;
+  const mine = (e: LedgerEntry) => e.kind === 'qdisc' && e.link === link && e.parent === parent;
+  if (ctx.ledger.entries.some(mine)) return () => {};
+  ctx.ledger.add({ kind: 'qdisc', link, ifindex, parent, plugin: ctx.plugin.type });
+  return () => ctx.ledger.forget(mine);
+}
+
+function toWitQdisc(q: QdiscInfo): { kind: string; handle: number; parent: number; tbf?: WitTbf } {
+  return { kind: q.kind, handle: q.handle, parent: q.parent, tbf: q.tbf ? { rate: q.tbf.rate, buffer: q.tbf.buffer, limit: q.tbf.limit } : undefined };
+}
+
+function linkName(r: Rtnl, index: number): string {
+  try { return r.getLinkByIndex(index).name; } catch { return ''; }
+}
+
+const onLink = (authorize: (ctx: CallContext, ns: Role, link: string, ...rest: any[]) => string | null = mayShape) => authorize;
+
+export const tc: HostInterface = {
+  ticksPerUsec: {
+    authorize: (ctx) => (ctx.plugin.grants.tc ? null : 'no tc grant'),
+    run: () => pschedTicksPerUsec(),
+  },
+  setTbf: {
+    authorize: onLink(),
+    run: (ctx, ns: Role, link: string, spec: WitTbf, replace: boolean) => {
+      checkName(link);
+      const s: TbfSpec = { rate: BigInt(spec.rate), buffer: spec.buffer, limit: spec.limit };
+      const undo = recordQdisc(ctx, ns, link, 'root');
+      try {
+        tcOf(ctx, ns).setTbf(link, s, replace ? 'replace' : 'add');
+      } catch (e) {
+        undo();
+        throw e;
+      }
+    },
+  },
+  addIngress: {
+    authorize: onLink(),
+    run: (ctx, ns: Role, link: string) => {
+      checkName(link);
+      const undo = recordQdisc(ctx, ns, link, 'ingress');
+      try {
+        tcOf(ctx, ns).addIngress(link);
+      } catch (e) {
+        undo();
+        throw e;
+      }
+    },
+  },
+  removeQdisc: {
+    authorize: onLink(),
+    run: (ctx, ns: Role, link: string, parent: QdiscParent) => {
+      checkName(link);
+      if (parent !== 'root' && parent !== 'ingress') throw new HostError('EINVAL', `unknown qdisc parent '${String(parent)}'`);
+      tcOf(ctx, ns).deleteQdisc(link, parent);
+      if (ns === 'host') ctx.ledger.forget((e) => e.kind === 'qdisc' && e.link === link && e.parent === parent);
+    },
+  },
+  listQdiscs: {
+    authorize: onLink(),
+    run: (ctx, ns: Role, link: string) => {
+      checkName(link);
+      return tcOf(ctx, ns).listQdiscs(link).slice(0, 64).map(toWitQdisc);
+    },
+  },
+  redirectIngress: {
+    authorize: (ctx, ns: Role, link: string, target: string) => mayShape(ctx, ns, link) ?? mayTarget(ctx, ns, target),
+    run: (ctx, ns: Role, link: string, target: string) => {
+      checkName(link);
+      checkName(target);
+      // The filter lives on the ingress qdisc, which the ledger already holds.
+      tcOf(ctx, ns).addRedirect(link, target);
+    },
+  },
+  listIngressFilters: {
+    authorize: onLink(),
+    run: (ctx, ns: Role, link: string) => {
+      checkName(link);
+      const r = ctx.ns.rtnl(ns);
+      return tcOf(ctx, ns).listIngressFilters(link).filter((f) => f.kind !== 'u32' || f.keys > 0).slice(0, 64).map((f) => ({
+        kind: f.kind, prio: f.prio, protocol: f.protocol, classid: f.classid, matchAll: f.matchAll,
+        redirects: f.actions.filter((a) => a.eaction === 'egress-redirect').slice(0, 16).map((a) => linkName(r, a.ifindex)),
+      }));
+    },
+  },
+};
+
+/** For the sweep: the qdisc goes only if its link is still the one it was put on. */
+export function sweepQdisc(e: Extract<LedgerEntry, { kind: 'qdisc' }>, rtnl: Rtnl): string | null {
+  try {
+    if (rtnl.getLink(e.link).index !== e.ifindex) return null;
+    new Tc(rtnl).deleteQdisc(e.link, e.parent);
+    return `tc.remove-qdisc ${e.link} ${e.parent}`;
+  } catch {
+    return null; // gone with its link, or already removed
+  }
+}
