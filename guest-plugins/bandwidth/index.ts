@@ -186,76 +186,118 @@ export function ifbName(network: string, containerId: string, ifname: string): s
   return (IFB_PREFIX + sha512Hex(key)).substring(0, MAX_IFNAME);
 }
 
-/** The host end of CNI_IFNAME's veth, which prevResult must list without a sandbox. */
-function hostInterface(req: Request, prev: JSONValue): Result<string, CniError> {
+/**
+ * Where to shape. Normally the host end of CNI_IFNAME's veth, which
+ * prevResult must list without a sandbox (the reference's rule). When
+ * CNI_IFNAME is no veth, or its peer is not in the host namespace (macvlan,
+ * ipvlan, host-device), and prevResult lists it in the sandbox, inside the
+ * container instead: egress = tbf on CNI_IFNAME, ingress = its ingress
+ * redirected to an IFB in the container namespace. The reference errors there.
+ */
+class Target {
+  ns: Netns = Netns.Host;
+  /** the host veth, or CNI_IFNAME in the container */
+  link: string = "";
+  inContainer(): bool { return this.ns == Netns.Container; }
+}
+
+function listsInSandbox(ifs: Array<JSONValue>, name: string): bool {
+  for (let i = 0; i < ifs.length; i++) {
+    const it = ifs[i];
+    if (it.isObject() && it.getString("name") == name && it.getString("sandbox").length > 0) return true;
+  }
+  return false;
+}
+
+function target(req: Request, prev: JSONValue): Result<Target, CniError> {
   const ifs = prev.getArray("interfaces");
-  if (ifs === null || ifs.length == 0) return Result.failure<string, CniError>(fail("no interfaces provided"));
+  if (ifs === null || ifs.length == 0) return Result.failure<Target, CniError>(fail("no interfaces provided"));
+  const t = new Target();
   const peer = links.hostPeer(req.ifname);
   if (!peer.ok) {
     const e = peer.error!;
-    if (e.code == "ENETNS") return Result.failure<string, CniError>(cniError(ERR_UNKNOWN_CONTAINER, "failed to open netns \"" + req.netnsPath + "\": " + e.message));
-    if (e.code == "ENOENT") return Result.failure<string, CniError>(fail(e.message));
+    if (e.code == "ENETNS") return Result.failure<Target, CniError>(cniError(ERR_UNKNOWN_CONTAINER, "failed to open netns \"" + req.netnsPath + "\": " + e.message));
+    if ((e.code == "EINVAL" || e.code == "ENOENT") && listsInSandbox(ifs!, req.ifname)) {
+      t.ns = Netns.Container;
+      t.link = req.ifname;
+      return Result.success<Target, CniError>(t);
+    }
+    if (e.code == "ENOENT") return Result.failure<Target, CniError>(fail(e.message));
     const why = e.code == "ENODEV" ? "could not look up \"" + req.ifname + "\": Link not found" : e.message;
-    return Result.failure<string, CniError>(fail("container interface " + req.ifname + " has no veth peer: " + why));
+    return Result.failure<Target, CniError>(fail("container interface " + req.ifname + " has no veth peer: " + why));
   }
   const name = peer.value.name;
   for (let i = 0; i < ifs.length; i++) {
     const it = ifs[i];
-    if (it.isObject() && it.getString("sandbox").length == 0 && it.getString("name") == name) return Result.success<string, CniError>(name);
+    if (it.isObject() && it.getString("sandbox").length == 0 && it.getString("name") == name) {
+      t.link = name;
+      return Result.success<Target, CniError>(t);
+    }
   }
-  return Result.failure<string, CniError>(fail("no veth peer of container interface found in host ns"));
+  return Result.failure<Target, CniError>(fail("no veth peer of container interface found in host ns"));
 }
 
 // ---------------------------------------------------------------- ADD
 
 /** What this ADD made, so a failure can take it back. */
 class Made {
-  hostTbf: string = "";
-  hostIngress: string = "";
+  ns: Netns = Netns.Host;
+  rootTbf: string = "";
+  ingressQdisc: string = "";
   ifb: string = "";
 
   undo(): void {
-    if (this.ifb.length > 0) { const e = links.remove(Netns.Host, this.ifb); if (e !== null) debug("removing " + this.ifb + ": " + e.message); }
-    if (this.hostIngress.length > 0) { const e = tc.removeQdisc(Netns.Host, this.hostIngress, QdiscParent.Ingress); if (e !== null) debug("removing the ingress qdisc: " + e.message); }
-    if (this.hostTbf.length > 0) { const e = tc.removeQdisc(Netns.Host, this.hostTbf, QdiscParent.Root); if (e !== null) debug("removing the tbf: " + e.message); }
+    if (this.ifb.length > 0) { const e = links.remove(this.ns, this.ifb); if (e !== null) debug("removing " + this.ifb + ": " + e.message); }
+    if (this.ingressQdisc.length > 0) { const e = tc.removeQdisc(this.ns, this.ingressQdisc, QdiscParent.Ingress); if (e !== null) debug("removing the ingress qdisc: " + e.message); }
+    if (this.rootTbf.length > 0) { const e = tc.removeQdisc(this.ns, this.rootTbf, QdiscParent.Root); if (e !== null) debug("removing the tbf: " + e.message); }
   }
 }
 
-function shape(req: Request, c: Conf, p: Plan, host: string, made: Made, result: JSONValue): CniError | null {
-  if (p.ingress !== null) {
-    const e = tc.setTbf(Netns.Host, host, p.ingress!, false);
+/** The IFB that takes `link`'s received traffic through `spec`; appended to the result. */
+function redirectThroughIfb(req: Request, c: Conf, t: Target, spec: Tbf, made: Made, result: JSONValue): CniError | null {
+  const hl = links.get(t.ns, t.link);
+  if (!hl.ok) return hostFailure("get host device", hl.error!);
+  const ifb = ifbName(c.name, req.containerId, req.ifname);
+  const l = links.createIfb(t.ns, ifb, hl.value.mtu, 0);
+  if (!l.ok) return hostFailure("adding link", l.error!);
+  made.ifb = ifb;
+  const it = JSONValue.newObject();
+  it.set("name", JSONValue.fromString(ifb));
+  it.set("mac", JSONValue.fromString(l.value.mac));
+  if (t.inContainer()) it.set("sandbox", JSONValue.fromString(req.netnsPath));
+  let ifs = result.get("interfaces");
+  if (ifs === null || !ifs.isArray()) { ifs = JSONValue.newArray(); result.set("interfaces", ifs); }
+  ifs.push(it);
+  const ie = tc.addIngress(t.ns, t.link);
+  if (ie !== null) return hostFailure("create ingress qdisc", ie);
+  made.ingressQdisc = t.link;
+  const fe = tc.redirectIngress(t.ns, t.link, ifb);
+  if (fe !== null) return hostFailure("add filter", fe);
+  const te = tc.setTbf(t.ns, ifb, spec, false);
+  if (te !== null) return hostFailure("create ifb qdisc: create qdisc", te);
+  return null;
+}
+
+function shape(req: Request, c: Conf, p: Plan, t: Target, made: Made, result: JSONValue): CniError | null {
+  made.ns = t.ns;
+  // On the host veth the root tbf limits what the container receives, the
+  // IFB what it sends; inside the container the other way round.
+  const onRoot = t.inContainer() ? p.egress : p.ingress;
+  const viaIfb = t.inContainer() ? p.ingress : p.egress;
+  if (onRoot !== null) {
+    const e = tc.setTbf(t.ns, t.link, onRoot!, false);
     if (e !== null) return hostFailure("create qdisc", e);
-    made.hostTbf = host;
+    made.rootTbf = t.link;
   }
-  if (p.egress !== null) {
-    const hl = links.get(Netns.Host, host);
-    if (!hl.ok) return hostFailure("get host device", hl.error!);
-    const ifb = ifbName(c.name, req.containerId, req.ifname);
-    const l = links.createIfb(Netns.Host, ifb, hl.value.mtu, 0);
-    if (!l.ok) return hostFailure("adding link", l.error!);
-    made.ifb = ifb;
-    const it = JSONValue.newObject();
-    it.set("name", JSONValue.fromString(ifb));
-    it.set("mac", JSONValue.fromString(l.value.mac));
-    let ifs = result.get("interfaces");
-    if (ifs === null || !ifs.isArray()) { ifs = JSONValue.newArray(); result.set("interfaces", ifs); }
-    ifs.push(it);
-    const ie = tc.addIngress(Netns.Host, host);
-    if (ie !== null) return hostFailure("create ingress qdisc", ie);
-    made.hostIngress = host;
-    const fe = tc.redirectIngress(Netns.Host, host, ifb);
-    if (fe !== null) return hostFailure("add filter", fe);
-    const te = tc.setTbf(Netns.Host, ifb, p.egress!, false);
-    if (te !== null) return hostFailure("create ifb qdisc: create qdisc", te);
-  }
+  if (viaIfb !== null) return redirectThroughIfb(req, c, t, viaIfb!, made, result);
   return null;
 }
 
 // ---------------------------------------------------------------- CHECK
 
-function checkTbf(host: string, want: Tbf): CniError | null {
-  const l = tc.listQdiscs(Netns.Host, host);
-  if (!l.ok) return hostFailure("failed to list the qdiscs of " + host, l.error!);
+function checkTbf(ns: Netns, link: string, want: Tbf): CniError | null {
+  const l = tc.listQdiscs(ns, link);
+  if (!l.ok) return hostFailure("failed to list the qdiscs of " + link, l.error!);
   for (let i = 0; i < l.value.length; i++) {
     const q = l.value[i];
     if (q.parent != ROOT || q.kind != "tbf" || q.tbf === null) continue;
@@ -268,14 +310,28 @@ function checkTbf(host: string, want: Tbf): CniError | null {
   return fail("Failed to find qdisc");
 }
 
-function checkRedirect(host: string, ifb: string): CniError | null {
-  const f = tc.listIngressFilters(Netns.Host, host);
-  if (!f.ok) return hostFailure("failed to list the filters of " + host, f.error!);
+function checkRedirect(ns: Netns, link: string, ifb: string): CniError | null {
+  const f = tc.listIngressFilters(ns, link);
+  if (!f.ok) return hostFailure("failed to list the filters of " + link, f.error!);
   for (let i = 0; i < f.value.length; i++) {
     const x = f.value[i];
     if (x.kind == "u32" && x.matchAll && x.redirects.includes(ifb)) return null;
   }
-  return fail("no filter on " + host + " redirects its traffic to " + ifb);
+  return fail("no filter on " + link + " redirects its traffic to " + ifb);
+}
+
+/** Removes the IFB in ns if it is there; EDENIED (not ours) is left with a warning. */
+function removeIfb(ns: Netns, ifb: string): CniError | null {
+  const l = links.get(ns, ifb);
+  if (!l.ok) return l.error!.code == "ENODEV" || l.error!.code == "ENETNS" ? null : hostFailure("failed to look up " + ifb, l.error!);
+  const e = links.remove(ns, ifb);
+  if (e === null || e.code == "ENODEV") return null;
+  if (e.code == "EDENIED") {
+    // Made by someone else (the reference plugin, before a switch): not ours to remove.
+    log.write(Level.Warn, "leaving " + ifb + ": this attachment did not create it");
+    return null;
+  }
+  return hostFailure("failed to delete " + ifb, e);
 }
 
 class BandwidthPlugin extends CniPlugin {
@@ -291,10 +347,10 @@ class BandwidthPlugin extends CniPlugin {
     if (!req.hasNetns) {
       return Result.failure<string, CniError>(cniError(ERR_UNKNOWN_CONTAINER, "failed to open netns \"" + req.netnsPath + "\": no such network namespace"));
     }
-    const hr = hostInterface(req, result);
-    if (!hr.ok) return Result.failure<string, CniError>(hr.error!);
+    const tr = target(req, result);
+    if (!tr.ok) return Result.failure<string, CniError>(tr.error!);
     const made = new Made();
-    const e = shape(req, c, pr.value, hr.value, made, result);
+    const e = shape(req, c, pr.value, tr.value, made, result);
     if (e !== null) {
       debug("ADD failed (" + e.msg + "): undoing what it made");
       made.undo();
@@ -306,18 +362,26 @@ class BandwidthPlugin extends CniPlugin {
   del(req: Request): CniError | null {
     const cr = loadConf(req);
     if (!cr.ok) return cr.error!;
+    // Missing is fine (DEL twice, or ADD never made one); the host's IFB
+    // first, then one inside the container (shaping without a host veth).
     const ifb = ifbName(cr.value.name, req.containerId, req.ifname);
-    // Missing is fine (DEL twice, or ADD never shaped egress).
-    const l = links.get(Netns.Host, ifb);
-    if (!l.ok) return l.error!.code == "ENODEV" ? null : hostFailure("failed to look up " + ifb, l.error!);
-    const e = links.remove(Netns.Host, ifb);
-    if (e === null || e.code == "ENODEV") return null;
-    if (e.code == "EDENIED") {
-      // Made by someone else (the reference plugin, before a switch): not ours to remove.
-      log.write(Level.Warn, "leaving " + ifb + ": this attachment did not create it");
-      return null;
+    const e = removeIfb(Netns.Host, ifb);
+    if (e !== null) return e;
+    if (!req.hasNetns) return null;
+    const inside = links.get(Netns.Container, ifb);
+    if (!inside.ok) return null;
+    const ce = removeIfb(Netns.Container, ifb);
+    if (ce !== null) return ce;
+    // and the qdiscs it put on CNI_IFNAME, which may outlive this DEL
+    const q = tc.removeQdisc(Netns.Container, req.ifname, QdiscParent.Ingress);
+    if (q !== null) debug("removing the ingress qdisc of " + req.ifname + ": " + q.message);
+    const l = tc.listQdiscs(Netns.Container, req.ifname);
+    if (l.ok) {
+      for (let i = 0; i < l.value.length; i++) {
+        if (l.value[i].kind == "tbf" && l.value[i].parent == ROOT) tc.removeQdisc(Netns.Container, req.ifname, QdiscParent.Root);
+      }
     }
-    return hostFailure("failed to delete " + ifb, e);
+    return null;
   }
 
   check(req: Request): CniError | null {
@@ -330,21 +394,23 @@ class BandwidthPlugin extends CniPlugin {
     const pr = plan(c.bw!);
     if (!pr.ok) return pr.error!;
     if (!req.hasNetns) return cniError(ERR_UNKNOWN_CONTAINER, "failed to open netns \"" + req.netnsPath + "\": no such network namespace");
-    const hr = hostInterface(req, c.prevResult!);
-    if (!hr.ok) return hr.error!;
-    const host = hr.value;
+    const tr = target(req, c.prevResult!);
+    if (!tr.ok) return tr.error!;
+    const t = tr.value;
     const p = pr.value;
-    if (p.ingress !== null) {
-      const e = checkTbf(host, p.ingress!);
+    const onRoot = t.inContainer() ? p.egress : p.ingress;
+    const viaIfb = t.inContainer() ? p.ingress : p.egress;
+    if (onRoot !== null) {
+      const e = checkTbf(t.ns, t.link, onRoot!);
       if (e !== null) return e;
     }
-    if (p.egress !== null) {
+    if (viaIfb !== null) {
       const ifb = ifbName(c.name, req.containerId, req.ifname);
-      const l = links.get(Netns.Host, ifb);
+      const l = links.get(t.ns, ifb);
       if (!l.ok) return hostFailure("get ifb device", l.error!);
-      const e = checkTbf(ifb, p.egress!);
+      const e = checkTbf(t.ns, ifb, viaIfb!);
       if (e !== null) return e;
-      const fe = checkRedirect(host, ifb);
+      const fe = checkRedirect(t.ns, t.link, ifb);
       if (fe !== null) return fe;
     }
     return null;

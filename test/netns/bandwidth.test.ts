@@ -77,7 +77,7 @@ function chainAdd(s: Side, list: any, c = 'a', capArgs: any = CAP_ARGS): any {
   let prev: any;
   for (let i = 0; i < list.plugins.length; i++) {
     const type = list.plugins[i].type;
-    const r = exec(type === 'bridge' ? s.bridge : s.bandwidth, type, callFor(s, 'ADD', pluginConf(list, i, prev, capArgs), c));
+    const r = exec(type === 'bandwidth' ? s.bandwidth : s.bridge, type, callFor(s, 'ADD', pluginConf(list, i, prev, capArgs), c));
     assert.is(r.code, 0, `${s.name} ${type} ADD: ${r.stdout} ${r.stderr}`);
     prev = r.json;
   }
@@ -90,7 +90,7 @@ function chainRun(s: Side, command: 'CHECK' | 'DEL', list: any, cached: any, c =
   if (command === 'DEL') idx.reverse();
   return idx.map((i: number) => {
     const type = list.plugins[i].type;
-    return exec(type === 'bridge' ? s.bridge : s.bandwidth, type, callFor(s, command, pluginConf(list, i, cached, capArgs), c, over));
+    return exec(type === 'bandwidth' ? s.bandwidth : s.bridge, type, callFor(s, command, pluginConf(list, i, cached, capArgs), c, over));
   });
 }
 
@@ -392,6 +392,71 @@ test('DEL with no netns, GC of attachments no longer valid, STATUS', () => {
   const st = exec('ours', 'bandwidth', { command: 'STATUS', hostNs: hostNs(OURS), config: { cniVersion: '1.1.0', name: 'bwnet', type: 'bandwidth' } });
   assert.is(st.code, 0, st.stdout);
   void r2;
+});
+
+// ---------------------------------------------------------------- beyond the reference
+
+/** the reference macvlan (no host veth) + our bandwidth */
+const MACVLAN: Side = { name: 'v', bridge: 'ref', bandwidth: 'ours' };
+
+function macvlanList(): any {
+  return {
+    cniVersion: '1.0.0', name: 'bwmv',
+    plugins: [
+      { type: 'macvlan', master: 'bwup0', mode: 'bridge', ipam: { type: 'host-local', ranges: [[{ subnet: '10.233.0.0/24' }]], dataDir: join(work, 'ipam-v') } },
+      { type: 'bandwidth', capabilities: { bandwidth: true } },
+    ],
+  };
+}
+
+test('beyond the reference: after macvlan (no host veth) the limits are applied inside the container', () => {
+  if (!hasReference()) return;
+  fresh(MACVLAN);
+  const hn = hostNs(MACVLAN), cn = ctrNs(MACVLAN);
+  // the macvlan master: a veth end in the host namespace (this kernel has no dummy module)
+  nsExec(hn, ['ip', 'link', 'add', 'bwup0', 'type', 'veth', 'peer', 'name', 'bwup1']);
+  for (const l of ['bwup0', 'bwup1']) nsExec(hn, ['ip', 'link', 'set', l, 'up']);
+  const list = macvlanList();
+  // the reference cannot
+  const mv = exec('ref', 'macvlan', callFor(MACVLAN, 'ADD', pluginConf(list, 0, undefined, CAP_ARGS)));
+  assert.is(mv.code, 0, mv.stdout);
+  const refBw = exec('ref', 'bandwidth', callFor(MACVLAN, 'ADD', pluginConf(list, 1, mv.json, CAP_ARGS)));
+  assert.match(refBw.json?.msg ?? '', /has no veth peer|no veth peer/);
+  const r = exec('ours', 'bandwidth', callFor(MACVLAN, 'ADD', pluginConf(list, 1, mv.json, CAP_ARGS)));
+  assert.is(r.code, 0, r.stdout);
+  const ifb = r.json.interfaces[r.json.interfaces.length - 1];
+  assert.equal([ifb.name, ifb.sandbox], ['bwp' + sha512('bwmv' + 'bw-ctr-a').slice(0, 12), `/run/netns/${cn}`]);
+  // egress: tbf on eth0; ingress: eth0's ingress redirected to the IFB, whose tbf limits it
+  const q = tcJson(cn, ['qdisc', 'show']);
+  const tbfOf = (dev: string) => q.find((x) => x.dev === dev && x.kind === 'tbf')?.options;
+  assert.equal(tbfOf('eth0'), { rate: 2000000, burst: 20000, lat: 25000 });
+  assert.equal(tbfOf(ifb.name), { rate: 1000000, burst: 10000, lat: 25000 });
+  assert.ok(q.some((x) => x.dev === 'eth0' && x.kind === 'ingress'));
+  const f = tcJson(cn, ['filter', 'show', 'dev', 'eth0', 'ingress']);
+  assert.is(f[f.length - 1].options.actions[0].to_dev, ifb.name);
+  const l = ipJson<any[]>(cn, ['-d', 'link', 'show', 'dev', ifb.name])[0];
+  assert.equal([l.mtu, l.txqlen ?? 0, l.flags.includes('UP')], [ipJson<any[]>(cn, ['link', 'show', 'dev', 'eth0'])[0].mtu, 0, true]);
+  // nothing on the host side
+  assert.is(ifbs(MACVLAN).length, 0);
+  assert.not.ok(tcJson(hn, ['qdisc', 'show']).some((x) => x.kind === 'tbf' || x.kind === 'ingress'));
+  // CHECK passes, and sees a change
+  const ck = exec('ours', 'bandwidth', callFor(MACVLAN, 'CHECK', pluginConf(list, 1, r.json, CAP_ARGS)));
+  assert.is(ck.code, 0, ck.stdout);
+  nsExec(cn, ['tc', 'qdisc', 'replace', 'dev', 'eth0', 'root', 'handle', '1:', 'tbf', 'rate', '9mbit', 'burst', '20000', 'latency', '25ms']);
+  const ck2 = exec('ours', 'bandwidth', callFor(MACVLAN, 'CHECK', pluginConf(list, 1, r.json, CAP_ARGS)));
+  assert.is(ck2.json?.msg, "Rate doesn't match");
+  // DEL (twice) takes it all back; then macvlan's DEL
+  for (let i = 0; i < 2; i++) {
+    const d = exec('ours', 'bandwidth', callFor(MACVLAN, 'DEL', pluginConf(list, 1, r.json, CAP_ARGS)));
+    assert.is(d.code, 0, d.stdout);
+  }
+  const after = tcJson(cn, ['qdisc', 'show']);
+  assert.not.ok(after.some((x) => x.kind === 'tbf' || x.kind === 'ingress'), JSON.stringify(after));
+  assert.is(ipJson<any[]>(cn, ['link', 'show', 'type', 'ifb']).length, 0);
+  const md = exec('ref', 'macvlan', callFor(MACVLAN, 'DEL', pluginConf(list, 0, r.json, CAP_ARGS)));
+  assert.is(md.code, 0, md.stdout);
+  const ledger = join(h.stateDir, 'ledger', 'bwmv');
+  assert.equal(existsSync(ledger) ? readdirSync(ledger) : [], []);
 });
 
 // ---------------------------------------------------------------- a hostile plugin
