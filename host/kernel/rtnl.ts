@@ -375,7 +375,9 @@ export class Rtnl {
 
   /** With opts as the reference bandwidth plugin creates its IFB: up, the veth's MTU, txqueuelen 0. */
   createIfb(name: string, opts: IfbOptions = {}): void {
-    const attrs: ifla.LinkAttrs = { ifname: name, mtu: opts.mtu, txqlen: opts.txqlen, linkinfo: encode(ifla.formatInfo({ kind: 'ifb' })) };
+    // IFLA_INFO_KIND "ifb" without a NUL, as iproute2 and Go netlink send it
+    const kind = Buffer.from([7, 0, 1, 0, 0x69, 0x66, 0x62, 0]);
+    const attrs: ifla.LinkAttrs = { ifname: name, mtu: opts.mtu, txqlen: opts.txqlen, linkinfo: kind };
     if (!opts.up) {
       this.newLink(`create ifb ${name}`, attrs);
       return;

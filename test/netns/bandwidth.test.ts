@@ -13,7 +13,8 @@ import {
   type CniCall, type CniReply, type Harness, REFERENCE_BIN, hasReference, makeHarness, ours, readAudit, reference, removeHarness,
 } from '../helpers/cni.js';
 import { buildFixtures, componentPath, installThirdParty } from '../helpers/fixtures.js';
-import { cleanupAll, ipJson, makeNetns, nsExec } from '../helpers/netns.js';
+import { cleanupAll, ipJson, makeNetns, netnsPath, nsExec } from '../helpers/netns.js';
+import { captureNetlink, hasStrace, msgType, normalized } from '../helpers/strace.js';
 
 const P = 'bw-';
 /** which implementation runs the bridge and which the bandwidth plugin */
@@ -217,6 +218,29 @@ for (const v of ['0.4.0', '1.0.0']) {
     if (v !== '0.4.0') assert.equal(left, [], `ledger files left: ${left}`);
   });
 }
+
+test('the tbf and IFB messages our bandwidth sends are byte for byte the reference\'s', () => {
+  if (!hasReference() || !hasStrace()) { console.log('  (skipped: needs the reference plugins and strace)'); return; }
+  fresh(OURS, REF);
+  const sent: Record<string, Buffer[]> = {};
+  for (const s of [OURS, REF]) {
+    const list = conflist('1.0.0', s);
+    const prev = exec(s.bridge, 'bridge', callFor(s, 'ADD', pluginConf(list, 0, undefined, CAP_ARGS)));
+    assert.is(prev.code, 0, prev.stdout);
+    const bin = s.bandwidth === 'ours' ? join(h.bin, 'bandwidth') : join(REFERENCE_BIN, 'bandwidth');
+    const r = captureNetlink([bin], {
+      ns: hostNs(s), input: JSON.stringify(pluginConf(list, 1, prev.json, CAP_ARGS)),
+      env: { PATH: process.env.PATH, CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'bw-ctr-a', CNI_NETNS: netnsPath(ctrNs(s)), CNI_IFNAME: 'eth0', CNI_PATH: s.bandwidth === 'ours' ? h.bin : REFERENCE_BIN },
+    });
+    assert.is(r.status, 0, r.stdout + r.stderr);
+    // RTM_NEWQDISC of kind tbf (TCA_KIND right after the 20-byte tcmsg), and the IFB's RTM_NEWLINK
+    const tbf = r.msgs.filter((m) => msgType(m) === 36 && m.subarray(40, 43).toString() === 'tbf');
+    const ifb = r.msgs.filter((m) => msgType(m) === 16 && m.includes(Buffer.from('ifb')) && (m.readUInt16LE(6) & 0x400) !== 0);
+    sent[s.name] = [...tbf, ...ifb].map((m) => { const c = normalized(m); if (msgType(m) === 36) c.fill(0, 20, 24); return c; });
+  }
+  assert.is(sent.o.length, 3, 'two tbfs and one IFB');
+  assert.equal(sent.o.map((m) => m.toString('hex')), sent.r.map((m) => m.toString('hex')));
+});
 
 test('after the reference bridge (mixed): same tc state as the reference chain, CHECK, DEL, no IFB left', () => {
   if (!hasReference()) return;
