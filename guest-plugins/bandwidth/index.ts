@@ -427,8 +427,6 @@ class BandwidthPlugin extends CniPlugin {
     if (!t.ok) return cniError(50, "the packet scheduler clock is unreadable: " + t.error!.message);
     return null;
   }
-
-  version(): Array<string> { return ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]; }
 }
 
 registerPlugin(new BandwidthPlugin());

@@ -90,15 +90,13 @@ function linkName(r: Rtnl, index: number): string {
   try { return r.getLinkByIndex(index).name; } catch { return ''; }
 }
 
-const onLink = (authorize: (ctx: CallContext, ns: Role, link: string, ...rest: any[]) => string | null = mayShape) => authorize;
-
 export const tc: HostInterface = {
   ticksPerUsec: {
     authorize: (ctx) => (ctx.plugin.grants.tc ? null : 'no tc grant'),
     run: () => pschedTicksPerUsec(),
   },
   setTbf: {
-    authorize: onLink(),
+    authorize: mayShape,
     run: (ctx, ns: Role, link: string, spec: WitTbf, replace: boolean) => {
       checkName(link);
       const s: TbfSpec = { rate: BigInt(spec.rate), buffer: spec.buffer, limit: spec.limit };
@@ -112,7 +110,7 @@ export const tc: HostInterface = {
     },
   },
   addIngress: {
-    authorize: onLink(),
+    authorize: mayShape,
     run: (ctx, ns: Role, link: string) => {
       checkName(link);
       const undo = recordQdisc(ctx, ns, link, 'ingress');
@@ -125,7 +123,7 @@ export const tc: HostInterface = {
     },
   },
   removeQdisc: {
-    authorize: onLink(),
+    authorize: mayShape,
     run: (ctx, ns: Role, link: string, parent: QdiscParent) => {
       checkName(link);
       if (parent !== 'root' && parent !== 'ingress') throw new HostError('EINVAL', `unknown qdisc parent '${String(parent)}'`);
@@ -134,7 +132,7 @@ export const tc: HostInterface = {
     },
   },
   listQdiscs: {
-    authorize: onLink(),
+    authorize: mayShape,
     run: (ctx, ns: Role, link: string) => {
       checkName(link);
       return tcOf(ctx, ns).listQdiscs(link).slice(0, 64).map(toWitQdisc);
@@ -150,7 +148,7 @@ export const tc: HostInterface = {
     },
   },
   listIngressFilters: {
-    authorize: onLink(),
+    authorize: mayShape,
     run: (ctx, ns: Role, link: string) => {
       checkName(link);
       const r = ctx.ns.rtnl(ns);
