@@ -493,19 +493,23 @@ test('a third-party plugin with every tc grant cannot shape links it does not ow
   const list = conflist('1.0.0', OURS);
   const r = chainAdd(OURS, list, 'a', {});
   const veth = hostVeth(OURS);
+  // another container on the same bridge: its host veth's peer is its eth0, index 2 like ours
+  const other = chainAdd(OURS, list, 'b', {}).interfaces[1].name;
+  assert.is.not(other, veth);
   // a host veth pair that is not this container's: prevResult will name it
   nsExec(hostNs(OURS), ['ip', 'link', 'add', 'decoy0', 'type', 'veth', 'peer', 'name', 'decoy1']);
   const before = tcJson(hostNs(OURS), ['qdisc', 'show']);
-  const prev = { ...r, interfaces: [...r.interfaces, { name: 'decoy0' }, { name: 'lo' }] };
-  const o = exec('ours', 'tcoverreach', callFor(OURS, 'ADD', { cniVersion: '1.0.0', name: 'bwnet', type: 'tcoverreach', veth, decoy: 'decoy0', prevResult: prev }));
+  const prev = { ...r, interfaces: [...r.interfaces, { name: 'decoy0' }, { name: 'lo' }, { name: other }] };
+  const o = exec('ours', 'tcoverreach', callFor(OURS, 'ADD', { cniVersion: '1.0.0', name: 'bwnet', type: 'tcoverreach', veth, decoy: 'decoy0', other, prevResult: prev }));
   assert.is(o.json?.code, 150, o.stdout + o.stderr);
   const res = JSON.parse(o.json.details).results as { call: string; code: string; message: string }[];
   const by = Object.fromEntries(res.map((x) => [x.call, x]));
-  for (const c of ['tc.set-tbf host lo', 'tc.set-tbf host decoy', 'tc.add-ingress host decoy', 'tc.list-qdiscs host lo',
+  for (const c of ['tc.set-tbf host lo', 'tc.set-tbf host decoy', 'tc.add-ingress host decoy', 'tc.set-tbf host other', 'tc.list-qdiscs host lo',
     'tc.redirect-ingress host veth->decoy', 'tc.redirect-ingress host veth->lo', 'tc.set-tbf container lo']) {
     assert.is(by[c].code, 'EDENIED', `${c}: ${JSON.stringify(by[c])}`);
   }
   assert.match(by['tc.set-tbf host decoy'].message, /not the veth peer of eth0/);
+  assert.match(by['tc.set-tbf host other'].message, /not the veth peer of eth0/);
   assert.match(by['tc.set-tbf host lo'].message, /not a veth/);
   assert.match(by['tc.redirect-ingress host veth->decoy'].message, /not an IFB this attachment created/);
   // what it may do: shape the host end of its own veth
@@ -514,7 +518,7 @@ test('a third-party plugin with every tc grant cannot shape links it does not ow
   }
   assert.equal(tcJson(hostNs(OURS), ['qdisc', 'show']), before, 'the host is as it was');
   const denied = readAudit(h).filter((x) => x.plugin === 'tcoverreach' && x.verdict === 'deny');
-  assert.is(denied.length, 7);
+  assert.is(denied.length, 8);
   assert.ok(denied.every((x) => x.call.startsWith('tc.')));
   okAll(chainRun(OURS, 'DEL', list, r, 'a', {}), 'DEL');
 });
