@@ -123,7 +123,10 @@ export const links: HostInterface = {
       } catch {
         throw new HostError('ENOENT', `veth peer with index ${c.peerIndex} is not in host ns`);
       }
-      if (h.kind !== 'veth' || h.peerIndex !== c.index) throw new HostError('ENOENT', `veth peer with index ${c.peerIndex} is not in host ns`);
+      const nsid = ctx.ns.rtnl('host').netnsId(ctx.ns.fd('container')!);
+      if (h.kind !== 'veth' || h.peerIndex !== c.index || nsid < 0 || h.linkNetnsid !== nsid) {
+        throw new HostError('ENOENT', `veth peer with index ${c.peerIndex} is not in host ns`);
+      }
       return toWit(ctx, 'host', h);
     },
   },

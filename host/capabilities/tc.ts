@@ -9,7 +9,8 @@
 //       an IFB (ledger; never a bridge or anything shared), or the link is a
 //       host interface (no sandbox) in the chain's prevResult AND the kernel
 //       says it is a veth whose peer is CNI_IFNAME in the container netns
-//       (indexes checked both ways).
+//       (indexes checked both ways, and the host end's IFLA_LINK_NETNSID is
+//       the container netns's id).
 //   redirect-ingress: arg `target` names a link; right: receive traffic;
 //     only an IFB this attachment created, in the same namespace.
 //   grant: tc { host, container }.
@@ -39,7 +40,9 @@ function isPeerOfIfname(ctx: CallContext, name: string): string | null {
     const h = ctx.ns.rtnl('host').getLink(name);
     if (h.kind !== 'veth') return `host link '${name}' is not a veth`;
     const c = ctx.ns.rtnl('container').getLink(ctx.ifname);
-    if (c.kind !== 'veth' || c.peerIndex !== h.index || h.peerIndex !== c.index) {
+    // both ends name each other, and the host end's peer is in the container's netns
+    const nsid = ctx.ns.rtnl('host').netnsId(ctx.ns.fd('container')!);
+    if (c.kind !== 'veth' || c.peerIndex !== h.index || h.peerIndex !== c.index || nsid < 0 || h.linkNetnsid !== nsid) {
       return `host link '${name}' is not the veth peer of ${ctx.ifname} in the container`;
     }
     return null;

@@ -297,6 +297,32 @@ export class Rtnl {
     }
   }
 
+  /**
+   * The id this netns gives the netns open at nsFd (what IFLA_LINK_NETNSID of
+   * a link whose peer lives there says), or -1 when it has none.
+   */
+  netnsId(nsFd: number): number {
+    const RTM_GETNSID = 90, NETNSA_NSID = 1, NETNSA_FD = 3;
+    const body = Buffer.alloc(4 + 8); // rtgenmsg (padded), NETNSA_FD
+    S.writeU16.call(body, 8, 4);
+    S.writeU16.call(body, NETNSA_FD, 6);
+    S.writeU32.call(body, nsFd, 8);
+    const hdr = Buffer.alloc(HDR);
+    S.writeU32.call(hdr, HDR + body.length, 0);
+    S.writeU16.call(hdr, RTM_GETNSID, 4);
+    S.writeU16.call(hdr, NLM_F_REQUEST | NLM_F_ACK, 6);
+    const msgs = this.requestRaw('get netns id', Buffer.concat([hdr, body]));
+    for (const m of msgs) {
+      for (let o = HDR + 4; o + 8 <= m.length; ) {
+        const len = S.readU16.call(m, o), type = S.readU16.call(m, o + 2);
+        if (len < 4) break;
+        if ((type & 0x3fff) === NETNSA_NSID && len >= 8) return S.readU32.call(m, o + 4) | 0;
+        o += (len + 3) & ~3;
+      }
+    }
+    return -1;
+  }
+
   private ack(what: string, type: number, flags: number, ...body: StreamData[]): void {
     this.request(what, type, flags | NLM_F_ACK, ...body);
   }

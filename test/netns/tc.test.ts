@@ -168,6 +168,15 @@ test('tbf replace, delete, and errors the kernel and we refuse', () => {
   assert.ok(code === 'EINVAL' || code === 'ENOENT', code);
 });
 
+test('netns ids: the id a veth peer\'s netns has is what netnsId gives for that netns', () => {
+  rb.createVeth('x0', 'x1', { peerNsFd: fdA });
+  const l = rb.getLink('x0');
+  assert.ok(l.linkNetnsid !== undefined && l.linkNetnsid >= 0);
+  assert.is(rb.netnsId(fdA), l.linkNetnsid);
+  assert.is.not(rb.netnsId(fdB), l.linkNetnsid);
+  rb.deleteLink('x0');
+});
+
 test('IFB with MTU, txqueuelen 0 and up, as the reference makes it', () => {
   rb.createIfb('ifbx', { mtu: 1400, txqlen: 0, up: true });
   const l = ipJson<any[]>(B, ['-d', 'link', 'show', 'dev', 'ifbx'])[0];
