@@ -51,7 +51,7 @@ function exec(impl: Impl, type: string, call: CniCall): CniReply {
 
 /** libcni's ADD of the conflist for container c, CAP_ARGS as runtimeConfig for the bandwidth capability. */
 function add(impl: Impl, c: string, capArgs: any): any {
-  const list = conflist(impl, '1.0.0');
+  const list = conflist(impl); // the seed's cniVersion, 0.4.0
   let prev: any;
   for (const p of list.plugins) {
     const conf: any = { cniVersion: list.cniVersion, name: list.name, ...p };
