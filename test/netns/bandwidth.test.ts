@@ -254,6 +254,10 @@ test('after the reference bridge (mixed): same tc state as the reference chain, 
   okAll(chainRun(REF, 'DEL', conflist('1.0.0', REF), rr), 'reference DEL');
   assert.is(ifbs(MIXED).length, 0);
   assert.equal(tcJson(hostNs(MIXED), ['qdisc', 'show']), tcJson(hostNs(REF), ['qdisc', 'show']));
+  // the qdiscs on the reference's veth were ledger entries (with its ifindex); all swept and forgotten
+  const ledger = join(h.stateDir, 'ledger', 'bwnet');
+  assert.equal(existsSync(ledger) ? readdirSync(ledger) : [], []);
+  assert.ok(readAudit(h).some((x) => x.call === 'sweep.tc.remove-qdisc'), 'the sweep removed the veth qdiscs after DEL');
 });
 
 test('static keys win over runtimeConfig; ingress only makes no IFB; zero limits pass the result through', () => {
