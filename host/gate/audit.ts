@@ -25,7 +25,8 @@ export class AuditLog {
   constructor(public readonly path: string) {}
 
   write(rec: AuditRecord): void {
-    const line = JSON.stringify(rec) + '\n';
+    // u64 arguments (tc rates) arrive as BigInt, which JSON cannot hold: as decimal strings.
+    const line = JSON.stringify(rec, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) + '\n';
     if (this.fd === null) {
       mkdirSync(dirname(this.path), { recursive: true });
       this.fd = openSync(this.path, 'a', 0o640);

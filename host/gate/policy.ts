@@ -31,6 +31,8 @@ export interface Grants {
   firewall?: boolean;
   /** port forwards (the portmap interface) to this attachment's addresses */
   portmap?: boolean;
+  /** traffic control (qdiscs, filters) on links the attachment may shape (host/capabilities/tc.ts) */
+  tc?: NsGrant;
   /** dirs: where the plugin's store may live ("*" = anywhere but cni-wasm's own dirs) */
   store?: boolean | { dirs?: string[] };
   /** types: plugins it may run (["*"] = any component) */
@@ -47,6 +49,7 @@ export const GRANT_KEYS: Record<keyof Grants, readonly string[] | 'bool'> = {
   sysctl: ['host', 'container', 'keys', 'containerKeys', 'containerAllowlist'],
   firewall: 'bool',
   portmap: 'bool',
+  tc: ['host', 'container'],
   store: ['dirs'],
   delegate: ['types'],
   dns: ['paths'],
@@ -211,6 +214,8 @@ export function intersectGrants(caller: Grants, callee: Grants): Grants {
   }
   if (caller.firewall && callee.firewall) out.firewall = true;
   if (caller.portmap && callee.portmap) out.portmap = true;
+  const tc = bothNs(caller.tc, callee.tc);
+  if (tc) out.tc = tc;
   if (caller.store && callee.store) out.store = { dirs: bothLists(listOf(caller.store, 'dirs'), listOf(callee.store, 'dirs')) };
   if (caller.delegate && callee.delegate) out.delegate = { types: bothLists(listOf(caller.delegate, 'types'), listOf(callee.delegate, 'types')) };
   if (caller.dns && callee.dns) out.dns = { paths: bothLists(listOf(caller.dns, 'paths'), listOf(callee.dns, 'paths')) };
