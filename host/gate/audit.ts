@@ -1,7 +1,7 @@
 // The audit log: one JSON line per host call and per plugin invocation,
 // appended with a single write each so concurrent CNI calls never interleave
 // inside a line, and so a crash loses at most the call in flight.
-import { appendFileSync, mkdirSync, openSync, closeSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, constants, fchmodSync, fstatSync, lstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 export interface AuditRecord {
@@ -20,17 +20,79 @@ export interface AuditRecord {
   ms: number;
 }
 
+/** Per invocation: records and bytes the plugins' host calls may produce. */
+export const AUDIT_QUOTA = { records: 4000, bytes: 4 * 1024 * 1024 };
+/** Kept back for the records the host itself must write (refusals, the
+ *  invocation record); past quota + reserve a write fails (fail closed). */
+export const AUDIT_RESERVE = { records: 64, bytes: 512 * 1024 };
+/** A record longer than this is cut down (arguments shortened) before it is written. */
+export const MAX_RECORD_BYTES = 96 * 1024;
+
+export class AuditQuotaExceeded extends Error {}
+
+/** Owner-only, whatever the umask: a directory we create, the file we create.
+ *  An existing directory is left as it is (it may be /var/log). */
+export function ensurePrivateDir(dir: string): void {
+  const created = mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (created !== undefined) chmodSync(dir, 0o700);
+  const st = lstatSync(dir);
+  if (!st.isDirectory()) throw new Error(`audit dir ${dir} is not a directory`);
+}
+
+function openPrivate(path: string): number {
+  ensurePrivateDir(dirname(path));
+  // O_NOFOLLOW: the log is never written through a symlink someone planted
+  const fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+  const st = fstatSync(fd);
+  if (!st.isFile()) { closeSync(fd); throw new Error(`audit log ${path} is not a regular file`); }
+  if (st.uid !== (process.geteuid?.() ?? 0)) { closeSync(fd); throw new Error(`audit log ${path} is owned by uid ${st.uid}, not by this host`); }
+  if (st.mode & 0o077) fchmodSync(fd, 0o600);
+  return fd;
+}
+
+function line(rec: AuditRecord): string {
+  let text = JSON.stringify(rec);
+  if (Buffer.byteLength(text) > MAX_RECORD_BYTES) {
+    text = JSON.stringify({ ...rec, args: shortenArgs(rec.args), outcome: rec.outcome.slice(0, 4096) });
+  }
+  return text + '\n';
+}
+
+function shortenArgs(v: unknown, depth = 0): any {
+  if (typeof v === 'string') return v.length > 256 ? `${v.slice(0, 256)}…(${v.length} chars)` : v;
+  if (depth > 4) return '…';
+  if (Array.isArray(v)) return v.length > 8 ? [...v.slice(0, 8).map((x) => shortenArgs(x, depth + 1)), `…(${v.length} items)`] : v.map((x) => shortenArgs(x, depth + 1));
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).slice(0, 32).map(([k, x]) => [k, shortenArgs(x, depth + 1)]));
+  return v;
+}
+
 export class AuditLog {
   private fd: number | null = null;
+  private records = 0;
+  private bytes = 0;
   constructor(public readonly path: string) {}
 
-  write(rec: AuditRecord): void {
-    const line = JSON.stringify(rec) + '\n';
-    if (this.fd === null) {
-      mkdirSync(dirname(this.path), { recursive: true });
-      this.fd = openSync(this.path, 'a', 0o640);
+  /** false once the plugins' host calls used this invocation's quota */
+  hasRoomForCalls(): boolean {
+    return this.records < AUDIT_QUOTA.records && this.bytes < AUDIT_QUOTA.bytes;
+  }
+
+  quotaText(): string {
+    return `${AUDIT_QUOTA.records} records or ${AUDIT_QUOTA.bytes} bytes`;
+  }
+
+  /** Appends one record. Throws (the caller must not act) when the record
+   *  cannot be written or the invocation is past its quota and reserve. */
+  write(rec: AuditRecord, _o: { reserved?: boolean } = {}): void {
+    const text = line(rec);
+    const n = Buffer.byteLength(text);
+    if (this.records + 1 > AUDIT_QUOTA.records + AUDIT_RESERVE.records || this.bytes + n > AUDIT_QUOTA.bytes + AUDIT_RESERVE.bytes) {
+      throw new AuditQuotaExceeded(`audit quota of this invocation exhausted (${this.quotaText()}); refusing to act unrecorded`);
     }
-    writeSync(this.fd, line);
+    if (this.fd === null) this.fd = openPrivate(this.path);
+    writeSync(this.fd, text);
+    this.records++;
+    this.bytes += n;
   }
 
   close(): void {
@@ -40,6 +102,10 @@ export class AuditLog {
 
 /** For one-off records outside an invocation (install, approve). */
 export function appendAudit(path: string, rec: AuditRecord): void {
-  mkdirSync(dirname(path), { recursive: true });
-  appendFileSync(path, JSON.stringify(rec) + '\n');
+  const fd = openPrivate(path);
+  try {
+    writeSync(fd, line(rec));
+  } finally {
+    closeSync(fd);
+  }
 }
