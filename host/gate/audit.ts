@@ -109,3 +109,85 @@ export function appendAudit(path: string, rec: AuditRecord): void {
     closeSync(fd);
   }
 }
+
+// ---- reading the log (cni-wasm audit) ----------------------------------------
+// What a human reads must be what was recorded, and nothing a plugin wrote
+// may pass for something else: every control character, line or paragraph
+// separator and bidi override is escaped (no forged lines, no terminal
+// escapes), long values are shortened, one record is one line.
+
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb\\]/g;
+
+/** Escapes everything that could act on a terminal or split a line. */
+export function escapeText(s: string): string {
+  return s.replace(UNSAFE, (c) => {
+    if (c === '\\') return '\\\\';
+    if (c === '\n') return '\\n';
+    if (c === '\r') return '\\r';
+    if (c === '\t') return '\\t';
+    const n = c.charCodeAt(0);
+    return n < 0x100 ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u{${n.toString(16)}}`;
+  });
+}
+
+/** For `--json`: JSON that is still one line of printable text. */
+export function safeJson(v: unknown): string {
+  return JSON.stringify(v).replace(/[\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+export const SHOW_VALUE_CHARS = 120;
+
+function shortText(s: string, max = SHOW_VALUE_CHARS): string {
+  return s.length > max ? `${s.slice(0, max)}…(${s.length} chars)` : s;
+}
+
+/** An allowExec refusal is a policy decision even where it was recorded as a failed delegate call. */
+export function isDenial(r: AuditRecord): boolean {
+  return r.verdict === 'deny' || /does not allow running a '[^']*' binary \(allowExec\)/.test(String(r.outcome ?? ''));
+}
+
+const str = (v: unknown): string => (typeof v === 'string' ? v : v === undefined ? '' : JSON.stringify(v));
+
+export function formatRecord(r: AuditRecord): string {
+  const args = Object.entries(r.args && typeof r.args === 'object' ? r.args : {})
+    .map(([k, v]) => `${escapeText(shortText(k, 40))}=${escapeText(shortText(str(v)))}`).join(' ');
+  const f = (v: unknown, n: number) => escapeText(shortText(str(v), n));
+  const sha = typeof r.sha256 === 'string' && r.sha256 ? ` [${f(r.sha256.replace(/^external:/, 'exec:'), 24).slice(0, 12)}]` : ' [no digest]';
+  const line = `${f(r.time, 40)} ${f(r.command, 10).padEnd(5)} ${f(r.plugin, 40).padEnd(10)}${sha} ${isDenial(r) ? 'DENY ' : '     '}${f(r.call, 60)} ${args} -> ${f(r.outcome, 400)} (${f(r.ms, 20)} ms)`;
+  return line.length > 2000 ? `${line.slice(0, 2000)}…` : line;
+}
+
+export interface AuditFilter {
+  container?: string;
+  plugin?: string;
+  denied?: boolean;
+  /** ms since the epoch */
+  since?: number;
+  command?: string;
+  /** "links.remove", "links." or "links.*" */
+  call?: string;
+}
+
+/** "2026-12-01T08:00:00Z", "2026-12-01", or a duration back from now: "90s", "10m", "2h", "1d". */
+export function parseSince(s: string, now = Date.now()): number {
+  const d = /^(\d+)\s*(s|m|h|d)$/.exec(s.trim());
+  if (d) return now - Number(d[1]) * { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[d[2] as 's' | 'm' | 'h' | 'd'];
+  const t = Date.parse(s);
+  if (Number.isNaN(t)) throw new Error(`--since '${s}' is neither a time (2026-12-01T08:00:00Z) nor a duration (10m, 2h, 1d)`);
+  return t;
+}
+
+export function matches(r: AuditRecord, f: AuditFilter): boolean {
+  if (f.container !== undefined && !(typeof r.containerId === 'string' && r.containerId.startsWith(f.container))) return false;
+  if (f.plugin !== undefined && r.plugin !== f.plugin) return false;
+  if (f.denied && !isDenial(r)) return false;
+  if (f.since !== undefined && !(Date.parse(r.time) >= f.since)) return false;
+  if (f.command !== undefined && String(r.command).toUpperCase() !== f.command.toUpperCase()) return false;
+  if (f.call !== undefined) {
+    const c = String(r.call);
+    const want = f.call.endsWith('*') ? f.call.slice(0, -1) : f.call;
+    if (f.call.endsWith('*') || f.call.endsWith('.') ? !c.startsWith(want) : c !== want) return false;
+  }
+  return true;
+}
