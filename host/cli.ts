@@ -9,7 +9,7 @@ import { bundledDir, prepareThirdParty } from './sandbox/loader.js';
 import { readRegularFile } from './sandbox/files.js';
 import { packageRoot } from './paths.js';
 import type { Manifest } from './sandbox/package.js';
-import { loadPolicy } from './gate/policy.js';
+import { DEFAULT_POLICY_FILE, loadPolicy } from './gate/policy.js';
 import { type AuditFilter, type AuditRecord, escapeText, formatRecord, matches, parseSince, safeJson } from './gate/audit.js';
 
 /** The policy the shims `cni-wasm install` wrote into binDir pass (undefined: none found). */
@@ -138,8 +138,8 @@ function operatorCli(Command: typeof import('commander').Command, argv: string[]
     .action((o: { file?: string; binDir: string; container?: string; plugin?: string; command?: string; call?: string; since?: string; denied?: boolean; json?: boolean }) => {
       let file = o.file;
       if (!file) {
-        const explicit = program.opts().policy ?? process.env.CNI_WASM_POLICY;
-        file = loadPolicy(explicit ?? shimPolicy(o.binDir)).auditLog;
+        const explicit: string | undefined = program.opts().policy || process.env.CNI_WASM_POLICY || undefined;
+        file = loadPolicy(explicit ?? shimPolicy(o.binDir) ?? DEFAULT_POLICY_FILE).auditLog;
       }
       let since: number | undefined;
       try { since = o.since ? parseSince(o.since) : undefined; } catch (e) { console.error((e as Error).message); process.exit(2); }

@@ -82,7 +82,7 @@ class LiftBudget {
   charge(bytes: number): boolean {
     if (this.over) return false;
     if (bytes > MAX_LIFT_STRING_BYTES) {
-      this.over = `a string argument of ${bytes} bytes in guest memory; the limit is ${MAX_LIFT_STRING_BYTES}`;
+      this.over = `a string of ${bytes} bytes in guest memory; the limit is ${MAX_LIFT_STRING_BYTES}`;
       return false;
     }
     this.used += Math.max(bytes, LIFT_MIN_CHARGE);
@@ -170,12 +170,12 @@ function bounded(
       const q = quotaOf(ctx);
       let code = '';
       let why = '';
-      if (lifted) { code = 'E2BIG'; why = `${call} refused: ${lifted}`; }
+      if (lifted) { code = 'E2BIG'; why = `${call} refused: its arguments hold ${lifted}`; }
       else if (argChars(args, MAX_CALL_ARG_CHARS) > MAX_CALL_ARG_CHARS) { code = 'E2BIG'; why = `${call} refused: its arguments exceed ${MAX_CALL_ARG_CHARS} characters`; }
       else if (q.refusedAll) { code = 'EQUOTA'; why = `${call} refused: this invocation is over its audit quota`; }
       else if (!ctx.audit.hasRoomForCalls()) { code = 'EQUOTA'; why = `${call} refused: this invocation reached its audit quota (${ctx.audit.quotaText()}); every further host call is refused`; }
       else if (iface === 'log') {
-        const n = argChars(args, MAX_LOG_CHARS);
+        const n = argChars(args[sig.params.indexOf('message')], MAX_LOG_CHARS);
         if (q.logChars + n > MAX_LOG_CHARS) { code = 'EQUOTA'; why = `${call} refused: more than ${MAX_LOG_CHARS} characters of log messages in one invocation`; }
         else q.logChars += n;
       }
