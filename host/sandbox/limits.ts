@@ -5,7 +5,7 @@
 // segments, functions and code are all host memory too, and V8 would
 // allocate them at compile or instantiation time, before any time limit.
 // V8's own wasm limits are set as a second line (applyV8Limits).
-import { setFlagsFromString } from 'node:v8';
+import { createRequire } from 'node:module';
 import { PackageError } from './errors.js';
 
 /** Each limit, per core module unless it says otherwise. Our bundled
@@ -246,15 +246,25 @@ export function checkComponent(bytes: Uint8Array, type: string): { maxMemoryPage
   return { maxMemoryPages };
 }
 
+/** V8's own limits, below its defaults: a second line behind the checks
+ *  above. bin/cni-wasm.cjs sets the same list before it loads any code. */
+export const V8_LIMIT_FLAGS = [
+  `--wasm-max-mem-pages=${LIMITS.memoryPages}`,
+  `--wasm-max-table-size=${LIMITS.tableEntries}`,
+  `--wasm-max-module-size=${LIMITS.moduleBytes}`,
+  '--wasm-max-committed-code-mb=256',
+  '--wasm-max-code-space-size-mb=256',
+];
+
+// loaded only when needed: node:v8 pulls in the stream machinery (~2 ms)
+const setFlagsFromString = (f: string): void => (createRequire(import.meta.url)('node:v8') as typeof import('node:v8')).setFlagsFromString(f);
+
 let v8Limited = false;
-/** V8's own limits, below its defaults, set once before the first compile:
- *  a second line behind the checks above. */
+/** Sets V8_LIMIT_FLAGS once, before the first compile (a no-op for V8 when
+ *  bin/cni-wasm.cjs already set them: same values, same code-cache key). */
 export function applyV8Limits(): void {
   if (v8Limited) return;
   v8Limited = true;
-  setFlagsFromString(`--wasm-max-mem-pages=${LIMITS.memoryPages}`);
-  setFlagsFromString(`--wasm-max-table-size=${LIMITS.tableEntries}`);
-  setFlagsFromString(`--wasm-max-module-size=${LIMITS.moduleBytes}`);
-  setFlagsFromString('--wasm-max-committed-code-mb=256');
-  setFlagsFromString('--wasm-max-code-space-size-mb=256');
+  if (V8_LIMIT_FLAGS.every((f) => process.execArgv.includes(f))) return; // node was started with them (the shims)
+  for (const f of V8_LIMIT_FLAGS) setFlagsFromString(f);
 }

@@ -13,7 +13,7 @@ import type { Grants, Policy } from '../gate/policy.js';
 import type { Manifest } from './package.js';
 import { PackageError } from './errors.js';
 import { FileRefused, checkPrivateDir, lstatOrNull, readRegularFile } from './files.js';
-import { LIMITS } from './limits.js';
+import { LIMITS, applyV8Limits } from './limits.js';
 
 /** Kept in step with package.ts (not imported: that module is for approval only). */
 const LIFT_GUARD_VERSION = 1;
@@ -109,6 +109,9 @@ const requireCjs = (file: string): unknown => {
 
 /** Synchronous: delegation loads plugins while a guest call is in progress. */
 export function loadPlugin(type: string, policy: Policy): LoadedPlugin | null {
+  // Before any plugin code is loaded: V8 keys its code cache by its flags, so
+  // the glue's cache must be made and checked with the same (lowered) limits.
+  applyV8Limits();
   const where = locatePlugin(type, policy);
   if (!where) return null;
   let dir: string;
@@ -155,7 +158,9 @@ export function verifiedFile(dir: string, manifest: Manifest, name: string, maxB
   } catch (e) {
     throw new PluginRefused(`plugin '${manifest.type}': ${(e as Error).message}`, manifest.sha256);
   }
-  if (want && sha256(bytes) !== want) {
+  // A bundled plugin is part of the install, trusted like the host bundle
+  // itself (hashing it would cost every call ~0.5 ms); third-party caches are checked.
+  if (!manifest.bundled && sha256(bytes) !== want) {
     throw new PluginRefused(`plugin '${manifest.type}': ${join(dir, name)} does not match the digest recorded when it was approved; the prepared cache was altered, refusing to run it (run \`cni-wasm approve\` again)`, manifest.sha256);
   }
   return bytes;

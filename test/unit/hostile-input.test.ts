@@ -4,12 +4,13 @@
 // container's network namespace, and audit records that try to forge lines.
 // Temp dirs: hs-unit-.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync, truncateSync, statSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, truncateSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { LIMITS, applyV8Limits, checkCoreModule, coreCounts } from '../../host/sandbox/limits.js';
+import { LIMITS, V8_LIMIT_FLAGS, applyV8Limits, checkCoreModule, coreCounts } from '../../host/sandbox/limits.js';
+import { ROOT } from '../helpers/cni.js';
 import { PackageError } from '../../host/sandbox/errors.js';
 import { FileRefused, readRegularFile } from '../../host/sandbox/files.js';
 import { dns, MAX_RESOLV_CONF_BYTES } from '../../host/capabilities/dns.js';
@@ -84,6 +85,14 @@ test('V8 limits are lowered as a second line: a table past the limit cannot be m
   const big = addTables(base(), 1, LIMITS.tableEntries + 1, LIMITS.tableEntries + 1);
   assert.throws(() => new WebAssembly.Instance(new WebAssembly.Module(big as Uint8Array<ArrayBuffer>)), /table size|limit/);
   assert.throws(() => new WebAssembly.Memory({ initial: LIMITS.memoryPages + 1 }));
+});
+
+test('bin/cni-wasm.cjs sets the same V8 limits as limits.ts, before it loads the bundle', () => {
+  const bin = readFileSync(join(ROOT, 'bin/cni-wasm.cjs'), 'utf8');
+  const m = /const V8_LIMIT_FLAGS = (\[[^\]]*\]);/.exec(bin);
+  assert.ok(m, 'V8_LIMIT_FLAGS in bin/cni-wasm.cjs');
+  assert.equal(JSON.parse(m![1].replace(/'/g, '"')), V8_LIMIT_FLAGS);
+  assert.ok(bin.indexOf('setFlagsFromString') < bin.indexOf('requireCached(bundle)'));
 });
 
 // ---------------------------------------------------------------- class 1: arguments
