@@ -66,6 +66,11 @@ function shortenArgs(v: unknown, depth = 0): any {
   return v;
 }
 
+// The digest of a component the loader refused, by type, for the
+// invocation's load-refusal record (written by invoke.ts without one).
+const refusedDigests = new Map<string, string>();
+export function noteRefusedDigest(type: string, sha256: string): void { refusedDigests.set(type, sha256); }
+
 export class AuditLog {
   private fd: number | null = null;
   private records = 0;
@@ -84,6 +89,7 @@ export class AuditLog {
   /** Appends one record. Throws (the caller must not act) when the record
    *  cannot be written or the invocation is past its quota and reserve. */
   write(rec: AuditRecord, _o: { reserved?: boolean } = {}): void {
+    if (!rec.sha256 && rec.call === 'invoke.load' && refusedDigests.has(rec.plugin)) rec = { ...rec, sha256: refusedDigests.get(rec.plugin)! };
     const text = line(rec);
     const n = Buffer.byteLength(text);
     if (this.records + 1 > AUDIT_QUOTA.records + AUDIT_RESERVE.records || this.bytes + n > AUDIT_QUOTA.bytes + AUDIT_RESERVE.bytes) {

@@ -14,6 +14,7 @@ import type { Manifest } from './package.js';
 import { PackageError } from './errors.js';
 import { FileRefused, checkPrivateDir, lstatOrNull, readRegularFile } from './files.js';
 import { LIMITS, applyV8Limits } from './limits.js';
+import { noteRefusedDigest } from '../gate/audit.js';
 
 /** Kept in step with package.ts (not imported: that module is for approval only). */
 const LIFT_GUARD_VERSION = 1;
@@ -81,6 +82,15 @@ function findThirdParty(type: string, policy: Policy): string | null {
   return null;
 }
 
+/** The digest of a component file for a refusal record ('' if unreadable). */
+function digestOf(wasm: string): string {
+  try {
+    return sha256(readRegularFile(wasm, { maxBytes: LIMITS.componentBytes, what: 'component' }));
+  } catch {
+    return '';
+  }
+}
+
 /** Where a type's component lives, without loading it. Throws PluginRefused
  *  for a plugin-dir file that squats a bundled type's name or shadows an
  *  allowExec binary without a pin. */
@@ -90,12 +100,12 @@ export function locatePlugin(type: string, policy: Policy): { dir: string; manif
   const m = readManifest(bundled);
   const wasm = findThirdParty(type, policy);
   if (m) {
-    if (wasm) throw new PluginRefused(`plugin dir file ${wasm} is named like the bundled plugin '${type}'; a third-party component may not take a bundled type's name (rename it and approve it under its own type)`);
+    if (wasm) throw new PluginRefused(`plugin dir file ${wasm} is named like the bundled plugin '${type}'; a third-party component may not take a bundled type's name (rename it and approve it under its own type)`, digestOf(wasm));
     return { dir: bundled, manifest: m };
   }
   if (!wasm) return null;
   if (policy.allowExec.includes(type) && !policy.plugins[type]?.sha256) {
-    throw new PluginRefused(`plugin dir file ${wasm} would shadow the '${type}' binary the policy allows to run (allowExec), and it is not pinned; remove it, or pin it in the policy to run it instead`);
+    throw new PluginRefused(`plugin dir file ${wasm} would shadow the '${type}' binary the policy allows to run (allowExec), and it is not pinned; remove it, or pin it in the policy to run it instead`, digestOf(wasm));
   }
   return { wasm };
 }
@@ -109,6 +119,16 @@ const requireCjs = (file: string): unknown => {
 
 /** Synchronous: delegation loads plugins while a guest call is in progress. */
 export function loadPlugin(type: string, policy: Policy): LoadedPlugin | null {
+  try {
+    return load(type, policy);
+  } catch (e) {
+    // the invocation's load-refusal record names the component it refused
+    if (e instanceof PluginRefused && e.sha256) noteRefusedDigest(type, e.sha256);
+    throw e;
+  }
+}
+
+function load(type: string, policy: Policy): LoadedPlugin | null {
   // Before any plugin code is loaded: V8 keys its code cache by its flags, so
   // the glue's cache must be made and checked with the same (lowered) limits.
   applyV8Limits();

@@ -112,6 +112,7 @@ test('a tampered glue in the cache is refused before it runs: nothing it would d
     const recs = readAudit(h).filter((x) => x.containerId === 'hs-c-tamper');
     assert.equal(recs.map((x) => [x.call, x.verdict]), [['invoke.load', 'deny']]);
     assert.match(recs[0].outcome, /does not match the digest/);
+    assert.is(recs[0].sha256, digest, 'the load refusal names the component');
   } finally {
     writeFileSync(glue, saved);
   }
@@ -200,6 +201,7 @@ test('a plugin-dir file named like a bundled type is refused, at approval and at
     assert.ok(e.msg.includes(wasm));
     assert.is(hostLinks(), before, 'the bundled bridge did not run either');
     assert.is(loadRefusals('bridge').length, 1);
+    assert.is(loadRefusals('bridge')[0].sha256, sha(readFileSync(wasm)), 'the refusal names the squatting file\'s digest');
   } finally {
     rmSync(wasm);
   }
@@ -211,6 +213,7 @@ test('an unpinned component that would shadow an allowExec binary is refused, di
   policy({ allowExec: ['hs-exec'] });
   try {
     refused(add('hs-exec', 'hs-c-shadow1'), /would shadow the 'hs-exec' binary the policy allows to run \(allowExec\), and it is not pinned/);
+    assert.is(loadRefusals('hs-exec')[0]?.sha256, sha(readFileSync(wasm)));
     // through delegation: bridge asks for IPAM type hs-exec
     const r = ours(h, 'bridge', {
       command: 'ADD', hostNs: HOST, netns: CTR, containerId: 'hs-c-shadow2',
