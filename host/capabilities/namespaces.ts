@@ -6,7 +6,11 @@
 // addon on the descriptor it opened with O_NONBLOCK, so a FIFO, a device or
 // a regular file is refused at once instead of hanging), and it must not be
 // the host's own namespace (same st_dev/st_ino as /proc/self/ns/net), or
-// every "container" grant would act on the host. A path that does not exist
+// every "container" grant would act on the host. A path that is not a
+// network namespace is CNI error 4 (a bad CNI_NETNS; the reference plugins
+// say 999 with the same "failed to open netns" text); the plugin's own
+// namespace is 8, libcni's ErrInvalidNetNS (the 1.1.1 reference plugins
+// accept it). A path that does not exist
 // is left for later: DEL of a vanished namespace must still succeed.
 import { fstatSync } from 'node:fs';
 import { closeFd, homeNetnsFd, openNetns } from '../kernel/native.js';
@@ -22,7 +26,7 @@ export function openContainerNetns(path: string): number | null {
   } catch (e) {
     const err = e as { code?: string; message?: string; detail?: string };
     if (err.code === 'ENOENT') return null;
-    throw new CniError(CniErrorCode.InvalidNetns, `failed to open netns "${path}": ${String(err.message ?? e).replace(/^open [^:]*: /, '')}`,
+    throw new CniError(CniErrorCode.InvalidEnvironment, `failed to open netns "${path}": ${String(err.message ?? e).replace(/^open [^:]*: /, '')}`,
       'CNI_NETNS must name a network namespace file (/run/netns/NAME or /proc/PID/ns/net)');
   }
   const ours = fstatSync(homeNetnsFd());

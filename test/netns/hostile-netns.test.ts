@@ -4,9 +4,10 @@
 // another type is refused with a CNI error at once, before any plugin runs,
 // and nothing changes in the (throwaway) host. The reference plugins accept
 // the host's own namespace (bridge puts "eth0" beside the bridge, loopback
-// DEL takes the host's lo down); for the rest both refuse, the reference with
-// 999 (and, for bridge, after creating the bridge, which it leaves behind),
-// ours with 8 (libcni's ErrInvalidNetNS) before anything runs. Needs root. Prefix: hs-n-.
+// DEL takes the host's lo down); ours answers 8 (libcni's ErrInvalidNetNS).
+// For the rest both refuse, the reference with 999 (and, for bridge, after
+// creating the bridge, which it leaves behind), ours with 4 (a bad CNI_NETNS)
+// before anything runs. Needs root. Prefix: hs-n-.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,10 +34,10 @@ function call(type: string, command: 'ADD' | 'DEL', netnsPath: string, cid: stri
   };
 }
 
-function refused(r: CniReply, re: RegExp): void {
+function refused(r: CniReply, re: RegExp, code: number): void {
   assert.ok(r.json, `one JSON document: ${r.stdout} ${r.stderr}`);
   assert.is(r.code, 1);
-  assert.is(r.json.code, 8, `${r.json.msg} ${r.json.details ?? ''}`);
+  assert.is(r.json.code, code, `${r.json.msg} ${r.json.details ?? ''}`);
   assert.match(r.json.msg, re);
   assert.not.match(r.stdout, /^\s+at /m);
 }
@@ -62,7 +63,7 @@ test('the plugin\'s own namespace as CNI_NETNS is refused (bridge ADD, loopback 
     const before = hostState();
     const t0 = Date.now();
     const r = ours(h, type, call(type, command, '/proc/self/ns/net', `hs-n-own-${type}-${command}`));
-    refused(r, /CNI_NETNS "\/proc\/self\/ns\/net" is the plugin's own \(the host's\) network namespace/);
+    refused(r, /CNI_NETNS "\/proc\/self\/ns\/net" is the plugin's own \(the host's\) network namespace/, 8);
     assert.match(r.json.details, /should not be the same/);
     assert.ok(Date.now() - t0 < 10_000);
     assert.is(hostState(), before, `${type} ${command}: nothing changed on the host`);
@@ -72,7 +73,7 @@ test('the plugin\'s own namespace as CNI_NETNS is refused (bridge ADD, loopback 
   assert.ok(ipJson<any[]>(HOST, ['link', 'show', 'dev', 'lo'])[0].flags.includes('UP'), 'host lo is still up');
 });
 
-test('a FIFO, a regular file, a directory, a mount namespace, /dev/zero are refused at once with code 8; the reference refuses them too', () => {
+test('a FIFO, a regular file, a directory, a mount namespace, /dev/zero are refused at once with code 4; the reference refuses them too', () => {
   const cases: [string, RegExp][] = [
     [join(tmp, 'fifo'), /is not a namespace file: unknown FS magic/],
     [join(tmp, 'file'), /is not a namespace file: unknown FS magic/],
@@ -85,7 +86,7 @@ test('a FIFO, a regular file, a directory, a mount namespace, /dev/zero are refu
     const t0 = Date.now();
     const r = ours(h, 'bridge', call('bridge', 'ADD', path, 'hs-n-bad'));
     const ms = Date.now() - t0;
-    refused(r, re);
+    refused(r, re, 4);
     assert.ok(r.json.msg.startsWith(`failed to open netns "${path}"`), r.json.msg);
     assert.ok(ms < 10_000, `${path}: ${ms} ms`);
     assert.is(hostState(), before, `${path}: nothing changed`);
