@@ -7,7 +7,6 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileS
 import { invoke, readStdin } from './invoke.js';
 import { bundledDir, prepareThirdParty } from './sandbox/loader.js';
 import { readRegularFile } from './sandbox/files.js';
-import { V8_LIMIT_FLAGS } from './sandbox/limits.js';
 import { packageRoot } from './paths.js';
 import type { Manifest } from './sandbox/package.js';
 import { DEFAULT_POLICY_FILE, loadPolicy } from './gate/policy.js';
@@ -103,8 +102,7 @@ function operatorCli(Command: typeof import('commander').Command, argv: string[]
       const entry = join(packageRoot(), 'bin/cni-wasm.cjs');
       for (const m of bundledManifests()) {
         if (only && !only.has(m.type)) continue;
-        // V8's wasm limits on node's command line: set before any code loads, for free
-        const args = [shQuote(process.execPath), ...V8_LIMIT_FLAGS, shQuote(entry), '--type', shQuote(m.type)];
+        const args = [shQuote(process.execPath), shQuote(entry), '--type', shQuote(m.type)];
         if (o.policy) args.push('--policy', shQuote(resolve(o.policy)));
         const shim = join(dir, m.type);
         writeFileSync(shim, `#!/bin/sh\n# cni-wasm shim for the '${m.type}' plugin (written by cni-wasm install)\nexec ${args.join(' ')} "$@"\n`);

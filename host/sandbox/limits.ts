@@ -247,7 +247,7 @@ export function checkComponent(bytes: Uint8Array, type: string): { maxMemoryPage
 }
 
 /** V8's own limits, below its defaults: a second line behind the checks
- *  above. bin/cni-wasm.cjs sets the same list before it loads any code. */
+ *  above, for the compile and instantiation of a third-party component. */
 export const V8_LIMIT_FLAGS = [
   `--wasm-max-mem-pages=${LIMITS.memoryPages}`,
   `--wasm-max-table-size=${LIMITS.tableEntries}`,
@@ -255,16 +255,34 @@ export const V8_LIMIT_FLAGS = [
   '--wasm-max-committed-code-mb=256',
   '--wasm-max-code-space-size-mb=256',
 ];
+/** V8's defaults for the same flags (Node 20, V8 11.3; `node --v8-options`).
+ *  Restoring them restores V8's flag hash, which keys every code cache. */
+export const V8_DEFAULT_FLAGS = [
+  '--wasm-max-mem-pages=4294967295',
+  '--wasm-max-table-size=10000000',
+  '--wasm-max-module-size=1073741824',
+  '--wasm-max-committed-code-mb=4095',
+  '--wasm-max-code-space-size-mb=1024',
+];
 
 // loaded only when needed: node:v8 pulls in the stream machinery (~2 ms)
-const setFlagsFromString = (f: string): void => (createRequire(import.meta.url)('node:v8') as typeof import('node:v8')).setFlagsFromString(f);
+const setFlag = (f: string): void => (createRequire(import.meta.url)('node:v8') as typeof import('node:v8')).setFlagsFromString(f);
 
-let v8Limited = false;
-/** Sets V8_LIMIT_FLAGS once, before the first compile (a no-op for V8 when
- *  bin/cni-wasm.cjs already set them: same values, same code-cache key). */
-export function applyV8Limits(): void {
-  if (v8Limited) return;
-  v8Limited = true;
-  if (V8_LIMIT_FLAGS.every((f) => process.execArgv.includes(f))) return; // node was started with them (the shims)
-  for (const f of V8_LIMIT_FLAGS) setFlagsFromString(f);
+/**
+ * Lowers V8's wasm limits around fn (compiling and instantiating a
+ * component), then puts V8's defaults back. Measured: any V8 flag that
+ * differs from its default while JS loads costs ~14 ms of CPU per process
+ * (V8 rejects Node's built-in code cache, keyed by the flags), and a code
+ * cache written at exit under other flags is rejected at the next start; so
+ * the flags are lowered only for this window, where no JS is loaded, and
+ * only for third-party components (bundled ones are our build, held to the
+ * same declared limits by the checks above, which V8 enforces on growth).
+ */
+export function withV8Limits<T>(fn: () => T): T {
+  for (const f of V8_LIMIT_FLAGS) setFlag(f);
+  try {
+    return fn();
+  } finally {
+    for (const f of V8_DEFAULT_FLAGS) setFlag(f);
+  }
 }

@@ -13,7 +13,7 @@ import type { Grants, Policy } from '../gate/policy.js';
 import type { Manifest } from './package.js';
 import { PackageError } from './errors.js';
 import { FileRefused, checkPrivateDir, lstatOrNull, readRegularFile } from './files.js';
-import { LIMITS, applyV8Limits } from './limits.js';
+import { LIMITS } from './limits.js';
 import { noteRefusedDigest } from '../gate/audit.js';
 
 /** Kept in step with package.ts (not imported: that module is for approval only). */
@@ -129,9 +129,6 @@ export function loadPlugin(type: string, policy: Policy): LoadedPlugin | null {
 }
 
 function load(type: string, policy: Policy): LoadedPlugin | null {
-  // Before any plugin code is loaded: V8 keys its code cache by its flags, so
-  // the glue's cache must be made and checked with the same (lowered) limits.
-  applyV8Limits();
   const where = locatePlugin(type, policy);
   if (!where) return null;
   let dir: string;

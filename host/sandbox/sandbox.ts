@@ -9,7 +9,7 @@ import { type CallContext, type WitSignature, bindInterface } from '../gate/gate
 import { HOST_INTERFACES } from '../capabilities/index.js';
 import { WIT_PACKAGE, WIT_VERSION } from './interfaces.js';
 import { ERR_PLUGIN_REFUSED, bundledDir, type LoadedPlugin, verifiedFile } from './loader.js';
-import { LIMITS, applyV8Limits, checkCoreModule } from './limits.js';
+import { LIMITS, checkCoreModule, withV8Limits } from './limits.js';
 
 /** The import key the rewritten glue takes its string decoders from (package.ts). */
 const LIFT_GUARD_KEY = '__cniWasmLiftGuard';
@@ -207,7 +207,6 @@ function bounded(
 }
 
 export function instantiate(plugin: LoadedPlugin, ctx: CallContext, timeoutMs: number): GuestExports {
-  applyV8Limits();
   const sigs = witSignatures();
   const budget = new LiftBudget();
   const imports: Record<string, unknown> = { [LIFT_GUARD_KEY]: guardedDecoderFactory(budget) };
@@ -235,7 +234,8 @@ export function instantiate(plugin: LoadedPlugin, ctx: CallContext, timeoutMs: n
     if (++instances > MAX_CORE_INSTANCES) throw new CniError(ERR_PLUGIN_REFUSED, `plugin '${plugin.manifest.type}' created more than ${MAX_CORE_INSTANCES} core instances`);
     return new WebAssembly.Instance(m, imp);
   };
-  const exports = withTimeLimit(ctx, 'start-up', timeoutMs, () => plugin.instantiate(getCoreModule, imports, instantiateCore));
+  const start = () => plugin.instantiate(getCoreModule, imports, instantiateCore);
+  const exports = withTimeLimit(ctx, 'start-up', timeoutMs, plugin.manifest.bundled ? start : () => withV8Limits(start));
   return boundedExports(plugin.manifest.type, exports, budget);
 }
 

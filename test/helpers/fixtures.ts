@@ -7,7 +7,6 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, ROOT, type Harness, writePolicy } from './cni.js';
-import { V8_LIMIT_FLAGS } from '../../host/sandbox/limits.js';
 
 export const FIXTURES_SRC = join(ROOT, 'test/fixtures/guests');
 const BUILD_PLUGINS = join(ROOT, 'dist/tools/build-plugins.js');
@@ -91,7 +90,7 @@ export function approve(h: Harness, wasm: string): Run & { sha256?: string } {
 export function writeShim(h: Harness, type: string): string {
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const shim = join(h.bin, type);
-  writeFileSync(shim, `#!/bin/sh\nexec ${q(process.execPath)} ${V8_LIMIT_FLAGS.join(' ')} ${q(CLI)} --type ${q(type)} --policy ${q(h.policyFile)} "$@"\n`);
+  writeFileSync(shim, `#!/bin/sh\nexec ${q(process.execPath)} ${q(CLI)} --type ${q(type)} --policy ${q(h.policyFile)} "$@"\n`);
   chmodSync(shim, 0o755);
   return shim;
 }

@@ -4,13 +4,12 @@
 // container's network namespace, and audit records that try to forge lines.
 // Temp dirs: hs-unit-.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, truncateSync, statSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync, truncateSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { LIMITS, V8_LIMIT_FLAGS, applyV8Limits, checkCoreModule, coreCounts } from '../../host/sandbox/limits.js';
-import { ROOT } from '../helpers/cni.js';
+import { LIMITS, V8_DEFAULT_FLAGS, V8_LIMIT_FLAGS, checkCoreModule, coreCounts, withV8Limits } from '../../host/sandbox/limits.js';
 import { PackageError } from '../../host/sandbox/errors.js';
 import { FileRefused, readRegularFile } from '../../host/sandbox/files.js';
 import { dns, MAX_RESOLV_CONF_BYTES } from '../../host/capabilities/dns.js';
@@ -78,21 +77,26 @@ test('globals, element and data segments, functions, imports, code size: refused
   refuses(Uint8Array.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 4, 0xff]), /truncated|malformed/);
 });
 
-test('V8 limits are lowered as a second line: a table past the limit cannot be made', () => {
-  applyV8Limits();
-  assert.throws(() => new WebAssembly.Table({ element: 'anyfunc', initial: LIMITS.tableEntries + 1 }), /upper bound|limit/);
-  // a module V8 would accept by default, refused by V8 at instantiation
+test('V8 limits are lowered as a second line around instantiation, and restored after', () => {
   const big = addTables(base(), 1, LIMITS.tableEntries + 1, LIMITS.tableEntries + 1);
-  assert.throws(() => new WebAssembly.Instance(new WebAssembly.Module(big as Uint8Array<ArrayBuffer>)), /table size|limit/);
-  assert.throws(() => new WebAssembly.Memory({ initial: LIMITS.memoryPages + 1 }));
+  withV8Limits(() => {
+    assert.throws(() => new WebAssembly.Table({ element: 'anyfunc', initial: LIMITS.tableEntries + 1 }), /upper bound|limit/);
+    // a module V8 would accept by default, refused by V8 at instantiation
+    assert.throws(() => new WebAssembly.Instance(new WebAssembly.Module(big as Uint8Array<ArrayBuffer>)), /table size|limit/);
+    assert.throws(() => new WebAssembly.Memory({ initial: LIMITS.memoryPages + 1 }));
+  });
+  new WebAssembly.Instance(new WebAssembly.Module(big as Uint8Array<ArrayBuffer>)); // the defaults again
 });
 
-test('bin/cni-wasm.cjs sets the same V8 limits as limits.ts, before it loads the bundle', () => {
-  const bin = readFileSync(join(ROOT, 'bin/cni-wasm.cjs'), 'utf8');
-  const m = /const V8_LIMIT_FLAGS = (\[[^\]]*\]);/.exec(bin);
-  assert.ok(m, 'V8_LIMIT_FLAGS in bin/cni-wasm.cjs');
-  assert.equal(JSON.parse(m![1].replace(/'/g, '"')), V8_LIMIT_FLAGS);
-  assert.ok(bin.indexOf('setFlagsFromString') < bin.indexOf('requireCached(bundle)'));
+test('V8 defaults restored after the window are the defaults this node reports (so code caches keep one key)', () => {
+  const opts = execFileSync(process.execPath, ['--v8-options'], { encoding: 'utf8' });
+  for (const f of V8_DEFAULT_FLAGS) {
+    const [name, value] = f.slice(2).split('=');
+    const m = new RegExp(`--${name} \\(.*\\)\\n\\s+type: \\w+\\s+default: --${name}=(\\d+)`).exec(opts);
+    assert.ok(m, `${name} in node --v8-options`);
+    assert.is(m![1], value, name);
+  }
+  assert.equal(V8_LIMIT_FLAGS.map((f) => f.split('=')[0]), V8_DEFAULT_FLAGS.map((f) => f.split('=')[0]));
 });
 
 // ---------------------------------------------------------------- class 1: arguments
