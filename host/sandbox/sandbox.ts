@@ -170,10 +170,11 @@ function bounded(
       const q = quotaOf(ctx);
       let code = '';
       let why = '';
-      if (lifted) { code = 'E2BIG'; why = `${call} refused: its arguments hold ${lifted}`; }
-      else if (argChars(args, MAX_CALL_ARG_CHARS) > MAX_CALL_ARG_CHARS) { code = 'E2BIG'; why = `${call} refused: its arguments exceed ${MAX_CALL_ARG_CHARS} characters`; }
-      else if (q.refusedAll) { code = 'EQUOTA'; why = `${call} refused: this invocation is over its audit quota`; }
+      // quota first: refusals are recorded too, so they must not be a way past it
+      if (q.refusedAll) { code = 'EQUOTA'; why = `${call} refused: this invocation is over its quota`; }
       else if (!ctx.audit.hasRoomForCalls()) { code = 'EQUOTA'; why = `${call} refused: this invocation reached its audit quota (${ctx.audit.quotaText()}); every further host call is refused`; }
+      else if (lifted) { code = 'E2BIG'; why = `${call} refused: its arguments hold ${lifted}`; }
+      else if (argChars(args, MAX_CALL_ARG_CHARS) > MAX_CALL_ARG_CHARS) { code = 'E2BIG'; why = `${call} refused: its arguments exceed ${MAX_CALL_ARG_CHARS} characters`; }
       else if (iface === 'log') {
         const n = argChars(args[sig.params.indexOf('message')], MAX_LOG_CHARS);
         if (q.logChars + n > MAX_LOG_CHARS) { code = 'EQUOTA'; why = `${call} refused: more than ${MAX_LOG_CHARS} characters of log messages in one invocation`; }

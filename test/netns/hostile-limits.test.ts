@@ -21,7 +21,7 @@ import {
 import { packageComponent } from '../../host/sandbox/package.js';
 import { LIMITS } from '../../host/sandbox/limits.js';
 import { MAX_LOG_CHARS, MAX_RESULT_CHARS } from '../../host/sandbox/sandbox.js';
-import { AUDIT_QUOTA } from '../../host/gate/audit.js';
+import { AUDIT_QUOTA, AUDIT_RESERVE } from '../../host/gate/audit.js';
 import { addGlobals, addTables } from '../helpers/wasm.js';
 
 const P = 'hs-l-';
@@ -228,6 +228,21 @@ test('a call flood stops at the audit quota; the refusal and the invocation are 
   assert.match(refusals[0].outcome, /^error: EQUOTA .*audit quota/);
   assert.is(recs.filter((x) => x.call === 'invoke.add').length, 1, 'the invocation record fits in the reserve');
   console.log(`    callflood: ${r.ms} ms for 5000 calls`);
+});
+
+test('refusals count against the quota too: 5000 oversized calls end in one EQUOTA, the log stays bounded', () => {
+  const before = statSync(h.auditLog).size;
+  const r = bomb('bigflood');
+  const rep = report(r);
+  assert.is(rep.calls, 5000);
+  assert.is(rep.results[0].code, 'E2BIG', rep.results[0].message);
+  assert.match(rep.results[0].message, /arguments exceed 65536 characters/);
+  const recs = records('hs-l-bigflood');
+  const quota = recs.filter((x) => /^error: EQUOTA/.test(x.outcome));
+  assert.is(quota.length, 1, 'one quota refusal');
+  const grew = statSync(h.auditLog).size - before;
+  assert.ok(grew <= AUDIT_QUOTA.bytes + AUDIT_RESERVE.bytes, `audit log grew ${grew} bytes`);
+  assert.is(recs.filter((x) => x.call === 'invoke.add').length, 1);
 });
 
 test('forged lines and terminal escapes from a plugin are escaped by cni-wasm audit, one record per line', () => {
