@@ -6,7 +6,8 @@ import { nodeCrypto } from '../lazy.js';
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
-import { KNOWN_INTERFACES, WIT_PACKAGE } from './interfaces.js';
+import { KNOWN_INTERFACES, WIT_PACKAGE, WIT_VERSION } from './interfaces.js';
+import { importSignatures } from './witsig.js';
 import { PackageError } from './errors.js';
 import { LIMITS, checkComponent, checkCoreModule } from './limits.js';
 
@@ -59,18 +60,48 @@ const TRANSPILE_OPTS = { name: 'plugin', instantiation: 'sync', noNodejsCompat: 
 // declaration by declaration, not by interface name alone: a `links.set-up`
 // taking a string where the host has the `netns` enum is refused.
 
-let reference: Promise<Map<string, Set<string>>> | undefined;
+interface Reference { decls: Map<string, Set<string>>; sigs: Map<string, Map<string, string>> }
+let reference: Promise<Reference> | undefined;
 
-/** Declarations of each interface of wit/plugin.wit, as jco types them. */
-function referenceDecls(): Promise<Map<string, Set<string>>> {
+/** Declarations of each interface of wit/plugin.wit, as jco types them, and
+ *  the full component-level signature of each of its functions. */
+function referenceDecls(): Promise<Reference> {
   reference ??= (async () => {
     const { componentEmbed, componentNew, transpile } = await import('@bytecodealliance/jco');
     const witSource = readFileSync(join(packageRoot(), 'wit/plugin.wit'), 'utf8');
     const embedded = await componentEmbed({ dummy: true, witSource, world: 'plugin', stringEncoding: 'utf16' } as never);
-    const { files } = await transpile(await componentNew(embedded, []), TRANSPILE_OPTS as never);
-    return declsByInterface(files as Files);
+    const component = await componentNew(embedded, []);
+    const { files } = await transpile(component, TRANSPILE_OPTS as never);
+    return { decls: declsByInterface(files as Files), sigs: await componentImportSignatures(component) };
   })();
   return reference;
+}
+
+/** The component's imported functions with their full types, read from its
+ *  type section (printed without its core modules: code is not types). */
+export async function componentImportSignatures(component: Uint8Array): Promise<Map<string, Map<string, string>>> {
+  const { print } = await import('@bytecodealliance/jco');
+  return importSignatures(await print(withoutCoreModules(component)));
+}
+
+function withoutCoreModules(b: Uint8Array): Uint8Array {
+  const parts: Uint8Array[] = [b.subarray(0, 8)];
+  let p = 8;
+  const u32 = (): number => {
+    let r = 0; let sh = 0; let x: number;
+    do { x = b[p++]; r |= (x & 0x7f) << sh; sh += 7; } while (x & 0x80 && sh < 35);
+    return r >>> 0;
+  };
+  while (p < b.length) {
+    const start = p;
+    const id = b[p++];
+    const len = u32();
+    const end = p + len;
+    if (end > b.length) throw new PackageError('truncated component');
+    if (id !== 1) parts.push(b.subarray(start, end));
+    p = end;
+  }
+  return new Uint8Array(Buffer.concat(parts));
 }
 
 /** "links" -> the set of its normalised declarations; "" -> the world's exports. */
@@ -107,15 +138,34 @@ function splitDecls(text: string, world: boolean): Set<string> {
   return decls;
 }
 
-async function checkSignatures(type: string, files: Files): Promise<void> {
+async function checkSignatures(type: string, component: Uint8Array, files: Files): Promise<void> {
   const ref = await referenceDecls();
   for (const [iface, decls] of declsByInterface(files)) {
-    const want = ref.get(iface);
+    const want = ref.decls.get(iface);
     const what = iface === '' ? 'exports' : `import of ${WIT_PACKAGE}/${iface}`;
     if (!want) throw new PackageError(`component '${type}' imports '${WIT_PACKAGE}/${iface}', which this host does not provide`);
     for (const d of decls) {
       if (!want.has(d)) {
         throw new PackageError(`component '${type}': its ${what} does not match the host's WIT: '${d.length > 200 ? d.slice(0, 200) + '…' : d}' is not declared so by ${WIT_PACKAGE}`);
+      }
+    }
+  }
+  // the typings say `number` for every integer width and float: the
+  // component's own type section says which
+  let sigs: Map<string, Map<string, string>>;
+  try {
+    sigs = await componentImportSignatures(component);
+  } catch (e) {
+    throw new PackageError(`component '${type}': cannot read the types of its imports: ${(e as Error).message}`);
+  }
+  for (const [name, fns] of sigs) {
+    const want = ref.sigs.get(name);
+    if (!want) throw new PackageError(`component '${type}' imports '${name}', which this host does not provide (it provides ${WIT_PACKAGE}/<interface>@${WIT_VERSION})`);
+    for (const [fn, sig] of fns) {
+      const w = want.get(fn);
+      if (w !== sig) {
+        const short = (x: string) => (x.length > 300 ? x.slice(0, 300) + '…' : x);
+        throw new PackageError(`component '${type}': its import ${name} function '${fn}' has the type ${short(sig)}, but the host's WIT declares ${w ? short(w) : 'no such function'}`);
       }
     }
   }
@@ -142,7 +192,7 @@ export async function writeTranspiled(
     }
     ifaceNames.push(m[2]);
   }
-  await checkSignatures(type, files as Files);
+  await checkSignatures(type, component, files as Files);
 
   const out: Record<string, Buffer> = {};
   let maxPages = 0;

@@ -175,7 +175,7 @@ async function confusedComponent(name: string, edit: (wit: string) => string): P
   return file;
 }
 
-test('imports are compared by full signature: swapped enum cases, a changed parameter type are refused', async () => {
+test('imports are compared by full signature: swapped enum cases, a changed parameter type, u32 made s32 are refused', async () => {
   // the same core ABI (so the component is valid), other meaning
   const swapped = await confusedComponent('hs-swapped', (w) => w.replace('enum netns { host, container }', 'enum netns { container, host }'));
   const a = approve(h, swapped);
@@ -185,7 +185,12 @@ test('imports are compared by full signature: swapped enum cases, a changed para
   const b = approve(h, retyped);
   assert.is.not(b.status, 0, b.stdout);
   assert.match(b.stderr, /its import of cni-wasm:plugin\/links does not match the host's WIT: 'export function remove\(ns: Netns, name: Uint8Array\): void;'/);
-  for (const f of [swapped, retyped]) assert.not.ok(existsSync(join(h.stateDir, 'components', sha(readFileSync(f)))), 'nothing prepared');
+  // u32 -> s32: the same core ABI and the same typings (`number`); only the component's type section tells
+  const signed = await confusedComponent('hs-signed', (w) => w.replace('  set-mtu: func(ns: netns, name: string, mtu: u32) -> result<_, host-error>;', '  set-mtu: func(ns: netns, name: string, mtu: s32) -> result<_, host-error>;'));
+  const c = approve(h, signed);
+  assert.is.not(c.status, 0, c.stdout);
+  assert.match(c.stderr, /its import cni-wasm:plugin\/links@0\.1\.0 function 'set-mtu' has the type func\(ns:enum\{host,container\},name:string,mtu:s32\)->result<_,record\{code:string,message:string\}>, but the host's WIT declares func\(ns:enum\{host,container\},name:string,mtu:u32\)/);
+  for (const f of [swapped, retyped, signed]) assert.not.ok(existsSync(join(h.stateDir, 'components', sha(readFileSync(f)))), 'nothing prepared');
 });
 
 test('a plugin-dir file named like a bundled type is refused, at approval and at run time', () => {

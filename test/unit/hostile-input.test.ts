@@ -4,7 +4,7 @@
 // container's network namespace, and audit records that try to forge lines.
 // Temp dirs: hs-unit-.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync, truncateSync, statSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, truncateSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -20,6 +20,8 @@ import { AUDIT_QUOTA, AUDIT_RESERVE, AuditLog, AuditQuotaExceeded, escapeText, f
 import { argChars, shortened } from '../../host/sandbox/sandbox.js';
 import { addGlobals, addTables, assemble, declaring, leb } from '../helpers/wasm.js';
 import { cli } from '../helpers/fixtures.js';
+import { ROOT } from '../helpers/cni.js';
+import { componentImportSignatures } from '../../host/sandbox/package.js';
 
 let tmp: string;
 
@@ -97,6 +99,16 @@ test('V8 defaults restored after the window are the defaults this node reports (
     assert.is(m![1], value, name);
   }
   assert.equal(V8_LIMIT_FLAGS.map((f) => f.split('=')[0]), V8_DEFAULT_FLAGS.map((f) => f.split('=')[0]));
+});
+
+test('import signatures are read from the component type section, fully resolved', async () => {
+  const comp = readFileSync(join(ROOT, 'dist/plugins/bridge/bridge.component.wasm'));
+  const sigs = await componentImportSignatures(comp);
+  const links = sigs.get('cni-wasm:plugin/links@0.1.0')!;
+  assert.ok(links, [...sigs.keys()].join(','));
+  assert.is(links.get('set-up'), 'func(ns:enum{host,container},name:string,up:bool)->result<_,record{code:string,message:string}>');
+  assert.match(links.get('get')!, /^func\(ns:enum\{host,container\},name:string\)->result<record\{index:u32,name:string,/);
+  assert.is(sigs.get('cni-wasm:plugin/log@0.1.0')!.get('write'), 'func(lvl:enum{debug,info,warn,error},message:string)->()');
 });
 
 // ---------------------------------------------------------------- class 1: arguments
