@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { LIMITS, V8_DEFAULT_FLAGS, V8_LIMIT_FLAGS, checkCoreModule, coreCounts, withV8Limits } from '../../host/sandbox/limits.js';
+import { LIMITS, V8_DEFAULT_FLAGS, V8_LIMIT_FLAGS, checkComponent, checkCoreModule, coreCounts, withV8Limits } from '../../host/sandbox/limits.js';
 import { PackageError } from '../../host/sandbox/errors.js';
 import { FileRefused, readRegularFile } from '../../host/sandbox/files.js';
 import { dns, MAX_RESOLV_CONF_BYTES } from '../../host/capabilities/dns.js';
@@ -77,6 +77,24 @@ test('globals, element and data segments, functions, imports, code size: refused
   refuses(imp, /table with no maximum/);
   // malformed: a clear refusal, not an exception of another kind
   refuses(Uint8Array.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 4, 0xff]), /truncated|malformed/);
+});
+
+test('components: too many core instances or modules, nested components are refused', () => {
+  const comp = (secs: [number, Uint8Array][]) => new Uint8Array(Buffer.concat([
+    Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]),
+    ...secs.map(([id, p]) => Buffer.concat([Uint8Array.from([id, ...leb(p.length)]), p])),
+  ]));
+  const refusesC = (c: Uint8Array, re: RegExp) => {
+    let err: unknown;
+    try { checkComponent(c, 'bomb'); } catch (e) { err = e; }
+    assert.instance(err, PackageError);
+    assert.match((err as Error).message, re);
+  };
+  refusesC(comp([[2, Uint8Array.from(leb(1000))]]), /declares 1000 core instances; the limit is 16/);
+  refusesC(comp([[4, Uint8Array.from([0])]]), /nests 1 components/);
+  refusesC(comp(Array.from({ length: 9 }, () => [1, base()] as [number, Uint8Array])), /declares 9 core modules; the limit is 8/);
+  refusesC(comp([[1, addTables(base(), 1, 1, null)]]), /core module 0\) declares a table with no maximum/);
+  assert.equal(checkComponent(comp([[1, base()]]), 'ok'), { maxMemoryPages: 16 });
 });
 
 test('V8 limits are lowered as a second line around instantiation, and restored after', () => {
