@@ -137,6 +137,12 @@ function world(impl: Impl, version: string, containers: ('c1' | 'c2')[] = ['c1']
     settleV6(ns(impl, c));
   }
   settleV6(ns(impl, 'host')); // the bridge's gateway address too
+  // warm the IPv6 neighbour entries on both links (a first v6 flow right after set-up was seen to time out)
+  nsExec(ns(impl, 'out'), ['ping', '-6', '-c', '1', '-W', '1', UPLINK6], { check: false });
+  for (const c of containers) {
+    nsExec(ns(impl, c), ['ping', '-6', '-c', '1', '-W', '1', 'fd88::1'], { check: false });
+    nsExec(ns(impl, 'host'), ['ping', '-6', '-c', '1', '-W', '1', addrOf(results[c], 6)], { check: false });
+  }
   return results;
 }
 
@@ -354,6 +360,10 @@ test('conditionsV4 -s: only the listed sources are forwarded; unsupported condit
   ok(call('ours', 'portmap', 'ADD', only(`${OUTSIDE4}/32`)), 'ADD again with the outside as source');
   assert.is(get(ns('ours', 'out'), UPLINK4, 8080), 'hello from c1');
   assert.is(nftMaps('ours').dnat4c.length, 1, 'the repeated ADD replaced the first');
+  ok(call('ours', 'portmap', 'CHECK', only(`${OUTSIDE4}/32`)), 'CHECK finds the interval element');
+  const wrong = call('ours', 'portmap', 'CHECK', only('198.51.100.0/24'));
+  assert.is.not(wrong.code, 0, 'CHECK with other conditions than the ADD fails');
+  assert.match(wrong.json.msg, /from 198\.51\.100\.0\/24 to 0\.0\.0\.0\/0.*no element in map dnat4c/);
   const bad = call('ours', 'portmap', 'ADD', portmapConf('1.0.0', br, MAPPINGS, { conditionsV4: ['-i', 'eth0'] }));
   assert.is(bad.code, 1);
   assert.is(bad.json.code, 7);
