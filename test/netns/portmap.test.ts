@@ -347,7 +347,7 @@ test('only traffic to a local address is forwarded (not traffic routed through t
   assert.is(get(ns('ours', 'out'), '198.51.100.7', 8080), null);
 });
 
-test('conditionsV4 -s: only the listed sources are forwarded; unsupported conditions are refused naming the key', () => {
+test('conditionsV4/V6 -s, -d, ip6 saddr: only matching traffic is forwarded; unsupported conditions are refused naming the key', () => {
   const br = world('ours', '1.0.0').c1;
   const only = (src: string) => portmapConf('1.0.0', br, [MAPPINGS[0]], { conditionsV4: ['-s', src] });
   ok(call('ours', 'portmap', 'ADD', only('198.51.100.0/24')), 'ADD with a source that is not the outside');
@@ -360,6 +360,13 @@ test('conditionsV4 -s: only the listed sources are forwarded; unsupported condit
   const wrong = call('ours', 'portmap', 'CHECK', only('198.51.100.0/24'));
   assert.is.not(wrong.code, 0, 'CHECK with other conditions than the ADD fails');
   assert.match(wrong.json.msg, /from 198\.51\.100\.0\/24 to 0\.0\.0\.0\/0.*no element in map dnat4c/);
+  // -d, and conditionsV6 in nft's words
+  nsExec(ns('ours', 'host'), ['ip', 'addr', 'add', '203.0.113.10/24', 'dev', 'up0']);
+  ok(call('ours', 'portmap', 'ADD', portmapConf('1.0.0', br, [MAPPINGS[0]], { conditionsV4: ['-d', UPLINK4], conditionsV6: ['ip6 saddr { 2001:db8:ff::2 }'] })), 'ADD with -d and ip6 saddr');
+  assert.is(get(ns('ours', 'out'), UPLINK4, 8080), 'hello from c1', 'to the -d address');
+  assert.is(get(ns('ours', 'out'), '203.0.113.10', 8080), null, 'not to another local address');
+  assert.is(get(ns('ours', 'out'), UPLINK6, 8080), 'hello from c1', 'from the allowed IPv6 source');
+  assert.is(nftMaps('ours').dnat6c.length, 1);
   const bad = call('ours', 'portmap', 'ADD', portmapConf('1.0.0', br, MAPPINGS, { conditionsV4: ['-i', 'eth0'] }));
   assert.is(bad.code, 1);
   assert.is(bad.json.code, 7);
