@@ -196,7 +196,9 @@ export function bindInterface(
       const size = { chars: 0, items: 0 };
       measure(raw, size);
       if (size.chars > ARG_LIMITS.chars || size.items > ARG_LIMITS.items) {
-        return deny(`arguments too large (limits: ${ARG_LIMITS.chars} characters, ${ARG_LIMITS.items} list items per call)`);
+        const why = `${call} refused: arguments too large (limits: ${ARG_LIMITS.chars} characters, ${ARG_LIMITS.items} list items per call)`;
+        record('deny', `error: E2BIG ${why}`);
+        return fail('E2BIG', why);
       }
       let creates: LedgerEntry[] = [];
       try {

@@ -65,7 +65,7 @@ export const MAX_LIFT_STRING_BYTES = 16 * 1024 * 1024;
  *  strings together; each string counts at least LIFT_MIN_CHARGE (a list of
  *  a million empty strings is a million JS strings) */
 export const MAX_LIFT_CALL_BYTES = 32 * 1024 * 1024;
-const LIFT_MIN_CHARGE = 16;
+const LIFT_MIN_CHARGE = 32; // a JS string and its array slot cost about this much however short
 /** characters of all string arguments of one host call, after lifting */
 export const MAX_CALL_ARG_CHARS = 8 * 1024 * 1024;
 /** characters of a plugin's result document */

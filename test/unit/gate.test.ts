@@ -155,6 +155,7 @@ test('arguments are bounded before any work: a 20M-character string, a 200,000-i
   const t = fakeCall({ grants: { firewall: true, links: { host: true, container: true } } });
   const l = t.bind('links', links, LINKS);
   const r = l.setUp('container', 'x'.repeat(20_000_000), true);
+  assert.is(r.val.code, 'E2BIG');
   assert.match(r.val.message, /arguments too large/);
   const f = t.bind('firewall', firewall, { masqueradeAdd: ['entries'] });
   const many = Array.from({ length: 200_000 }, () => ({ network: 'n', source: '10.0.0.1', exclude: '10.0.0.0/8' }));
