@@ -8,7 +8,7 @@ import { CniError } from '../cni/errors.js';
 import { type CallContext, type WitSignature, TimeLimitReached, bindInterface } from '../gate/gate.js';
 import { HOST_INTERFACES } from '../capabilities/index.js';
 import { WIT_PACKAGE, WIT_VERSION } from './interfaces.js';
-import { bundledDir, type LoadedPlugin } from './loader.js';
+import { bundledDir, coreModule, type LoadedPlugin } from './loader.js';
 
 export const ERR_PLUGIN_TRAPPED = 100;
 export const ERR_PLUGIN_TIMEOUT = 101;
@@ -64,6 +64,6 @@ export function instantiate(plugin: LoadedPlugin, ctx: CallContext, timeoutMs: n
     imports[`${WIT_PACKAGE}/${iface}`] = bound;
     imports[`${WIT_PACKAGE}/${iface}@${WIT_VERSION}`] = bound;
   }
-  const getCoreModule = (p: string) => new WebAssembly.Module(readFileSync(join(plugin.dir, p)));
+  const getCoreModule = (p: string) => coreModule(join(plugin.dir, p));
   return withTimeLimit(ctx, 'start-up', timeoutMs, () => plugin.instantiate(getCoreModule, imports));
 }
