@@ -64,7 +64,10 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     }
   }
 
+  const conns = new Set<net.Socket>();
   function serve(sock: net.Socket): void {
+    conns.add(sock);
+    sock.on('close', () => conns.delete(sock));
     sock.on('error', () => { /* the peer went away: nothing to tell it */ });
     let peer: { pid: number; uid: number; gid: number };
     try {
@@ -197,7 +200,13 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     stopping = true;
     log(`${sig}: finishing ${inflight.size} call(s) in flight`);
     server.close();
-    void Promise.allSettled([...inflight]).then(() => pool.drain()).then(() => {
+    // every accepted connection is answered (calls still arriving on them too), then the workers stop
+    const t0 = Date.now();
+    const idle = () => new Promise<void>((res) => {
+      const poll = () => (conns.size === 0 && pool.busy === 0 && pool.queued === 0) || Date.now() - t0 > HARD_LIMIT_MS ? res() : setTimeout(poll, 20);
+      poll();
+    });
+    void idle().then(() => pool.drain()).then(() => {
       try { if (listenFd === null) unlinkSync(socketPath); } catch { /* gone already */ }
       log('stopped');
       process.exit(0);
