@@ -20,6 +20,11 @@ keepWarm();
 
 port.on('message', (job: Job) => {
   let done: Done;
+  // The caller's environment, as an exec'd plugin would have it (PATH for
+  // external plugins, CNI_WASM_DEBUG, ...). A worker's process.env is its own
+  // copy: this reaches neither the daemon nor the other workers.
+  for (const k of Object.keys(process.env)) delete process.env[k];
+  Object.assign(process.env, job.env);
   try {
     const out = invoke(job.type, job.env, () => job.stdin, job.policy);
     done = { id: job.id, stdout: out.stdout, exitCode: out.exitCode };
