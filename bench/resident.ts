@@ -158,7 +158,8 @@ async function main(): Promise<void> {
   if (inst.status !== 0 || !/native shim/.test(inst.stdout)) throw new Error(`install --socket: ${inst.stdout}${inst.stderr}`);
   for (const m of MODES) { mkns(hostNs(m)); mkns(`${P}c-${m}`); hostFd[m] = openNetns(`/run/netns/${hostNs(m)}`); fds.push(hostFd[m]!); }
   let dlog = '';
-  daemon = spawn('ip', ['netns', 'exec', hostNs('resident'), process.execPath, CLI, '--policy', policy, 'daemon', '--socket', sock], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const wopt = args.includes('--workers') ? ['--workers', String(num('--workers', 2))] : [];
+  daemon = spawn('ip', ['netns', 'exec', hostNs('resident'), process.execPath, CLI, '--policy', policy, 'daemon', '--socket', sock, ...wopt], { stdio: ['ignore', 'ignore', 'pipe'] });
   daemon.stderr!.on('data', (d) => { dlog += d; });
   for (let i = 0; i < 600 && !/serving/.test(dlog); i++) await new Promise((r) => setTimeout(r, 50));
   if (!/serving/.test(dlog)) throw new Error(`daemon did not start: ${dlog}`);
