@@ -184,9 +184,16 @@ test('dm-parity: bridge + host-local ADD/CHECK/DEL through the daemon equal exec
   const be = call(EXEC_HOST, 'ADD', bad, `${P}c-e`, 'dm-bad', { CNI_WASM_NO_DAEMON: '1' });
   assert.is(bd.code, be.code);
   assert.is(bd.stdout, be.stdout);
+  // escaping both ways (env, stdin, stdout): quotes, control bytes, non-ASCII, astral characters
+  const odd = { ...conf('dmpar', 'daemon'), bridge: 'ü"\\\u0001\t😀x'.repeat(2), args: { k: 'é\n' } };
+  const od = call(HOST, 'ADD', odd, `${P}c-d`, 'dm-odd', { CNI_ARGS: 'IgnoreUnknown=1;X=é"\\' });
+  const oe = call(EXEC_HOST, 'ADD', odd, `${P}c-e`, 'dm-odd', { CNI_ARGS: 'IgnoreUnknown=1;X=é"\\', CNI_WASM_NO_DAEMON: '1' });
+  assert.match(od.stderr, /served by the daemon/);
+  assert.is(od.code, oe.code);
+  assert.is(od.stdout, oe.stdout);
   assert.equal(leases('daemon', 'dmpar'), []);
   assert.equal(hostVeths(HOST), []);
-  assert.ok(status().served >= before + 5);
+  assert.ok(status().served >= before + 6);
 });
 
 test('dm-other-netns: a caller in another netns runs the call itself', () => {
