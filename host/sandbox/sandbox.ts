@@ -8,7 +8,7 @@ import { CniError } from '../cni/errors.js';
 import { type CallContext, type WitSignature, TimeLimitReached, bindInterface } from '../gate/gate.js';
 import { HOST_INTERFACES } from '../capabilities/index.js';
 import { WIT_PACKAGE, WIT_VERSION } from './interfaces.js';
-import { ERR_PLUGIN_REFUSED, bundledDir, type LoadedPlugin, verifiedFile } from './loader.js';
+import { ERR_PLUGIN_REFUSED, bundledDir, type LoadedPlugin, verifiedFile, warmCompile } from './loader.js';
 import { LIMITS, checkCoreModule, withV8Limits } from './limits.js';
 
 /** The import key the rewritten glue takes its string decoders from (package.ts). */
