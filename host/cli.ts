@@ -144,7 +144,7 @@ function operatorCli(Command: typeof import('commander').Command, runner: Runner
   });
 
   program.command('install')
-    .description('write one executable shim per bundled plugin type into a CNI bin dir')
+    .description('write one executable shim per bundled plugin type (and per third-party type the policy pins) into a CNI bin dir')
     .requiredOption('--bin-dir <dir>', 'where runtimes look for plugins, e.g. /opt/cni/bin')
     .option('--policy <file>', 'policy file the shims pass on')
     .option('--only <types>', 'comma-separated types to install (default: all bundled)')
@@ -156,7 +156,8 @@ function operatorCli(Command: typeof import('commander').Command, runner: Runner
       const dir = resolve(o.binDir);
       const only = o.only ? new Set(o.only.split(',').map((t) => t.trim()).filter(Boolean)) : null;
       const provided = new Set(bundledManifests().map((m) => m.type));
-      const unknown = only ? [...only].filter((t) => !provided.has(t)) : [];
+      const approved = o.policy ? Object.keys(loadPolicy(o.policy).plugins).filter((t) => loadPolicy(o.policy).plugins[t].sha256) : [];
+      const unknown = only ? [...only].filter((t) => !provided.has(t) && !approved.includes(t)) : [];
       if (unknown.length) {
         console.error(`unknown plugin type${unknown.length > 1 ? 's' : ''} in --only: ${unknown.join(', ')} (bundled: ${[...provided].join(', ')})`);
         process.exit(1);
@@ -169,7 +170,20 @@ function operatorCli(Command: typeof import('commander').Command, runner: Runner
         native = nativeShim();
         if (!native) console.error(`cni-wasm: the native shim ${join(packageRoot(), NATIVE_SHIM)} is not built (npm run build:shim needs a C compiler); writing script shims`);
       }
-      for (const m of bundledManifests()) {
+      // the bundled types, and the third-party types the policy approves (pinned, present in a plugin dir)
+      const types: { type: string; sha256: string; thirdParty: boolean }[] = bundledManifests().map((m) => ({ type: m.type, sha256: m.sha256, thirdParty: false }));
+      if (o.policy) {
+        const pol = loadPolicy(o.policy);
+        for (const [type, pp] of Object.entries(pol.plugins)) {
+          if (!pp.sha256 || provided.has(type) || (only && !only.has(type))) continue;
+          if (!pol.pluginDirs.some((d) => existsSync(join(d, `${type}.wasm`)))) {
+            console.error(`cni-wasm: the policy pins '${type}', but no ${type}.wasm is in its pluginDirs (${pol.pluginDirs.join(', ')}); no shim written`);
+            continue;
+          }
+          types.push({ type, sha256: pp.sha256, thirdParty: true });
+        }
+      }
+      for (const m of types) {
         if (only && !only.has(m.type)) continue;
         if (native) {
           const shim = join(dir, m.type);
@@ -183,7 +197,7 @@ function operatorCli(Command: typeof import('commander').Command, runner: Runner
         const shim = join(dir, m.type);
         writeFileSync(shim, `#!/bin/sh\n# cni-wasm shim for the '${m.type}' plugin (written by cni-wasm install)\nexec ${args.join(' ')} "$@"\n`);
         chmodSync(shim, 0o755);
-        console.log(`${shim} -> ${m.type} (sha256 ${m.sha256.slice(0, 12)})`);
+        console.log(`${shim} -> ${m.type} (sha256 ${m.sha256.slice(0, 12)}${m.thirdParty ? ', third-party, approved by the policy' : ''})`);
       }
     });
 

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type CniReply, type Harness, makeHarness, ours, readAudit, removeHarness } from '../helpers/cni.js';
+import { type CniReply, type Harness, execPlugin, makeHarness, ours, readAudit, removeHarness } from '../helpers/cni.js';
 import { cleanupAll, ipJson, makeNetns, nsExec } from '../helpers/netns.js';
-import { buildFixtures, componentPath, installThirdParty } from '../helpers/fixtures.js';
+import { buildFixtures, cli, componentPath, installThirdParty } from '../helpers/fixtures.js';
 import { Ledger } from '../../host/gate/ledger.js';
 
 const P = 'hg-';
@@ -110,6 +110,17 @@ test('store, delegation and config names cannot launder another network\'s state
   const denied = readAudit(h).filter((x) => x.verdict === 'deny' && x.containerId === 'hg-launder');
   assert.ok(denied.length >= 7, `${denied.length} denials`);
   assert.ok(denied.some((x) => x.plugin === 'host-local' && x.call === 'dns.read-resolv-conf'), 'the delegate\'s denial is recorded under its own name');
+});
+
+test('install writes shims for the third-party types the policy approves, and they run like any plugin', () => {
+  const bin = join(work, 'installed');
+  const r = cli(['install', '--bin-dir', bin, '--policy', h.policyFile]);
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /halfway \(sha256 [0-9a-f]{12}, third-party, approved by the policy\)/);
+  assert.ok(existsSync(join(bin, 'launder')) && existsSync(join(bin, 'bridge')));
+  const v = execPlugin(bin, 'halfway', { command: 'VERSION', config: { cniVersion: '1.0.0' } });
+  assert.is(v.code, 0, v.stdout);
+  assert.ok(v.json.supportedVersions.includes('1.0.0'));
 });
 
 test.run();
