@@ -240,7 +240,10 @@ function auditSummary(file: string): void {
     ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditRec)
     : [];
   const by = new Map<string, { inv: number; calls: number; denied: number; errors: number; kinds: Set<string> }>();
+  // a change is written twice: before it is made ("pending", write-ahead) and with its outcome
+  const pending = recs.filter((r) => r.outcome === 'pending').length;
   for (const r of recs) {
+    if (r.outcome === 'pending') continue;
     const e = by.get(r.plugin) ?? { inv: 0, calls: 0, denied: 0, errors: 0, kinds: new Set<string>() };
     if (r.call.startsWith('invoke.')) e.inv++;
     else { e.calls++; e.kinds.add(r.call); }
@@ -248,7 +251,7 @@ function auditSummary(file: string): void {
     if (r.outcome !== 'ok') e.errors++;
     by.set(r.plugin, e);
   }
-  out(`  ${recs.length} records in ${file}`);
+  out(`  ${recs.length} records in ${file} (${pending} of them written before a change was made, then its outcome)`);
   out(`  ${'plugin'.padEnd(12)}${'runs'.padStart(5)}${'host calls'.padStart(12)}${'denied'.padStart(8)}${'errors'.padStart(8)}`);
   for (const [p, e] of by) {
     out(`  ${p.padEnd(12)}${String(e.inv).padStart(5)}${String(e.calls).padStart(12)}${String(e.denied).padStart(8)}${String(e.errors).padStart(8)}`);
@@ -256,7 +259,7 @@ function auditSummary(file: string): void {
   for (const [p, e] of by) if (e.kinds.size) out(`  ${p} used: ${[...e.kinds].sort().join(', ')}`);
   const errs = new Map<string, number>();
   for (const r of recs) {
-    if (r.outcome === 'ok' || r.call.startsWith('invoke.')) continue;
+    if (r.outcome === 'ok' || r.outcome === 'pending' || r.call.startsWith('invoke.')) continue;
     const k = `${r.plugin} ${r.call} -> ${r.outcome.replace(/^error: (\S+).*/, '$1')}`;
     errs.set(k, (errs.get(k) ?? 0) + 1);
   }
@@ -414,8 +417,8 @@ async function main(): Promise<void> {
   }
   if (!useReference) {
     const ledgerDir = join(stateDir, 'ledger', NETWORK);
-    const ledgers = existsSync(ledgerDir) ? readdirSync(ledgerDir).filter((f) => f.endsWith('.json')) : [];
-    check(ledgers.length === 0, 'no attachment ledgers', ledgers.join(' '));
+    const ledgers = existsSync(ledgerDir) ? readdirSync(ledgerDir).filter((f) => f.endsWith('.jsonl')) : [];
+    check(ledgers.length === 0, 'no attachment ledgers (nothing any plugin made is left)', ledgers.join(' '));
   }
   await step();
   show(HOST, ['ip', '-br', 'link']);

@@ -52,11 +52,11 @@ test.after(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-for (const how of ['spin', 'trap', 'call']) {
+for (const how of ['spin', 'trap', 'call', 'lease']) {
   test(`a component stopped half-way (${how}) leaves nothing: the host sweeps what its ledger recorded`, () => {
     const r = ours(h, 'halfway', {
       command: 'ADD', hostNs: HOST, netns: CTR, containerId: `hg-half-${how}`, ifname: 'eth0',
-      config: { cniVersion: '1.0.0', name: 'hgnet', type: 'halfway', how },
+      config: { cniVersion: '1.0.0', name: 'hgnet', type: 'halfway', how, ipam: { type: 'host-local', subnet: '10.124.0.0/24' } },
     });
     assert.is.not(r.code, 0);
     assert.is(r.json?.code, how === 'trap' ? 100 : 101, r.stdout);
@@ -64,6 +64,9 @@ for (const how of ['spin', 'trap', 'call']) {
     assert.equal(hostVeths(), [], 'no veth left in the host');
     assert.equal(ctrLinks(), ['lo'], 'no eth0 left in the container');
     assert.equal(Ledger.peek(h.stateDir, 'hgnet', `hg-half-${how}`, 'eth0'), [], 'the ledger holds nothing');
+    const leaseDir = join(h.storeDir, 'hgnet');
+    assert.equal(existsSync(leaseDir) ? readdirSync(leaseDir).filter((f) => /^\d/.test(f)) : [], [], 'no lease kept');
+    if (how === 'lease') assert.ok(readAudit(h).some((x) => x.containerId === `hg-half-${how}` && x.call === 'sweep.delegate.run' && x.outcome === 'ok'), 'the lease was given back by the IPAM plugin\'s DEL');
     const recs = readAudit(h).filter((x) => x.containerId === `hg-half-${how}`);
     const veth = recs.filter((x) => x.call === 'links.create-veth');
     assert.is(veth[0].outcome, 'pending', 'the veth was recorded before it was made');
