@@ -6,10 +6,41 @@ import { basename, join, resolve } from 'node:path';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
 import { invoke, readStdin } from './invoke.js';
 import { bundledDir, prepareThirdParty } from './sandbox/loader.js';
+import { readRegularFile } from './sandbox/files.js';
 import { packageRoot } from './paths.js';
 import type { Manifest } from './sandbox/package.js';
-import { loadPolicy } from './gate/policy.js';
-import type { AuditRecord } from './gate/audit.js';
+import { DEFAULT_POLICY_FILE, loadPolicy } from './gate/policy.js';
+import { type AuditFilter, type AuditRecord, escapeText, formatRecord, matches, parseSince, safeJson } from './gate/audit.js';
+
+/** The policy the shims `cni-wasm install` wrote into binDir pass (undefined: none found). */
+function shimPolicy(binDir: string): string | undefined {
+  let names: string[];
+  try { names = readdirSync(binDir); } catch { return undefined; }
+  for (const n of names.sort()) {
+    let text: string;
+    try { text = readRegularFile(join(binDir, n), { maxBytes: 4096, what: 'shim' }).toString('utf8'); } catch { continue; }
+    if (!text.includes('# cni-wasm shim for')) continue;
+    const m = /--policy '((?:[^']|'\\'')*)'/.exec(text);
+    return m ? m[1].replace(/'\\''/g, "'") : undefined;
+  }
+  return undefined;
+}
+
+/** The narrowest grant of each interface a component imports. */
+function grantsFor(imports: string[], storeDir: string): Record<string, unknown> {
+  const g: Record<string, unknown> = {};
+  for (const i of imports) {
+    if (i === 'links' || i === 'addresses' || i === 'routes') g[i] = { container: true };
+    else if (i === 'sysctl') g[i] = { container: true, keys: [] };
+    else if (i === 'store') g[i] = { dirs: [storeDir] };
+    else if (i === 'delegate') g[i] = { types: [] };
+    else if (i === 'dns') g[i] = { paths: [] };
+    else if (i === 'tc') g[i] = { container: true };
+    else if (i === 'firewall' || i === 'portmap' || i === 'log') g[i] = true;
+  }
+  return g;
+}
+
 // the runner and validate: loaded only by the operator CLI, never in CNI mode
 type RunnerModule = typeof import('./runner/command.js');
 import { SUPPORTED_VERSIONS } from './cni/versions.js';
@@ -128,26 +159,38 @@ function operatorCli(Command: typeof import('commander').Command, runner: Runner
 
   program.command('audit')
     .description('read the audit log: what each plugin asked the host to do, and what it was told')
-    .option('--file <file>', 'audit log (default: from the policy)')
-    .option('--container <id>', 'only this container id')
+    .option('--file <file>', 'audit log (default: the one of the policy; without --policy, of the policy the shims in --bin-dir pass)')
+    .option('--bin-dir <dir>', 'where `cni-wasm install` put the shims, to find their policy', '/opt/cni/bin')
+    .option('--container <id>', 'only this container id (or id prefix)')
     .option('--plugin <type>', 'only this plugin type')
-    .option('--denied', 'only calls the policy denied')
-    .option('--json', 'print the raw JSON lines')
-    .action((o: { file?: string; container?: string; plugin?: string; denied?: boolean; json?: boolean }) => {
-      const file = o.file ?? loadPolicy(program.opts().policy).auditLog;
+    .option('--command <cmd>', 'only this CNI command (ADD, DEL, CHECK, GC, STATUS)')
+    .option('--call <call>', 'only this host call ("links.remove"), or a prefix ("links." or "links.*")')
+    .option('--since <when>', 'only records since a time (2026-12-01T08:00:00Z) or a duration back from now (10m, 2h, 1d)')
+    .option('--denied', 'only calls the policy denied (allowExec refusals included)')
+    .option('--json', 'print the records as JSON lines')
+    .action((o: { file?: string; binDir: string; container?: string; plugin?: string; command?: string; call?: string; since?: string; denied?: boolean; json?: boolean }) => {
+      let file = o.file;
+      if (!file) {
+        const explicit: string | undefined = program.opts().policy || process.env.CNI_WASM_POLICY || undefined;
+        file = loadPolicy(explicit ?? shimPolicy(o.binDir) ?? DEFAULT_POLICY_FILE).auditLog;
+      }
+      let since: number | undefined;
+      try { since = o.since ? parseSince(o.since) : undefined; } catch (e) { console.error((e as Error).message); process.exit(2); }
+      const filter: AuditFilter = { container: o.container, plugin: o.plugin, denied: o.denied, since, command: o.command, call: o.call };
       let text = '';
-      try { text = readFileSync(file, 'utf8'); } catch (e) { console.error(`cannot read ${file}: ${(e as Error).message}`); process.exit(1); }
+      try { text = readFileSync(file, 'utf8'); } catch (e) { console.error(`cannot read ${file}: ${escapeText((e as Error).message)}`); process.exit(1); }
+      let bad = 0;
+      const out: string[] = [];
       for (const line of text.split('\n')) {
         if (!line) continue;
         let r: AuditRecord;
-        try { r = JSON.parse(line); } catch { continue; }
-        if (o.container && r.containerId !== o.container) continue;
-        if (o.plugin && r.plugin !== o.plugin) continue;
-        if (o.denied && r.verdict !== 'deny') continue;
-        if (o.json) { console.log(line); continue; }
-        const args = Object.entries(r.args ?? {}).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
-        console.log(`${r.time} ${r.command.padEnd(5)} ${r.plugin.padEnd(10)} ${r.verdict === 'deny' ? 'DENY ' : '     '}${r.call} ${args} -> ${r.outcome} (${r.ms} ms)`);
+        try { r = JSON.parse(line); } catch { bad++; continue; }
+        if (!r || typeof r !== 'object' || typeof r.call !== 'string') { bad++; continue; }
+        if (!matches(r, filter)) continue;
+        out.push(o.json ? safeJson(r) : formatRecord(r));
       }
+      if (out.length) writeSync(1, out.join('\n') + '\n');
+      if (bad) console.error(`${file}: ${bad} line(s) are not audit records and were skipped`);
     });
 
   program.command('approve')
@@ -160,10 +203,11 @@ function operatorCli(Command: typeof import('commander').Command, runner: Runner
       try {
         const m = await prepareThirdParty(resolve(file), type, policy);
         console.log(`component '${type}' imports: ${m.imports.join(', ') || '(nothing)'}; memory limit ${(m.maxMemoryPages * 64) / 1024} MiB`);
-        console.log('add to the policy "plugins" (grant only what it needs):');
-        console.log(JSON.stringify({ [type]: { sha256: m.sha256, grants: {} } }, null, 2));
+        console.log('add to the policy "plugins"; these are the grants its imports can use at the least');
+        console.log('(container namespace only, no names, keys, paths or types: widen only what it needs):');
+        console.log(JSON.stringify({ [type]: { sha256: m.sha256, grants: grantsFor(m.imports, policy.storeDir) } }, null, 2));
       } catch (e) {
-        console.error(`refused: ${(e as Error).message}`);
+        console.error(`refused: ${escapeText((e as Error).message)}`);
         process.exit(1);
       }
     });

@@ -13,7 +13,7 @@ import { type Grants, type Policy, intersectGrants, loadPolicy } from './gate/po
 import { type ObjectDecl, Ownership } from './gate/ownership.js';
 import type { CallContext, DelegateCommand } from './gate/gate.js';
 import { Namespaces } from './capabilities/namespaces.js';
-import { loadPlugin, locatePlugin } from './sandbox/loader.js';
+import { PluginRefused, loadPlugin, locatePlugin } from './sandbox/loader.js';
 import { instantiate, withTimeLimit } from './sandbox/sandbox.js';
 import { type SweepMode, lazyKernel, sweep } from './sweep.js';
 import { childProcess, nowMs } from './lazy.js';
@@ -64,7 +64,19 @@ export function invoke(type: string, env: NodeJS.ProcessEnv, stdin: () => string
     version = conf.cniVersion;
     const policy = loadPolicy(policyFile);
     const audit = new AuditLog(policy.auditLog);
-    const ns = new Namespaces(inv.netns);
+    let ns: Namespaces;
+    try {
+      ns = new Namespaces(inv.netns);
+    } catch (e) {
+      // a refused CNI_NETNS is a decision too: recorded before the error goes out
+      audit.write({
+        time: new Date().toISOString(), plugin: type, sha256: '', command: inv.command, containerId: inv.containerId,
+        network: conf.name, call: 'invoke.netns', args: { netns: inv.netns }, verdict: 'deny',
+        outcome: `error: ${e instanceof CniError ? `CNI${e.code} ${e.msg}` : (e as Error).message}`, ms: 0,
+      });
+      audit.close();
+      throw e;
+    }
     const deadline = Date.now() + policy.timeoutMs;
     const perAttachment = inv.command === 'ADD' || inv.command === 'DEL' || inv.command === 'CHECK';
     let ledger: Ledger;
@@ -201,7 +213,7 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
     // A refusal to load is a decision about a plugin: it is audited too.
     const why = e instanceof CniError ? `error: CNI${e.code} ${e.msg}` : `error: ${(e as Error).message}`;
     sh.audit.write({
-      time: new Date().toISOString(), plugin: type, sha256: '', command, containerId: sh.inv.containerId,
+      time: new Date().toISOString(), plugin: type, sha256: e instanceof PluginRefused ? e.sha256 : '', command, containerId: sh.inv.containerId,
       network: sh.network, call: 'invoke.load', args: { depth }, verdict: 'deny', outcome: why, ms: 0,
     });
     throw e;
@@ -214,6 +226,7 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
   const ctx: CallContext = {
     plugin: { type, sha256: plugin.manifest.sha256, grants },
     command, containerId: sh.inv.containerId, ifname: sh.inv.ifname, network: sh.network, owner: sh.top,
+    runtimeConf: depth === 0 ? sh.conf : undefined,
     owned: sh.owned, ledger: sh.ledger, audit: sh.audit, ns: sh.ns, policy: sh.policy, cniPath: sh.inv.path, depth,
     get deadline() { return sh.deadline; },
     session: new Map(),
@@ -282,7 +295,14 @@ function delegateSync(sh: Shared, type: string, cmd: DelegateCommand, guestText:
   try {
     if (locatePlugin(type, sh.policy)) out = runPlugin(sh, type, command, guestConfig(conf), depth, callerGrants);
     else if (sh.policy.allowExec.includes(type)) out = execExternal(sh, type, command, config);
-    else throw new CniError(CniErrorCode.InvalidNetworkConfig, `no plugin component named '${type}', and the policy does not allow running a '${type}' binary (allowExec)`);
+    else {
+      const refusal = new CniError(CniErrorCode.InvalidNetworkConfig, `no plugin component named '${type}', and the policy does not allow running a '${type}' binary (allowExec)`);
+      sh.audit.write({
+        time: new Date().toISOString(), plugin: type, sha256: '', command, containerId: sh.inv.containerId,
+        network: sh.network, call: 'exec', args: { type }, verdict: 'deny', outcome: `error: CNI${refusal.code} ${refusal.msg}`, ms: 0,
+      });
+      throw refusal;
+    }
   } catch (e) {
     if (id !== undefined) sh.ledger.abandon(id);
     throw e;

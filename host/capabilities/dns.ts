@@ -1,9 +1,19 @@
 // dns: the settings of a resolv.conf file, parsed here so that a plugin
 // learns nameservers and search domains, never the file's text or anything
 // else on the disk. Parsed as the reference host-local does.
-import { readFileSync } from 'node:fs';
+//
+// objects: arg `path` names a host file, right: read (its DNS settings only);
+// only a path the plugin's dns grant lists. The file is read as
+// host/sandbox/files.ts reads: a regular file (no FIFO, device, directory),
+// never through a symlink, opened non-blocking, at most MAX_RESOLV_CONF_BYTES.
 import { isAbsolute } from 'node:path';
 import { type CallContext, type HostInterface, HostError, always } from '../gate/gate.js';
+import { readRegularFile } from '../sandbox/files.js';
+
+/** glibc reads far less; a resolv.conf larger than this is not one */
+export const MAX_RESOLV_CONF_BYTES = 64 * 1024;
+/** entries of each list handed to the guest */
+const MAX_ENTRIES = 64;
 
 interface Resolver { nameservers: string[]; domain: string; search: string[]; options: string[] }
 
@@ -35,14 +45,17 @@ export const dns: HostInterface = {
     run: (_ctx, path: string) => {
       let text: string;
       try {
-        text = readFileSync(path, 'utf8');
+        // Go's wording for ENOENT/EACCES, as the reference host-local reports it
+        text = readRegularFile(path, { maxBytes: MAX_RESOLV_CONF_BYTES, what: 'resolv.conf' }).toString('utf8');
       } catch (e) {
-        const err = e as NodeJS.ErrnoException;
-        // Go's wording, as the reference host-local reports it
-        const why = err.code === 'ENOENT' ? 'no such file or directory' : err.code === 'EACCES' ? 'permission denied' : err.message;
-        throw new HostError(err.code ?? 'EIO', `open ${path}: ${why}`);
+        const err = e as { code?: string; message?: string };
+        throw new HostError(err.code ?? 'EIO', String(err.message ?? e));
       }
-      return parseResolvConf(text);
+      const r = parseResolvConf(text);
+      r.nameservers = r.nameservers.slice(0, MAX_ENTRIES);
+      r.search = r.search.slice(0, MAX_ENTRIES);
+      r.options = r.options.slice(0, MAX_ENTRIES);
+      return r;
     },
   },
 };

@@ -7,10 +7,12 @@ import { firewall } from './firewall.js';
 import { forwardAccept } from './forward.js';
 import { links } from './links.js';
 import { log } from './log.js';
+import { portmap } from './portmap.js';
 import { routes } from './routes.js';
 import { store } from './store.js';
 import { sysctl } from './sysctl.js';
+import { tc } from './tc.js';
 
 export const HOST_INTERFACES: Record<string, HostInterface> = {
-  links, addresses, routes, sysctl, firewall: { ...firewall, ...forwardAccept }, store, delegate, dns, log,
+  links, addresses, routes, sysctl, firewall: { ...firewall, ...forwardAccept }, portmap, tc, store, delegate, dns, log,
 };

@@ -129,13 +129,35 @@ export const links: HostInterface = {
     },
   },
   createIfb: {
-    grant: () => ({ key: 'links', ns: 'host' }),
+    grant: onNs('links'),
+    prepare: (_ctx, ns: Role, name: string, mtu: number, txqueuelen: number) => { checkName(name); return [ns, name, mtu, txqueuelen]; },
+    // in the container a new name must be one this attachment may take there
+    creates: (ctx, ns: Role, name: string) => (ctx.ledger.ownsLink(name, ns) ? [] : [link('ifb', ns, name, ctx.plugin.type)]),
+    run: (ctx, ns: Role, name: string, mtu: number, txqueuelen: number) => {
+      const r = ctx.ns.rtnl(ns);
+      r.createIfb(name, { mtu: mtu || undefined, txqlen: txqueuelen, up: true });
+      return toWit(ctx, ns, r.getLink(name));
+    },
+  },
+  // The host end of a container's veth, as the kernel says (both ends name each other, the peer is in the container netns).
+  hostPeer: {
+    grant: () => ({ key: 'links', ns: 'host' }), reads: true,
     prepare: (_ctx, name: string) => { checkName(name); return [name]; },
-    creates: (ctx, name: string) => [link('ifb', 'host', name, ctx.plugin.type)],
+    check: (ctx) => (ctx.plugin.grants.links?.container ? null : `plugin '${ctx.plugin.type}' has no "links": {"container": true} grant`),
     run: (ctx, name: string) => {
-      const h = ctx.ns.rtnl('host');
-      h.createIfb(name);
-      return toWit(ctx, 'host', h.getLink(name));
+      const c = ctx.ns.rtnl('container').getLink(name);
+      if (c.kind !== 'veth' || !c.peerIndex) throw new HostError('EINVAL', `container link '${name}' is not a veth`);
+      let h: LinkInfo;
+      try {
+        h = ctx.ns.rtnl('host').getLinkByIndex(c.peerIndex);
+      } catch {
+        throw new HostError('ENOENT', `veth peer with index ${c.peerIndex} is not in host ns`);
+      }
+      const nsid = ctx.ns.rtnl('host').netnsId(ctx.ns.fd('container')!);
+      if (h.kind !== 'veth' || h.peerIndex !== c.index || nsid < 0 || h.linkNetnsid !== nsid) {
+        throw new HostError('ENOENT', `veth peer with index ${c.peerIndex} is not in host ns`);
+      }
+      return toWit(ctx, 'host', h);
     },
   },
   setUp: onLink('change', (ctx, ns, name, up: boolean) => { ctx.ns.rtnl(ns).setLink(name, { up }); }),

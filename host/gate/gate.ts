@@ -47,6 +47,8 @@ export interface CallContext {
   ifname: string;
   /** the plugin the runtime called: ledger entries are its, whoever of its delegates made them */
   owner: string;
+  /** the runtime's own config, for the plugin it called (undefined for delegates: their config is a plugin's writing) */
+  runtimeConf?: Record<string, unknown>;
   /** the invocation's network: the runtime's config `name` (delegates cannot change it) */
   network: string;
   /** object rights of this attachment (shared by a call and its delegates) */

@@ -20,7 +20,7 @@ import { flock } from '../kernel/native.js';
 import { nodeCrypto } from '../lazy.js';
 import { HostError } from './errors.js';
 
-export type LedgerValue = string | number | boolean;
+export type LedgerValue = string | number | boolean | string[];
 
 /** One object an attachment made. `kind` is declared by a host interface, with its undo. */
 export interface LedgerEntry {
@@ -72,7 +72,8 @@ function validEntry(e: unknown): e is LedgerEntry {
   const o = e as { [k: string]: unknown };
   if (typeof o.kind !== 'string' || typeof o.plugin !== 'string') return false;
   if (Object.keys(o).length > 32) return false;
-  return Object.values(o).every((v) => (typeof v === 'string' && v.length <= MAX_VALUE) || typeof v === 'number' || typeof v === 'boolean');
+  return Object.values(o).every((v) => (typeof v === 'string' && v.length <= MAX_VALUE) || typeof v === 'number' || typeof v === 'boolean'
+    || (Array.isArray(v) && v.length <= 64 && v.every((x) => typeof x === 'string' && x.length <= 256)));
 }
 
 function validRecord(r: unknown): r is Record {

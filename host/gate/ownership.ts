@@ -179,6 +179,14 @@ export class Ownership {
     }
   }
 
+  /** The subnet (CIDR, as the result gave it) an own address came with, or null. */
+  subnetOf(text: string): string | null {
+    const a = canonicalIp(text);
+    if (a === null) return null;
+    const n = this.subnets.find((x) => canonicalIp(x.address) === a);
+    return n ? `${n.addressMinusSuffix}/${n.subnetMask}` : null;
+  }
+
   ownAddress(text: string): void {
     const a = canonicalIp(text);
     if (a) this.addrs.add(a);

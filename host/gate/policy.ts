@@ -29,6 +29,10 @@ export interface Grants {
    *  the file exists, container-side keys must match one line. */
   sysctl?: NsGrant & { keys?: string[]; containerKeys?: string[]; containerAllowlist?: string };
   firewall?: boolean;
+  /** port forwards (the portmap interface) to this attachment's addresses */
+  portmap?: boolean;
+  /** traffic control (qdiscs, filters) on links the attachment may shape (host/capabilities/tc.ts) */
+  tc?: NsGrant;
   /** dirs: where the plugin's store may live ("*" = anywhere but cni-wasm's own dirs) */
   store?: boolean | { dirs?: string[] };
   /** types: plugins it may run (["*"] = any component) */
@@ -44,6 +48,8 @@ export const GRANT_KEYS: Record<keyof Grants, readonly string[] | 'bool'> = {
   routes: ['host', 'container'],
   sysctl: ['host', 'container', 'keys', 'containerKeys', 'containerAllowlist'],
   firewall: 'bool',
+  portmap: 'bool',
+  tc: ['host', 'container'],
   store: ['dirs'],
   delegate: ['types'],
   dns: ['paths'],
@@ -207,6 +213,9 @@ export function intersectGrants(caller: Grants, callee: Grants): Grants {
     if (al) out.sysctl.containerAllowlist = al;
   }
   if (caller.firewall && callee.firewall) out.firewall = true;
+  if (caller.portmap && callee.portmap) out.portmap = true;
+  const tc = bothNs(caller.tc, callee.tc);
+  if (tc) out.tc = tc;
   if (caller.store && callee.store) out.store = { dirs: bothLists(listOf(caller.store, 'dirs'), listOf(callee.store, 'dirs')) };
   if (caller.delegate && callee.delegate) out.delegate = { types: bothLists(listOf(caller.delegate, 'types'), listOf(callee.delegate, 'types')) };
   if (caller.dns && callee.dns) out.dns = { paths: bothLists(listOf(caller.dns, 'paths'), listOf(callee.dns, 'paths')) };

@@ -23,6 +23,7 @@ const NFNL_MSG_BATCH_BEGIN = 0x10; // NLMSG_MIN_TYPE
 const NFNL_MSG_BATCH_END = 0x11;
 const NFT_MSG_GETTABLE = 1;
 const NFT_MSG_NEWSETELEM = 12;
+const NFT_MSG_GETSETELEM = 13;
 const NFT_MSG_DELSETELEM = 14;
 const NFPROTO_UNSPEC = 0;
 const NFPROTO_INET = 1;
@@ -36,6 +37,7 @@ const NFTA_LIST_ELEM = 1;
 // enum nft_set_elem_attributes
 const NFTA_SET_ELEM_KEY = 1;
 const NFTA_SET_ELEM_DATA = 2;
+const NFTA_SET_ELEM_KEY_END = 10;
 // enum nft_data_attributes
 const NFTA_DATA_VALUE = 1;
 const NFTA_DATA_VERDICT = 2;
@@ -115,14 +117,69 @@ function elementBody(e: MapElement): Buffer {
   );
 }
 
+/**
+ * An element of any inet-family set or map, its key (and data) already in
+ * the kernel's register layout: each field of a concatenation padded to 4
+ * bytes, in network byte order (see `field`).
+ */
+export interface SetElement {
+  op: 'add' | 'delete';
+  table: string;
+  set: string;
+  key: Buffer;
+  /** the end of the range, for sets with the interval flag over a concatenation */
+  keyEnd?: Buffer;
+  /** a map's data (add only): a value, or a jump verdict */
+  data?: Buffer | { jump: string };
+}
+
+/** One field of a concatenated key or value: the bytes, zero-padded to a 4-byte register. */
+export function field(b: Buffer): Buffer {
+  const pad = (4 - (b.length % 4)) % 4;
+  return pad ? Buffer.concat([b, Buffer.alloc(pad)]) : b;
+}
+
+function verdictJump(chain: string): StreamData {
+  const code = Buffer.alloc(4);
+  code.writeInt32BE(NFT_JUMP);
+  return nested(NFTA_DATA_VERDICT, all(attr(NFTA_VERDICT_CODE, code), attr(NFTA_VERDICT_CHAIN, name(chain, 'chain'))));
+}
+
+function setElementAttrs(e: Pick<SetElement, 'key' | 'keyEnd' | 'data'>, withData: boolean): StreamData {
+  const parts: StreamData[] = [nested(NFTA_SET_ELEM_KEY, attr(NFTA_DATA_VALUE, e.key))];
+  if (e.keyEnd) parts.push(nested(NFTA_SET_ELEM_KEY_END, attr(NFTA_DATA_VALUE, e.keyEnd)));
+  if (withData && e.data !== undefined) {
+    parts.push(nested(NFTA_SET_ELEM_DATA, Buffer.isBuffer(e.data) ? attr(NFTA_DATA_VALUE, e.data) : verdictJump(e.data.jump)));
+  }
+  return all(...parts);
+}
+
+function setElementBody(table: string, set: string, elem: StreamData): Buffer {
+  return encode(
+    nfgenmsg(NFPROTO_INET, 0),
+    attr(NFTA_SET_ELEM_LIST_TABLE, name(table, 'table')),
+    attr(NFTA_SET_ELEM_LIST_SET, name(set, 'set')),
+    nested(NFTA_SET_ELEM_LIST_ELEMENTS, nested(NFTA_LIST_ELEM, elem)),
+  );
+}
+
+/** A batch of generic set elements (exported for tests). */
+export function encodeSetBatch(elements: SetElement[], seq: number): Buffer {
+  return batchOf(elements.map((e) => ({ op: e.op, body: setElementBody(e.table, e.set, setElementAttrs(e, e.op === 'add')) })), seq);
+}
+
 /** The whole batch for elements, seqs seq, seq+1, ... (exported for tests). */
 export function encodeBatch(elements: MapElement[], seq: number): Buffer {
+  return batchOf(elements.map((e) => ({ op: e.op, body: elementBody(e) })), seq);
+}
+
+function batchOf(changes: { op: 'add' | 'delete'; body: Buffer }[], seq: number): Buffer {
   const msgs = [message(NFNL_MSG_BATCH_BEGIN, 0, seq, nfgenmsg(NFPROTO_UNSPEC, NFNL_SUBSYS_NFTABLES))];
-  for (const e of elements) {
+  for (const e of changes) {
     const type = (NFNL_SUBSYS_NFTABLES << 8) | (e.op === 'add' ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM);
     // no NLM_F_EXCL: adding an element that is there with the same verdict is fine (`nft add element`)
     const flags = NLM_F_ACK | (e.op === 'add' ? NLM_F_CREATE : 0);
-    msgs.push(message(type, flags, (seq + msgs.length) >>> 0, elementBody(e)));
+    msgs.push(message(type, flags, (seq + msgs.length) >>> 0, e.body));
   }
   msgs.push(message(NFNL_MSG_BATCH_END, 0, (seq + msgs.length) >>> 0, nfgenmsg(NFPROTO_UNSPEC, NFNL_SUBSYS_NFTABLES)));
   return Buffer.concat(msgs.map(padded));
@@ -155,9 +212,49 @@ export class Nftnl {
     if (!elements.length) return;
     const what = `nf_tables ${elements[0].op} element ${elements[0].address} in ${elements[0].table} ${elements[0].map}` +
       (elements.length > 1 ? ` (+${elements.length - 1})` : '');
+    this.send(what, encodeBatch(elements, this.seq), elements.length);
+  }
+
+  /** Like apply, for generic set elements. */
+  applySet(elements: SetElement[]): void {
+    if (!elements.length) return;
+    const what = `nf_tables ${elements[0].op} element in ${elements[0].table} ${elements[0].set}` +
+      (elements.length > 1 ? ` (+${elements.length - 1})` : '');
+    this.send(what, encodeSetBatch(elements, this.seq), elements.length);
+  }
+
+  /**
+   * The element with this key (and key end), or null when the set has none:
+   * `data` is its value bytes, `jump` its verdict chain. ENOENT when the
+   * table or set is missing is reported as null as well.
+   */
+  getElement(table: string, set: string, key: Buffer, keyEnd?: Buffer): { data?: Buffer; jump?: string } | null {
+    if (this.fd < 0) throw new KernelError('EBADF', `get element in ${table} ${set}: socket closed`, 9);
+    this.seq = (this.seq + 1) >>> 0;
+    const body = setElementBody(table, set, setElementAttrs({ key, keyEnd }, false));
+    let msgs: Buffer[];
+    try {
+      msgs = nlRequest(this.fd, message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, NLM_F_ACK, this.seq, body));
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ENOENT') return null;
+      throw kernelError(e, `get element in inet ${table} ${set}`);
+    }
+    if (!msgs.length) return null;
+    // nlmsghdr (16) + nfgenmsg (4), then the element list's attributes
+    const list = attrs(msgs[0].subarray(20)).get(NFTA_SET_ELEM_LIST_ELEMENTS);
+    const elem = list && attrs(list).get(NFTA_LIST_ELEM);
+    const data = elem && attrs(elem).get(NFTA_SET_ELEM_DATA);
+    if (!data) return {};
+    const d = attrs(data);
+    if (d.has(NFTA_DATA_VALUE)) return { data: d.get(NFTA_DATA_VALUE) };
+    const v = d.get(NFTA_DATA_VERDICT);
+    const chain = v && attrs(v).get(NFTA_VERDICT_CHAIN);
+    return chain ? { jump: chain.toString('utf8').replace(/\0+$/, '') } : {};
+  }
+
+  private send(what: string, batch: Buffer, n: number): void {
     if (this.fd < 0) throw new KernelError('EBADF', `${what}: socket closed`, 9);
-    const batch = encodeBatch(elements, this.seq);
-    this.seq = (this.seq + elements.length + 2) >>> 0;
+    this.seq = (this.seq + n + 2) >>> 0;
     try {
       nlBatch(this.fd, batch);
     } catch (e) {
@@ -178,6 +275,19 @@ export class Nftnl {
       throw kernelError(e, `get table inet ${table}`);
     }
   }
+}
+
+/** The attributes of one netlink attribute stream, by type (nested flag masked; the first of a type wins). */
+function attrs(b: Buffer): Map<number, Buffer> {
+  const out = new Map<number, Buffer>();
+  for (let off = 0; off + 4 <= b.length; ) {
+    const len = b.readUInt16LE(off);
+    const type = b.readUInt16LE(off + 2) & 0x3fff;
+    if (len < 4 || off + len > b.length) break;
+    if (!out.has(type)) out.set(type, b.subarray(off + 4, off + len));
+    off += (len + 3) & ~3;
+  }
+  return out;
 }
 
 // Closing a netfilter socket makes the kernel finish freeing what recent
@@ -207,6 +317,21 @@ export function nftElements(nsFd: number | null, elements: MapElement[]): void {
     nl.apply(elements);
   } catch (e) {
     nl.close(); // a failed batch was undone, and waited for, in the kernel already
+    throw e;
+  }
+  if (elements.some((e) => e.op === 'delete')) lingering = nl;
+  else nl.close();
+}
+
+/** Like nftElements, for generic set elements. */
+export function nftSetElements(nsFd: number | null, elements: SetElement[]): void {
+  lingering?.close();
+  lingering = null;
+  const nl = Nftnl.open(nsFd);
+  try {
+    nl.applySet(elements);
+  } catch (e) {
+    nl.close();
     throw e;
   }
   if (elements.some((e) => e.op === 'delete')) lingering = nl;

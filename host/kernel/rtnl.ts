@@ -227,6 +227,7 @@ function toRoute(msg: Buffer): RouteInfo & { cloned: boolean } {
 
 export interface VethOptions { mtu?: number; mac?: string; peerMac?: string; peerNsFd?: number; txqlen?: number }
 export interface BridgeOptions { mtu?: number; vlanFiltering?: boolean; mac?: string }
+export interface IfbOptions { mtu?: number; txqlen?: number; up?: boolean }
 export interface MacvlanOptions { mtu?: number; mac?: string; nsFd?: number }
 export interface SetLinkOptions {
   up?: boolean; mtu?: number; mac?: string;
@@ -278,6 +279,52 @@ export class Rtnl {
         throw kernelError(e, what);
       }
     }
+  }
+
+  /**
+   * Sends one complete message built elsewhere (host/kernel/tc.ts), with
+   * this socket's next seq written in; returns the reply messages.
+   */
+  requestRaw(what: string, msg: Buffer): Buffer[] {
+    if (this.fd < 0) throw new KernelError('EBADF', `${what}: socket closed`, 9);
+    this.seq = (this.seq + 1) >>> 0 || 1;
+    const req = Buffer.from(msg);
+    S.writeU32.call(req, this.seq, 8);
+    const dump = (S.readU16.call(req, 6) & NLM_F_DUMP) === NLM_F_DUMP;
+    for (let tries = 0; ; tries++) {
+      try {
+        return nlRequest(this.fd, req);
+      } catch (e) {
+        if ((e as { code?: string }).code === 'EINTR' && dump && tries < 3) continue;
+        throw kernelError(e, what);
+      }
+    }
+  }
+
+  /**
+   * The id this netns gives the netns open at nsFd (what IFLA_LINK_NETNSID of
+   * a link whose peer lives there says), or -1 when it has none.
+   */
+  netnsId(nsFd: number): number {
+    const RTM_GETNSID = 90, NETNSA_NSID = 1, NETNSA_FD = 3;
+    const body = Buffer.alloc(4 + 8); // rtgenmsg (padded), NETNSA_FD
+    S.writeU16.call(body, 8, 4);
+    S.writeU16.call(body, NETNSA_FD, 6);
+    S.writeU32.call(body, nsFd, 8);
+    const hdr = Buffer.alloc(HDR);
+    S.writeU32.call(hdr, HDR + body.length, 0);
+    S.writeU16.call(hdr, RTM_GETNSID, 4);
+    S.writeU16.call(hdr, NLM_F_REQUEST | NLM_F_ACK, 6);
+    const msgs = this.requestRaw('get netns id', Buffer.concat([hdr, body]));
+    for (const m of msgs) {
+      for (let o = HDR + 4; o + 8 <= m.length; ) {
+        const len = S.readU16.call(m, o), type = S.readU16.call(m, o + 2);
+        if (len < 4) break;
+        if ((type & 0x3fff) === NETNSA_NSID && len >= 8) return S.readU32.call(m, o + 4) | 0;
+        o += (len + 3) & ~3;
+      }
+    }
+    return -1;
   }
 
   private ack(what: string, type: number, flags: number, ...body: StreamData[]): void {
@@ -356,8 +403,19 @@ export class Rtnl {
     });
   }
 
-  createIfb(name: string): void {
-    this.newLink(`create ifb ${name}`, { ifname: name, linkinfo: encode(ifla.formatInfo({ kind: 'ifb' })) });
+  /** With opts as the reference bandwidth plugin creates its IFB: up, the veth's MTU, txqueuelen 0. */
+  createIfb(name: string, opts: IfbOptions = {}): void {
+    // IFLA_INFO_KIND "ifb" without a NUL, as iproute2 and Go netlink send it
+    const kind = Buffer.from([7, 0, 1, 0, 0x69, 0x66, 0x62, 0]);
+    const attrs: ifla.LinkAttrs = { ifname: name, mtu: opts.mtu, txqlen: opts.txqlen, linkinfo: kind };
+    if (!opts.up) {
+      this.newLink(`create ifb ${name}`, attrs);
+      return;
+    }
+    const hdr = rt.formatLink({});
+    S.writeU32.call(hdr, IFF_UP, 8);
+    S.writeU32.call(hdr, IFF_UP, 12);
+    this.ack(`create ifb ${name}`, rt.MessageType.NEWLINK, NLM_F_CREATE | NLM_F_EXCL, hdr, ifla.formatLinkAttrs(attrs));
   }
 
   /** One RTM_SETLINK; the kernel applies a netns move first, then the rest. */

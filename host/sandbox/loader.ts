@@ -2,21 +2,34 @@
 // third-party ones are `<type>.wasm` files in the policy's plugin dirs, run
 // only when the policy pins their sha256, transpiled once into a cache keyed
 // by that digest.
-import { existsSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import vm from 'node:vm';
+import Module, { createRequire } from 'node:module';
 import { packageRoot } from '../paths.js';
-import { createRequire } from 'node:module';
+import { nodeCrypto } from '../lazy.js';
 import { CniError } from '../cni/errors.js';
 import type { Grants, Policy } from '../gate/policy.js';
 import type { ObjectDecl } from '../gate/ownership.js';
-import { type Manifest, PackageError, sha256 } from './package.js';
+import type { Manifest } from './package.js';
+import { PackageError } from './errors.js';
+import { FileRefused, checkPrivateDir, lstatOrNull, readRegularFile } from './files.js';
+import { LIMITS } from './limits.js';
+import { noteRefusedDigest } from '../gate/audit.js';
+
+/** Kept in step with package.ts (not imported: that module is for approval only). */
+const LIFT_GUARD_VERSION = 1;
+const sha256 = (b: Uint8Array): string => nodeCrypto().createHash('sha256').update(b).digest('hex');
 export { PackageError };
 
 export const ERR_PLUGIN_REFUSED = 102;
 
 export const bundledDir = (): string => join(packageRoot(), 'dist/plugins');
 
-export type Instantiate = (getCoreModule: (path: string) => WebAssembly.Module, imports: Record<string, unknown>) => Record<string, (...a: unknown[]) => unknown>;
+export type Instantiate = (
+  getCoreModule: (path: string) => WebAssembly.Module, imports: Record<string, unknown>,
+  instantiateCore?: (m: WebAssembly.Module, imports?: WebAssembly.Imports) => WebAssembly.Instance,
+) => Record<string, (...a: unknown[]) => unknown>;
 
 export interface LoadedPlugin {
   manifest: Manifest;
@@ -27,25 +40,77 @@ export interface LoadedPlugin {
   instantiate: Instantiate;
 }
 
-function readManifest(dir: string): Manifest | null {
+const MAX_MANIFEST_BYTES = 256 * 1024;
+const MAX_GLUE_BYTES = 16 * 1024 * 1024;
+
+function readManifest(dir: string, ownedByUs = false): Manifest | null {
+  let text: Buffer;
   try {
-    return JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Manifest;
+    text = readRegularFile(join(dir, 'manifest.json'), { maxBytes: MAX_MANIFEST_BYTES, what: 'plugin manifest', ownedByUs });
+  } catch (e) {
+    if (e instanceof FileRefused && e.code === 'ENOENT') return null;
+    throw new CniError(ERR_PLUGIN_REFUSED, `cannot load the plugin manifest in ${dir}: ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text.toString('utf8')) as Manifest;
   } catch {
     return null;
   }
 }
 
-/** Where a type's component lives, without loading it. */
+/** Refusal that carries the digest of the component it is about (for the audit record). */
+export class PluginRefused extends CniError {
+  constructor(msg: string, public readonly sha256 = '') { super(ERR_PLUGIN_REFUSED, msg); }
+}
+
+const bundledTypes = (): Set<string> => {
+  try {
+    return new Set(readdirSync(bundledDir(), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name));
+  } catch {
+    return new Set();
+  }
+};
+
+/** The component file for a type in the policy's plugin dirs: a regular file
+ *  (never a symlink, a FIFO or a directory), or null when there is none. */
+function findThirdParty(type: string, policy: Policy): string | null {
+  for (const d of policy.pluginDirs) {
+    const wasm = join(d, `${type}.wasm`);
+    const st = lstatOrNull(wasm);
+    if (!st) continue;
+    if (st.isSymbolicLink()) throw new PluginRefused(`plugin '${type}': ${wasm} is a symbolic link; a component in a plugin dir must be a regular file (symlinks are not followed)`);
+    if (!st.isFile()) throw new PluginRefused(`plugin '${type}': ${wasm} is not a regular file (${st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : 'a special file'}); refusing it`);
+    return wasm;
+  }
+  return null;
+}
+
+/** The digest of a component file for a refusal record ('' if unreadable). */
+function digestOf(wasm: string): string {
+  try {
+    return sha256(readRegularFile(wasm, { maxBytes: LIMITS.componentBytes, what: 'component' }));
+  } catch {
+    return '';
+  }
+}
+
+/** Where a type's component lives, without loading it. Throws PluginRefused
+ *  for a plugin-dir file that squats a bundled type's name or shadows an
+ *  allowExec binary without a pin. */
 export function locatePlugin(type: string, policy: Policy): { dir: string; manifest: Manifest } | { wasm: string } | null {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(type)) return null;
   const bundled = join(bundledDir(), type);
   const m = readManifest(bundled);
-  if (m) return { dir: bundled, manifest: m };
-  for (const d of policy.pluginDirs) {
-    const wasm = join(d, `${type}.wasm`);
-    if (existsSync(wasm)) return { wasm };
+  const wasm = findThirdParty(type, policy);
+  if (m) {
+    if (wasm) throw new PluginRefused(`plugin dir file ${wasm} is named like the bundled plugin '${type}'; a third-party component may not take a bundled type's name (rename it and approve it under its own type)`, digestOf(wasm));
+    return { dir: bundled, manifest: m };
   }
-  return null;
+  if (!wasm) return null;
+  if (policy.allowExec.includes(type) && !policy.plugins[type]?.sha256) {
+    throw new PluginRefused(`plugin dir file ${wasm} would shadow the '${type}' binary the policy allows to run (allowExec), and it is not pinned; remove it, or pin it in the policy to run it instead`, digestOf(wasm));
+  }
+  return { wasm };
 }
 
 // bin/codecache.cjs: the same V8 code cache the host bundle is loaded with
@@ -57,46 +122,123 @@ const requireCjs = (file: string): unknown => {
 
 /** Synchronous: delegation loads plugins while a guest call is in progress. */
 export function loadPlugin(type: string, policy: Policy): LoadedPlugin | null {
+  try {
+    return load(type, policy);
+  } catch (e) {
+    // the invocation's load-refusal record names the component it refused
+    if (e instanceof PluginRefused && e.sha256) noteRefusedDigest(type, e.sha256);
+    throw e;
+  }
+}
+
+function load(type: string, policy: Policy): LoadedPlugin | null {
   const where = locatePlugin(type, policy);
   if (!where) return null;
   let dir: string;
   let manifest: Manifest;
   let grants: Grants;
   let objects: ObjectDecl[];
+  let mod: { instantiate: Instantiate };
   if ('wasm' in where) {
     ({ dir, manifest } = approvedThirdParty(type, where.wasm, policy));
     // a third-party plugin names host objects only as the operator allows
     grants = policy.plugins[type]?.grants ?? {};
     objects = policy.plugins[type]?.objects ?? [];
+    mod = loadGlue(dir, manifest);
   } else {
     ({ dir, manifest } = where);
     grants = policy.plugins[type]?.grants ?? (manifest.grants as Grants);
     objects = policy.plugins[type]?.objects ?? manifest.objects ?? [];
+    if (manifest.liftGuard !== LIFT_GUARD_VERSION) {
+      throw new PluginRefused(`bundled plugin '${type}' was built by an older cni-wasm (no lift guard); rebuild the plugins (npm run build:plugins)`, manifest.sha256);
+    }
+    mod = requireCjs(join(dir, manifest.jsFile)) as { instantiate: Instantiate };
   }
-  const mod = requireCjs(join(dir, manifest.jsFile)) as { instantiate: Instantiate };
   return { manifest, dir, grants, objects, instantiate: mod.instantiate };
 }
 
+/** A prepared third-party glue: its bytes checked against the digest the
+ *  manifest recorded at approval, compiled from those very bytes (no V8 code
+ *  cache: a cache file could carry other code for the same source length). */
+function loadGlue(dir: string, manifest: Manifest): { instantiate: Instantiate } {
+  const file = join(dir, manifest.jsFile);
+  const src = verifiedFile(dir, manifest, manifest.jsFile, MAX_GLUE_BYTES).toString('utf8');
+  const mod = { exports: {} as { instantiate: Instantiate } };
+  const fn = new vm.Script(Module.wrap(src), { filename: file }).runInThisContext() as (...a: unknown[]) => void;
+  fn(mod.exports, createRequire(file), mod, file, dir);
+  if (typeof mod.exports.instantiate !== 'function') throw new PluginRefused(`plugin '${manifest.type}': the prepared glue in ${dir} has no instantiate()`, manifest.sha256);
+  return mod.exports;
+}
+
+/** Reads a file of a prepared plugin dir and checks it against the manifest. */
+export function verifiedFile(dir: string, manifest: Manifest, name: string, maxBytes: number): Buffer {
+  const want = manifest.files?.[name];
+  if (!manifest.bundled && !want) {
+    throw new PluginRefused(`plugin '${manifest.type}': ${join(dir, name)} is not listed in the manifest of its prepared cache; run \`cni-wasm approve\` again`, manifest.sha256);
+  }
+  let bytes: Buffer;
+  try {
+    bytes = readRegularFile(join(dir, name), { maxBytes, what: 'plugin file', ownedByUs: !manifest.bundled });
+  } catch (e) {
+    throw new PluginRefused(`plugin '${manifest.type}': ${(e as Error).message}`, manifest.sha256);
+  }
+  // A bundled plugin is part of the install, trusted like the host bundle
+  // itself (hashing it would cost every call ~0.5 ms); third-party caches are checked.
+  if (!manifest.bundled && sha256(bytes) !== want) {
+    throw new PluginRefused(`plugin '${manifest.type}': ${join(dir, name)} does not match the digest recorded when it was approved; the prepared cache was altered, refusing to run it (run \`cni-wasm approve\` again)`, manifest.sha256);
+  }
+  return bytes;
+}
+
 function approvedThirdParty(type: string, wasm: string, policy: Policy): { dir: string; manifest: Manifest } {
-  const bytes = readFileSync(wasm);
-  const digest = sha256(bytes);
   const pinned = policy.plugins[type]?.sha256;
+  let bytes: Buffer;
+  try {
+    // bounded: the pin is checked on at most LIMITS.componentBytes
+    bytes = readRegularFile(wasm, { maxBytes: LIMITS.componentBytes, what: 'component' });
+  } catch (e) {
+    throw new PluginRefused(`plugin '${type}': ${(e as Error).message}`, pinned ?? '');
+  }
+  const digest = sha256(bytes);
   if (!pinned) {
-    throw new CniError(ERR_PLUGIN_REFUSED, `plugin '${type}' (${wasm}) is not approved: add it to the policy with "sha256": "${digest}" and the grants it needs`);
+    throw new PluginRefused(`plugin '${type}' (${wasm}) is not approved: add it to the policy with "sha256": "${digest}" and the grants it needs`, digest);
   }
   if (pinned !== digest) {
-    throw new CniError(ERR_PLUGIN_REFUSED, `plugin '${type}' (${wasm}) has sha256 ${digest}, but the policy pins ${pinned}; refusing to run it`);
+    throw new PluginRefused(`plugin '${type}' (${wasm}) has sha256 ${digest}, but the policy pins ${pinned}; refusing to run it`, digest);
   }
-  const dir = join(policy.stateDir, 'components', digest);
-  const cached = readManifest(dir);
-  if (cached) return { dir, manifest: cached };
-  throw new CniError(ERR_PLUGIN_REFUSED, `plugin '${type}' (${wasm}) is pinned but not prepared: run \`cni-wasm approve ${wasm}\` once`);
+  const root = join(policy.stateDir, 'components');
+  const dir = join(root, digest);
+  if (!lstatOrNull(join(dir, 'manifest.json'))) {
+    throw new PluginRefused(`plugin '${type}' (${wasm}) is pinned but not prepared: run \`cni-wasm approve ${wasm}\` once`, digest);
+  }
+  try {
+    checkPrivateDir(root, 'component cache');
+    checkPrivateDir(dir, 'component cache');
+  } catch (e) {
+    throw new PluginRefused(`plugin '${type}': ${(e as Error).message}`, digest);
+  }
+  const cached = readManifest(dir, true);
+  if (!cached) throw new PluginRefused(`plugin '${type}' (${wasm}) is pinned but its prepared cache has no readable manifest: run \`cni-wasm approve ${wasm}\` again`, digest);
+  if (cached.sha256 !== digest || cached.bundled !== false || cached.jsFile !== 'plugin.cjs' || !cached.files || cached.liftGuard !== LIFT_GUARD_VERSION) {
+    throw new PluginRefused(`plugin '${type}': the prepared cache ${dir} does not belong to this component or was prepared by an older cni-wasm; run \`cni-wasm approve ${wasm}\` again`, digest);
+  }
+  return { dir, manifest: cached };
 }
 
 /** Transpiles a third-party component into the digest-keyed cache (slow: jco). */
 export async function prepareThirdParty(wasm: string, type: string, policy: Policy): Promise<Manifest> {
-  const bytes = readFileSync(wasm);
-  const dir = join(policy.stateDir, 'components', sha256(bytes));
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(type)) throw new PackageError(`'${type}' is not a plugin type name`);
+  if (bundledTypes().has(type)) throw new PackageError(`'${type}' is the type of a bundled plugin; a third-party component may not take its name`);
+  let bytes: Buffer;
+  try {
+    bytes = readRegularFile(wasm, { maxBytes: LIMITS.componentBytes, what: 'component' });
+  } catch (e) {
+    throw new PackageError((e as Error).message);
+  }
+  const root = join(policy.stateDir, 'components');
+  mkdirSync(root, { recursive: true, mode: 0o700 });
+  chmodSync(root, 0o700);
+  const dir = join(root, sha256(bytes));
   const { writeTranspiled } = await import('./package.js');
   try {
     return await writeTranspiled(bytes, type, dir, { bundled: false, grants: {} });

@@ -8,7 +8,11 @@ import { CniError } from '../cni/errors.js';
 import { type CallContext, type WitSignature, TimeLimitReached, bindInterface } from '../gate/gate.js';
 import { HOST_INTERFACES } from '../capabilities/index.js';
 import { WIT_PACKAGE, WIT_VERSION } from './interfaces.js';
-import { bundledDir, type LoadedPlugin } from './loader.js';
+import { ERR_PLUGIN_REFUSED, bundledDir, type LoadedPlugin, verifiedFile } from './loader.js';
+import { LIMITS, checkCoreModule, withV8Limits } from './limits.js';
+
+/** The import key the rewritten glue takes its string decoders from (package.ts). */
+const LIFT_GUARD_KEY = '__cniWasmLiftGuard';
 
 export const ERR_PLUGIN_TRAPPED = 100;
 export const ERR_PLUGIN_TIMEOUT = 101;
@@ -53,17 +57,212 @@ function guestFailure(ctx: CallContext, what: string, timeoutMs: number, e: unkn
   return new CniError(ERR_PLUGIN_TRAPPED, `plugin '${type}' crashed during ${what}: ${why}${oom}`);
 }
 
+// ---- bounds on what one call can make the host hold ---------------------------
+/** bytes of one string the glue may lift out of guest memory */
+export const MAX_LIFT_STRING_BYTES = 1024 * 1024;
+/** bytes lifted for one host call's arguments (or one export's result), all
+ *  strings together; each string counts at least LIFT_MIN_CHARGE (a list of
+ *  a million empty strings is a million JS strings) */
+export const MAX_LIFT_CALL_BYTES = 4 * 1024 * 1024;
+const LIFT_MIN_CHARGE = 16;
+/** characters of all string arguments of one host call, after lifting */
+export const MAX_CALL_ARG_CHARS = 64 * 1024;
+/** characters of a plugin's result document */
+export const MAX_RESULT_CHARS = 256 * 1024;
+/** log.write message characters per invocation */
+export const MAX_LOG_CHARS = 256 * 1024;
+/** core modules compiled and core instances created per plugin instance */
+const MAX_CORE_COMPILES = LIMITS.coreModules;
+const MAX_CORE_INSTANCES = LIMITS.coreModules * 2;
+
+/** Counts what the glue lifts between two host calls; over budget, the glue
+ *  gets '' instead of the string and the host refuses the call. */
+class LiftBudget {
+  private used = 0;
+  over: string | null = null;
+  charge(bytes: number): boolean {
+    if (this.over) return false;
+    if (bytes > MAX_LIFT_STRING_BYTES) {
+      this.over = `a string of ${bytes} bytes in guest memory; the limit is ${MAX_LIFT_STRING_BYTES}`;
+      return false;
+    }
+    this.used += Math.max(bytes, LIFT_MIN_CHARGE);
+    if (this.used > MAX_LIFT_CALL_BYTES) {
+      this.over = `string arguments totalling more than ${MAX_LIFT_CALL_BYTES} bytes (strings count at least ${LIFT_MIN_CHARGE} bytes each)`;
+      return false;
+    }
+    return true;
+  }
+  /** the problem since the last reset, and a fresh budget */
+  take(): string | null {
+    const o = this.over;
+    this.used = 0; this.over = null;
+    return o;
+  }
+}
+
+function guardedDecoderFactory(budget: LiftBudget) {
+  return (label?: string, opts?: TextDecoderOptions) => {
+    const td = new TextDecoder(label, opts);
+    return {
+      decode(view?: ArrayBufferView): string {
+        const n = view ? view.byteLength : 0;
+        return budget.charge(n) ? td.decode(view) : '';
+      },
+    };
+  };
+}
+
+/** Characters of all strings in a lifted value, stopping early past `limit`. */
+export function argChars(v: unknown, limit: number, acc = 0): number {
+  if (acc > limit) return acc;
+  if (typeof v === 'string') return acc + v.length;
+  if (Array.isArray(v)) {
+    acc += v.length;
+    for (const x of v) { acc = argChars(x, limit, acc); if (acc > limit) return acc; }
+    return acc;
+  }
+  if (v && typeof v === 'object') {
+    for (const x of Object.values(v)) { acc = argChars(x, limit, acc); if (acc > limit) return acc; }
+  }
+  return acc;
+}
+
+/** A copy fit for a refusal record: long strings and lists shortened. */
+export function shortened(v: unknown, depth = 0): unknown {
+  if (typeof v === 'string') return v.length > 256 ? `${v.slice(0, 256)}…(${v.length} chars)` : v;
+  if (depth > 4) return '…';
+  if (Array.isArray(v)) {
+    const head = v.slice(0, 8).map((x) => shortened(x, depth + 1));
+    return v.length > 8 ? [...head, `…(${v.length} items)`] : head;
+  }
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).slice(0, 32).map(([k, x]) => [k, shortened(x, depth + 1)]));
+  return v;
+}
+
+/** Per-invocation counters, shared by every plugin instance of one CNI call
+ *  (they share its audit log). */
+interface InvocationQuota { logChars: number; refusedAll: boolean }
+const quotas = new WeakMap<object, InvocationQuota>();
+const quotaOf = (ctx: CallContext): InvocationQuota => {
+  let q = quotas.get(ctx.audit);
+  if (!q) { q = { logChars: 0, refusedAll: false }; quotas.set(ctx.audit, q); }
+  return q;
+};
+
+/**
+ * Wraps the gate's bound functions: before the gate sees a call, the
+ * arguments as lifted are checked against the bounds above and the
+ * invocation's audit quota. A refusal here is audited like a gate denial
+ * (with the arguments shortened) and the guest gets E2BIG / EQUOTA.
+ */
+function bounded(
+  ctx: CallContext, iface: string, bound: Record<string, (...a: unknown[]) => unknown>,
+  sigs: Record<string, WitSignature>, budget: LiftBudget,
+): Record<string, (...a: unknown[]) => unknown> {
+  const impl = HOST_INTERFACES[iface];
+  const out: Record<string, (...a: unknown[]) => unknown> = {};
+  for (const [name, sig] of Object.entries(sigs)) {
+    const inner = bound[name];
+    if (!inner) continue;
+    const call = `${iface}.${sig.wit}`;
+    out[name] = (...args: unknown[]) => {
+      const lifted = budget.take();
+      const q = quotaOf(ctx);
+      let code = '';
+      let why = '';
+      // quota first: refusals are recorded too, so they must not be a way past it
+      if (q.refusedAll) { code = 'EQUOTA'; why = `${call} refused: this invocation is over its quota`; }
+      else if (!ctx.audit.hasRoomForCalls()) { code = 'EQUOTA'; why = `${call} refused: this invocation reached its audit quota (${ctx.audit.quotaText()}); every further host call is refused`; }
+      else if (lifted) { code = 'E2BIG'; why = `${call} refused: its arguments hold ${lifted}`; }
+      else if (argChars(args, MAX_CALL_ARG_CHARS) > MAX_CALL_ARG_CHARS) { code = 'E2BIG'; why = `${call} refused: its arguments exceed ${MAX_CALL_ARG_CHARS} characters`; }
+      else if (iface === 'log') {
+        const n = argChars(args[sig.params.indexOf('message')], MAX_LOG_CHARS);
+        if (q.logChars + n > MAX_LOG_CHARS) { code = 'EQUOTA'; why = `${call} refused: more than ${MAX_LOG_CHARS} characters of log messages in one invocation`; }
+        else q.logChars += n;
+      }
+      if (code) {
+        // The first quota refusal is recorded; after it every call is refused
+        // unrecorded (fail closed: nothing runs that is not in the log).
+        if (!q.refusedAll) {
+          const named: Record<string, unknown> = {};
+          sig.params.forEach((p, i) => { named[p] = shortened(args[i]); });
+          ctx.audit.write({
+            time: new Date().toISOString(), plugin: ctx.plugin.type, sha256: ctx.plugin.sha256,
+            command: ctx.command, containerId: ctx.containerId, network: ctx.network,
+            call, args: named, verdict: 'deny', outcome: `error: ${code} ${why}`, ms: 0,
+          }, { reserved: true });
+        }
+        if (code === 'EQUOTA') q.refusedAll = true;
+        if (!sig.hasResult) return undefined;
+        const fn = impl?.[name];
+        return { tag: 'err', val: fn?.errorValue ? fn.errorValue(code, why) : { code, message: why } };
+      }
+      try {
+        return inner(...args);
+      } finally {
+        budget.take();
+      }
+    };
+  }
+  return out;
+}
+
 export function instantiate(plugin: LoadedPlugin, ctx: CallContext, timeoutMs: number): GuestExports {
   const sigs = witSignatures();
-  const imports: Record<string, unknown> = {};
+  const budget = new LiftBudget();
+  const imports: Record<string, unknown> = { [LIFT_GUARD_KEY]: guardedDecoderFactory(budget) };
   for (const iface of plugin.manifest.imports) {
     const impl = HOST_INTERFACES[iface];
     if (!impl || !sigs[iface]) continue; // 'types' has no functions
-    const bound = bindInterface(ctx, iface, impl, sigs[iface]);
+    const bound = bounded(ctx, iface, bindInterface(ctx, iface, impl, sigs[iface]), sigs[iface], budget);
     // jco's JS reads the key without the version; its .d.ts names it with it
     imports[`${WIT_PACKAGE}/${iface}`] = bound;
     imports[`${WIT_PACKAGE}/${iface}@${WIT_VERSION}`] = bound;
   }
-  const getCoreModule = (p: string) => new WebAssembly.Module(readFileSync(join(plugin.dir, p)));
-  return withTimeLimit(ctx, 'start-up', timeoutMs, () => plugin.instantiate(getCoreModule, imports));
+  let compiles = 0;
+  const getCoreModule = (p: string) => {
+    if (++compiles > MAX_CORE_COMPILES) throw new CniError(ERR_PLUGIN_REFUSED, `plugin '${plugin.manifest.type}' asked for more than ${MAX_CORE_COMPILES} core modules`);
+    const bytes = verifiedFile(plugin.dir, plugin.manifest, p, LIMITS.moduleBytes);
+    try {
+      checkCoreModule(bytes, `plugin '${plugin.manifest.type}' (${p})`);
+    } catch (e) {
+      throw new CniError(ERR_PLUGIN_REFUSED, (e as Error).message);
+    }
+    return new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
+  };
+  let instances = 0;
+  const instantiateCore = (m: WebAssembly.Module, imp?: WebAssembly.Imports) => {
+    if (++instances > MAX_CORE_INSTANCES) throw new CniError(ERR_PLUGIN_REFUSED, `plugin '${plugin.manifest.type}' created more than ${MAX_CORE_INSTANCES} core instances`);
+    return new WebAssembly.Instance(m, imp);
+  };
+  const start = () => plugin.instantiate(getCoreModule, imports, instantiateCore);
+  const exports = withTimeLimit(ctx, 'start-up', timeoutMs, plugin.manifest.bundled ? start : () => withV8Limits(start));
+  return boundedExports(plugin.manifest.type, exports, budget);
+}
+
+/** The guest's exports, with what they hand back bounded. */
+function boundedExports(type: string, exports: GuestExports, budget: LiftBudget): GuestExports {
+  const out: GuestExports = {};
+  for (const [name, fn] of Object.entries(exports)) {
+    if (typeof fn !== 'function') continue;
+    out[name] = (...args: unknown[]) => {
+      budget.take();
+      let val: unknown;
+      try {
+        val = fn(...args);
+      } catch (e) {
+        const over = budget.take();
+        if (over) throw new CniError(ERR_PLUGIN_TRAPPED, `plugin '${type}' returned an error with ${over}`);
+        throw e;
+      }
+      const over = budget.take();
+      if (over) throw new CniError(ERR_PLUGIN_TRAPPED, `plugin '${type}' returned ${over}`);
+      if (typeof val === 'string' && val.length > MAX_RESULT_CHARS) {
+        throw new CniError(ERR_PLUGIN_TRAPPED, `plugin '${type}' returned a result of ${val.length} characters; the limit is ${MAX_RESULT_CHARS}`);
+      }
+      return val;
+    };
+  }
+  return out;
 }

@@ -131,12 +131,12 @@ test('witgen: one import per WIT function and one export per world function', ()
 });
 
 test('witgen: a change in the WIT changes the output (it is not cached or canned)', () => {
-  const changed = WIT.replace('create-ifb: func(name: string)', 'create-ifb: func(name: string, mtu: u32)');
+  const changed = WIT.replace('create-ifb: func(ns: netns, name: string, mtu: u32, txqueuelen: u32)', 'create-ifb: func(ns: netns, name: string, mtu: u32)');
   assert.is.not(changed, WIT);
   const a = generateFromSource(WIT)['imports.ts'];
   const b = generateFromSource(changed)['imports.ts'];
   assert.is.not(a, b);
-  assert.match(b, /createIfb\(name: string, mtu: u32\)/);
+  assert.match(b, /createIfb\(ns: Netns, name: string, mtu: u32\)/);
 });
 
 test.run();

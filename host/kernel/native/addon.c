@@ -17,11 +17,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/vfs.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 #include <linux/netlink.h>
 #include <node_api.h>
+
+#ifndef NSFS_MAGIC
+#define NSFS_MAGIC 0x6e736673
+#endif
+#ifndef NS_GET_NSTYPE
+#define NS_GET_NSTYPE _IO(0xb7, 0x3)
+#endif
 
 #ifndef NETLINK_EXT_ACK
 #define NETLINK_EXT_ACK 11
@@ -120,6 +129,9 @@ static napi_value Setns(napi_env env, napi_callback_info info)
   return undefined(env);
 }
 
+/* the errno openNetns reports for "not a network namespace" (.code EINVAL) */
+#define ENOTNETNS_ERRNO EINVAL
+
 static napi_value OpenNetns(napi_env env, napi_callback_info info)
 {
   napi_value argv[1];
@@ -129,8 +141,32 @@ static napi_value OpenNetns(napi_env env, napi_callback_info info)
   if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok)
     return type_error(env, "path must be a string");
   if (len >= sizeof path - 1) return type_error(env, "path too long");
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO or a device named as a netns must not hang us. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return throw_errno(env, errno, path);
+  /* A network namespace file, checked on the descriptor we keep: on nsfs
+   * (a bind mount of /proc/PID/ns/net or the file itself) and of type net. */
+  struct statfs sfs;
+  if (fstatfs(fd, &sfs) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, err, path);
+  }
+  if ((unsigned long)sfs.f_type != (unsigned long)NSFS_MAGIC) {
+    char detail[4200];
+    close(fd);
+    snprintf(detail, sizeof detail, "%s is not a namespace file: unknown FS magic %lx", path, (unsigned long)sfs.f_type);
+    return throw_errno(env, ENOTNETNS_ERRNO, detail);
+  }
+  int type = ioctl(fd, NS_GET_NSTYPE);
+  if (type != CLONE_NEWNET) {
+    char detail[4200];
+    int err = type < 0 ? errno : 0;
+    close(fd);
+    if (type < 0) snprintf(detail, sizeof detail, "%s: cannot tell the namespace type: %s", path, strerror(err));
+    else snprintf(detail, sizeof detail, "%s is a namespace file, but not of a network namespace", path);
+    return throw_errno(env, ENOTNETNS_ERRNO, detail);
+  }
   return int_value(env, fd);
 }
 

@@ -1,0 +1,2 @@
+/** A refusal at load/approval time: the component is not run at all. */
+export class PackageError extends Error {}
