@@ -28,7 +28,7 @@ const subcommand = () => {
   return '';
 };
 if ((process.env.CNI_COMMAND || RUNNER.has(subcommand())) && mtime(bundle) >= mtime(compiled)) {
-  require('./codecache.cjs').requireCached(bundle).main(process.argv);
+  require('./codecache.cjs').requireCached(bundle, process.env.CNI_COMMAND ? 'cni' : 'runner').main(process.argv);
 } else {
   import(pathToFileURL(compiled).href).then((m) => m.main(process.argv));
 }

@@ -11,9 +11,11 @@ const Module = require('module');
 const pending = [];
 let hooked = false;
 
-function requireCached(file) {
+function requireCached(file, tag = '') {
   const src = fs.readFileSync(file, 'utf8');
-  const cacheFile = file + '.v8cache';
+  // The cache holds the functions the run that wrote it compiled: a CNI call
+  // and the runner take different paths through one bundle, so each keeps its own.
+  const cacheFile = file + (tag ? `.${tag}` : '') + '.v8cache';
   let cachedData;
   try { cachedData = fs.readFileSync(cacheFile); } catch { cachedData = undefined; }
   const script = new vm.Script(Module.wrap(src), { filename: file, cachedData, importModuleDynamically: vm.constants?.USE_MAIN_CONTEXT_DEFAULT_LOADER });

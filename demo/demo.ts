@@ -10,7 +10,7 @@
 //   npm run demo                 (as root, after npm ci)
 //   npm run demo -- --reference  (same steps with the reference plugins in /usr/lib/cni)
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { ensurePackage, have, netnsWithPrefix } from './system.js';
 import { join, resolve } from 'node:path';
@@ -26,6 +26,8 @@ const CONTAINERS = [
   { name: 'a', ns: 'cw-demo-a', id: 'cni-wasm-demo-a' },
   { name: 'b', ns: 'cw-demo-b', id: 'cni-wasm-demo-b' },
 ];
+/** a third container, attached with `cni-wasm add` as cnitool would */
+const RUNNER_NS = 'cw-demo-c';
 const BRIDGE = 'cni-demo0';
 const NETWORK = 'demo-net';
 const SUBNET4 = '192.168.199.0/24';
@@ -392,6 +394,29 @@ async function main(): Promise<void> {
   }
   const again = runner.del(list, rt(CONTAINERS[0]), results.get('a'));
   check(true, 'DEL again is a no-op, not an error', describeSteps(again.steps));
+
+  if (!useReference) {
+    section('The same network with `cni-wasm add/del`, in place of cnitool (NETCONFPATH, CNI_PATH, CAP_ARGS)');
+    const confDir = join(tmp!, 'net.d');
+    const cacheDir = join(tmp!, 'cache');
+    mkdirSync(confDir, { recursive: true });
+    writeFileSync(join(confDir, '10-demo.conflist'), JSON.stringify(list, null, 2));
+    must(['ip', 'netns', 'add', RUNNER_NS]);
+    const cli = (args: string[]) => must(['env', `NETCONFPATH=${confDir}`, `CNI_PATH=${path.join(':')}`, 'ip', 'netns', 'exec', HOST,
+      process.execPath, CLI, '--policy', policyFile, ...args, '--cache-dir', cacheDir]);
+    out(`  $ NETCONFPATH=<temp>/net.d cni-wasm add ${NETWORK} /run/netns/${RUNNER_NS}`);
+    const res = JSON.parse(cli(['add', NETWORK, `/run/netns/${RUNNER_NS}`])) as Attachment;
+    out(`    result ips: ${(res.ips ?? []).map((i) => i.address).join(', ')}`);
+    const cached = readdirSync(join(cacheDir, 'results'));
+    check(cached.length === 1, 'libcni\'s result cache written, as cnitool and podman read it', cached.join(' '));
+    const gw = ((res.ips ?? []) as { gateway?: string }[]).map((i) => i.gateway ?? '').find((x) => x && !x.includes(':'));
+    if (gw) { const r = reach(RUNNER_NS, gw, tool); check(r.ok, `the runner's container reaches its gateway ${gw}`, r.detail); }
+    out(`  $ cni-wasm check ${NETWORK} /run/netns/${RUNNER_NS} && cni-wasm del ${NETWORK} /run/netns/${RUNNER_NS}`);
+    cli(['check', NETWORK, `/run/netns/${RUNNER_NS}`]);
+    cli(['del', NETWORK, `/run/netns/${RUNNER_NS}`]);
+    check(readdirSync(join(cacheDir, 'results')).length === 0, 'DEL removed the cache entry');
+    await step();
+  }
 
   section('Nothing left behind');
   const veths = ipJson<unknown[]>(HOST, ['link', 'show', 'type', 'veth']);

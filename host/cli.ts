@@ -3,7 +3,7 @@
 // operator's tool: install shims, list plugins, read the audit log, approve
 // third-party components.
 import { basename, join, resolve } from 'node:path';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { invoke, readStdin } from './invoke.js';
 import { bundledDir, prepareThirdParty } from './sandbox/loader.js';
 import { readRegularFile } from './sandbox/files.js';
@@ -68,6 +68,37 @@ function bundledManifests(): Manifest[] {
     .sort((a, b) => a.type.localeCompare(b.type));
 }
 
+const NATIVE_SHIM = 'build/cni-wasm-shim';
+const SHIM_MARKER = '@@CNI-WASM-SHIM-CONFIG-V1@@\n';
+const SHIM_CONFIG_SIZE = 4096;
+
+function nativeShim(): Buffer | null {
+  try { return readFileSync(join(packageRoot(), NATIVE_SHIM)); } catch { return null; }
+}
+
+/** A copy of the native shim with its settings written into its config block (host/shim/shim.c). */
+function writeNativeShim(bin: Buffer, dest: string, conf: Record<string, string>): void {
+  const marker = Buffer.from(SHIM_MARKER);
+  let at = -1;
+  for (let i = bin.indexOf(marker); i >= 0; i = bin.indexOf(marker, i + 1)) {
+    // the block, not the literal the shim compares with: the marker then zeros
+    if (bin.subarray(i + marker.length, i + SHIM_CONFIG_SIZE).every((b) => b === 0)) { at = i; break; }
+  }
+  if (at < 0) throw new Error(`${NATIVE_SHIM} has no config block`);
+  const text = SHIM_MARKER + Object.entries(conf).map(([k, v]) => {
+    if (/[\n\0]/.test(v)) throw new Error(`shim setting ${k} may not contain a newline`);
+    return `${k}=${v}\n`;
+  }).join('');
+  const bytes = Buffer.from(text);
+  if (bytes.length >= SHIM_CONFIG_SIZE) throw new Error('shim settings do not fit its config block');
+  const out = Buffer.from(bin);
+  out.fill(0, at, at + SHIM_CONFIG_SIZE);
+  bytes.copy(out, at);
+  const tmp = `${dest}.${process.pid}.tmp`;
+  writeFileSync(tmp, out, { mode: 0o755 });
+  renameSync(tmp, dest);
+}
+
 const shQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** CNI mode is the hot path (a runtime execs it per container): the only
@@ -118,7 +149,9 @@ function operatorCli(Command: typeof import('commander').Command, runner: Runner
     .option('--policy <file>', 'policy file the shims pass on')
     .option('--only <types>', 'comma-separated types to install (default: all bundled)')
     .option('--conf-dir <dir>', 'network configs to check for plugin types we do not provide (default: $NETCONFPATH or /etc/cni/net.d)')
-    .action((o: { binDir: string; policy?: string; only?: string; confDir?: string }) => {
+    .option('--native', 'write the native shim (build/cni-wasm-shim): it forwards calls to `cni-wasm daemon` and runs them itself when none serves it')
+    .option('--socket <path>', 'the daemon socket native shims use (implies --native; default /run/cni-wasm/cni-wasm.sock)')
+    .action((o: { binDir: string; policy?: string; only?: string; confDir?: string; native?: boolean; socket?: string }) => {
       o.policy ??= program.opts().policy;
       const dir = resolve(o.binDir);
       const only = o.only ? new Set(o.only.split(',').map((t) => t.trim()).filter(Boolean)) : null;
@@ -131,14 +164,52 @@ function operatorCli(Command: typeof import('commander').Command, runner: Runner
       runner.warnUnprovided(o.confDir || process.env.NETCONFPATH || runner.DEFAULT_NETCONFPATH, only ?? provided, o.policy, dir);
       mkdirSync(dir, { recursive: true });
       const entry = join(packageRoot(), 'bin/cni-wasm.cjs');
+      let native: Buffer | null = null;
+      if (o.native || o.socket) {
+        native = nativeShim();
+        if (!native) console.error(`cni-wasm: the native shim ${join(packageRoot(), NATIVE_SHIM)} is not built (npm run build:shim needs a C compiler); writing script shims`);
+      }
       for (const m of bundledManifests()) {
         if (only && !only.has(m.type)) continue;
+        if (native) {
+          const shim = join(dir, m.type);
+          const conf = { socket: resolve(o.socket ?? '/run/cni-wasm/cni-wasm.sock'), node: process.execPath, entry, type: m.type, policy: o.policy ? resolve(o.policy) : '' };
+          writeNativeShim(native, shim, conf);
+          console.log(`${shim} -> ${m.type} (sha256 ${m.sha256.slice(0, 12)}; native shim, daemon socket ${conf.socket})`);
+          continue;
+        }
         const args = [shQuote(process.execPath), shQuote(entry), '--type', shQuote(m.type)];
         if (o.policy) args.push('--policy', shQuote(resolve(o.policy)));
         const shim = join(dir, m.type);
         writeFileSync(shim, `#!/bin/sh\n# cni-wasm shim for the '${m.type}' plugin (written by cni-wasm install)\nexec ${args.join(' ')} "$@"\n`);
         chmodSync(shim, 0o755);
         console.log(`${shim} -> ${m.type} (sha256 ${m.sha256.slice(0, 12)})`);
+      }
+    });
+
+  program.command('daemon')
+    .description('serve CNI calls from native shims over a root-only unix socket (resident mode); --check: is one serving?')
+    .option('--socket <path>', 'unix socket (default /run/cni-wasm/cni-wasm.sock)')
+    .option('--workers <n>', 'worker threads (default: the machine\'s parallelism, at least 2)')
+    .option('--check', 'exit 0 if a daemon answers on the socket (prints its status), else 1')
+    .action(async (o: { socket?: string; workers?: string; check?: boolean }) => {
+      const d = await import('./daemon/server.js');
+      if (o.check) {
+        const r = await d.checkDaemon(o.socket);
+        if (r.ok) console.log(JSON.stringify(r.status));
+        else console.error(`not serving: ${r.why}`);
+        process.exit(r.ok ? 0 : 1);
+      }
+      const workers = o.workers === undefined ? undefined : Number(o.workers);
+      if (workers !== undefined && (!Number.isInteger(workers) || workers < 1 || workers > 256)) {
+        console.error('--workers must be an integer from 1 to 256');
+        process.exit(1);
+      }
+      try {
+        await d.runDaemon({ socket: o.socket, policy: program.opts().policy, workers });
+      } catch (e) {
+        console.error(`cni-wasm daemon: ${(e as Error).message}`);
+        process.exit(1);
       }
     });
 

@@ -271,6 +271,12 @@ function attachmentRights(sh: Shared, decls: ObjectDecl[]): Ownership {
   return o;
 }
 
+/** The digest of a bundled or pinned component of this type ('' for an external binary). */
+function locatePluginDigest(sh: Shared, type: string): string {
+  const where = locatePlugin(type, sh.policy);
+  return where && 'manifest' in where ? where.manifest.sha256 : sh.policy.plugins[type]?.sha256 ?? '';
+}
+
 /** Just what an IPAM plugin's DEL needs to release a lease, kept in the ledger. */
 function ipamEssentials(config: string): string {
   const d = JSON.parse(config) as Record<string, unknown>;
@@ -289,7 +295,7 @@ function delegateSync(sh: Shared, type: string, cmd: DelegateCommand, guestText:
   // first, so a failed or stopped ADD gives it back (the sweep runs its DEL).
   let id: number | undefined;
   if (command === 'ADD' && sh.inv.command === 'ADD') {
-    [id] = sh.ledger.intend([{ kind: 'delegation', type, config: ipamEssentials(config), plugin: sh.top, keep: true }]);
+    [id] = sh.ledger.intend([{ kind: 'delegation', type, config: ipamEssentials(config), plugin: sh.top, keep: true, sha256: locatePluginDigest(sh, type) }]);
   }
   let out: string;
   try {

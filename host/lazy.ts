@@ -10,3 +10,8 @@ export const nodeCrypto = (): typeof import('node:crypto') => req('node:crypto')
 
 /** Milliseconds, for durations (performance.now() loads perf_hooks). */
 export const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+let tmpTag: string | undefined;
+/** Names write-then-rename temp files: the pid, plus the thread in the daemon's workers. */
+export const tmpSuffix = (): string => tmpTag ?? String(process.pid);
+export const setTmpTag = (tag: string): void => { tmpTag = tag; };

@@ -102,7 +102,8 @@ export function sweep(ledger: Ledger, only: (e: LedgerEntry, id: number) => bool
     }
     if (did || outcome !== 'ok') {
       audit.write({
-        time: new Date().toISOString(), plugin: 'cni-wasm', sha256: '', command: who.command,
+        // the host acts, on what the component with this digest made
+        time: new Date().toISOString(), plugin: 'cni-wasm', sha256: typeof entry.sha256 === 'string' ? entry.sha256 : '', command: who.command,
         containerId: who.containerId, network: who.network, call: `sweep.${(did ?? entry.kind).split(' ')[0]}`,
         args: { entry }, verdict: 'allow', outcome, ms: +(nowMs() - t0).toFixed(3),
       });

@@ -12,8 +12,8 @@
 import {
   CniError, CniPlugin, CniResult, Command, HostError, IPNet, IpFamily, Level, Link,
   MacSpoofCheck, Masquerade, Netns, PortOptions, Request, Result, ResultRoute, Route, VethSpec,
-  ERR_INTERNAL, ERR_UNSUPPORTED_FIELD, addresses, cniError, delegate, firewall, hostFailure, links, log,
-  parseCIDR, parseIP, registerPlugin, routes, sysctl,
+  ERR_INTERNAL, ERR_UNSUPPORTED_FIELD, addresses, cniError, configureIface, delegate, firewall, hostFailure, links, log,
+  masqueradeEntries, parseCIDR, parseIP, registerPlugin, sysctl, trySysctl,
 } from "../sdk";
 import { BridgeConf, loadConf } from "./config";
 import { checkAttachment } from "./check";
@@ -31,13 +31,6 @@ function debug(msg: string): void {
 
 function q(s: string): string {
   return "\"" + s + "\"";
-}
-
-/** Best effort, as the reference ignores these sysctl errors too. */
-function trySysctl(ns: Netns, key: string, value: string): bool {
-  const e = sysctl.set(ns, key, value);
-  if (e !== null) debug("sysctl " + key + "=" + value + ": " + e.message);
-  return e === null;
 }
 
 /** What this ADD has made so far, so a failure can take it back. */
@@ -228,60 +221,6 @@ function calcGateways(result: CniResult, c: BridgeConf): Result<Gateways, CniErr
   return Result.success<Gateways, CniError>(gws);
 }
 
-/** Addresses, link up, then routes, inside the container (the reference's ipam.ConfigureIface). */
-function configureIface(ifname: string, result: CniResult, noDad: bool, settle: bool): CniError | null {
-  let v6enabled = false;
-  let v4gw = "", v6gw = "";
-  for (let i = 0; i < result.ips.length; i++) {
-    const ipc = result.ips[i];
-    const addr = parseCIDR(ipc.address)!;
-    if (addr.isV6() && !v6enabled) {
-      // An IPv6 address needs IPv6 on for lo and the interface.
-      const names: string[] = ["lo", ifname];
-      for (let k = 0; k < names.length; k++) {
-        const key = "net/ipv6/conf/" + names[k] + "/disable_ipv6";
-        const cur = sysctl.get(Netns.Container, key);
-        if (!cur.ok || cur.value == "0") continue;
-        const e = sysctl.set(Netns.Container, key, "0");
-        if (e !== null) return hostFailure("failed to enable IPv6 for interface " + q(names[k]) + " (" + key + "=" + cur.value + ")", e);
-      }
-      v6enabled = true;
-    }
-    const e = addresses.add(Netns.Container, ifname, ipc.address, noDad);
-    if (e !== null) return hostFailure("failed to add IP addr " + ipc.address + " to " + q(ifname), e);
-    if (ipc.gateway.length > 0) {
-      const gw = parseIP(ipc.gateway);
-      if (gw !== null && gw.isV4() && v4gw.length == 0) v4gw = ipc.gateway;
-      else if (gw !== null && gw.isV6() && v6gw.length == 0) v6gw = ipc.gateway;
-    }
-  }
-  const up = links.setUp(Netns.Container, ifname, true);
-  if (up !== null) return hostFailure("failed to set " + q(ifname) + " UP", up);
-  // With DAD on, an IPv6 gateway is unusable until the address leaves its
-  // tentative state: wait for that, as the reference does (up to 10 s).
-  if (settle && v6gw.length > 0) {
-    const se = addresses.settle(Netns.Container, ifname, 10000);
-    if (se !== null) debug("addresses did not settle: " + se.message);
-  }
-  for (let i = 0; i < result.routes.length; i++) {
-    const r = result.routes[i];
-    const dst = parseCIDR(r.dst);
-    if (dst === null) return fail("invalid route destination " + q(r.dst));
-    let gw = r.gw;
-    if (gw.length == 0) gw = dst.isV4() ? v4gw : v6gw;
-    const rt = new Route();
-    rt.dst = r.dst;
-    rt.gw = gw;
-    rt.dev = ifname;
-    rt.scope = "universe"; // as Go's netlink sends it, gateway or not
-    // Beside any route to the same destination another interface has (a
-    // second network's default route), as the reference adds them.
-    const e = routes.addEcmp(Netns.Container, rt);
-    if (e !== null) return hostFailure("failed to add route '" + r.dst + " via " + (gw.length > 0 ? gw : "<nil>") + " dev " + ifname + "'", e);
-  }
-  return null;
-}
-
 /**
  * Puts gateway address gw on the bridge. Another address of the family (or,
  * for IPv6, an overlapping one) is an error, or is replaced with forceAddress.
@@ -326,19 +265,6 @@ function setupGateways(a: Attachment, gws: Gateways): CniError | null {
     }
   }
   return null;
-}
-
-/** One entry per address, all in one host call (one nftables transaction). */
-function masqueradeEntries(network: string, addrs: Array<IPNet>): Array<Masquerade> {
-  const out = new Array<Masquerade>();
-  for (let i = 0; i < addrs.length; i++) {
-    const m = new Masquerade();
-    m.network = network;
-    m.source = addrs[i].ip.toString();
-    m.exclude = addrs[i].networkCIDR();
-    out.push(m);
-  }
-  return out;
 }
 
 function teardownMasquerade(c: BridgeConf, ips: Array<IPNet>): CniError | null {

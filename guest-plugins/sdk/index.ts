@@ -6,3 +6,4 @@ export * from "./plugin";
 export * from "./cni";
 export * from "./json";
 export * from "./ip";
+export * from "./iface";

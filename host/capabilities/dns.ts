@@ -9,13 +9,13 @@
 import { isAbsolute } from 'node:path';
 import { type CallContext, type HostInterface, HostError, always } from '../gate/gate.js';
 import { readRegularFile } from '../sandbox/files.js';
+import type { Resolver } from '../wit.js';
 
 /** glibc reads far less; a resolv.conf larger than this is not one */
 export const MAX_RESOLV_CONF_BYTES = 64 * 1024;
 /** entries of each list handed to the guest */
 const MAX_ENTRIES = 64;
 
-interface Resolver { nameservers: string[]; domain: string; search: string[]; options: string[] }
 
 function check(ctx: CallContext, path: string): string | null {
   const g = ctx.plugin.grants.dns;

@@ -3,10 +3,11 @@
 import { Address4, Address6 } from 'ip-address';
 import { type CallContext, type HostInterface, HostError, always } from '../gate/gate.js';
 import type { LedgerEntry } from '../gate/ledger.js';
+import type { MacSpoofCheck, Masquerade } from '../wit.js';
 import { type MasqueradeEntry, masqueradeAdd, masqueradeDel } from '../kernel/masquerade.js';
 import { type SpoofCheck, normalizeSpoofCheck, spoofCheckAdd, spoofCheckDel } from '../kernel/spoofcheck.js';
 
-interface WitMasquerade { network: string; source: string; exclude: string }
+type WitMasquerade = Masquerade;
 
 export function parseMasquerade(m: WitMasquerade): MasqueradeEntry {
   const v6 = m.source.includes(':');
@@ -22,7 +23,7 @@ export function parseMasquerade(m: WitMasquerade): MasqueradeEntry {
   return { family: 4, source: new Address4(src).correctForm(), exclude: `${n.startAddress().correctForm()}/${n.subnetMask}` };
 }
 
-interface WitMacSpoofCheck { port: string; mac: string }
+type WitMacSpoofCheck = MacSpoofCheck;
 
 export function parseSpoofCheck(c: WitMacSpoofCheck): SpoofCheck {
   const n = normalizeSpoofCheck(c.port, c.mac);

@@ -12,9 +12,9 @@ import { Address4, Address6 } from 'ip-address';
 import { type CallContext, type HostInterface, HostError, always } from '../gate/gate.js';
 import { declareUndo } from '../sweep.js';
 import type { LedgerEntry } from '../gate/ledger.js';
+import type { WitForwardAccept } from '../wit.js';
 import { type ForwardAccept, type IngressPolicy, forwardAcceptAdd, forwardAcceptDel, forwardAcceptMissing } from '../kernel/forward.js';
 
-interface WitForwardAccept { address: string; bridge: string; port: string; ingressPolicy: string }
 
 const POLICIES: Record<string, IngressPolicy> = { open: 'open', 'same-bridge': 'same-bridge', sameBridge: 'same-bridge', isolated: 'isolated' };
 const IFNAME = /^[A-Za-z0-9_.+@-]{1,15}$/;
@@ -69,7 +69,7 @@ export const forwardAccept: HostInterface = {
     prepare: (ctx, entries: WitForwardAccept[]) => {
       const [fs] = prepare(ctx, entries);
       const mine = ledgered(ctx).filter((x) => fs.some((f) => f.address === x.address));
-      return [mine.map((x) => parse({ address: String(x.address), bridge: String(x.bridge), port: String(x.port), ingressPolicy: String(x.policy) }))];
+      return [mine.map((x) => parse({ address: String(x.address), bridge: String(x.bridge), port: String(x.port), ingressPolicy: String(x.policy) as WitForwardAccept['ingressPolicy'] }))];
     },
     removes: (_ctx, fs: ForwardAccept[]) => (x) => x.kind === 'forward-accept' && fs.some((f) => f.address === x.address),
     run: (_ctx, fs: ForwardAccept[]) => { if (fs.length) forwardAcceptDel(fs); },
@@ -84,6 +84,6 @@ export const forwardAccept: HostInterface = {
 };
 
 declareUndo('forward-accept', (e) => {
-  forwardAcceptDel([parse({ address: String(e.address), bridge: String(e.bridge), port: String(e.port), ingressPolicy: String(e.policy) })]);
+  forwardAcceptDel([parse({ address: String(e.address), bridge: String(e.bridge), port: String(e.port), ingressPolicy: String(e.policy) as WitForwardAccept['ingressPolicy'] })]);
   return `firewall.forward-accept-del ${e.address}`;
 });

@@ -13,9 +13,9 @@ import type { MacvlanMode } from '../kernel/rtnl.js';
 import { type CallContext, type HostInterface, HostError, onNs } from '../gate/gate.js';
 import type { LedgerEntry } from '../gate/ledger.js';
 import type { Role } from './namespaces.js';
+import type { Link, MacvlanMode as WitMacvlanMode, PortOptions, VethSpec } from '../wit.js';
 
-interface WitLink { index: number; name: string; kind: string; mtu: number; mac: string; up: boolean; master: string; promisc: boolean }
-interface VethSpec { containerName: string; hostName: string; mtu: number; containerMac: string }
+type WitLink = Link;
 
 function toWit(ctx: CallContext, ns: Role, l: LinkInfo): WitLink {
   let master = '';
@@ -111,7 +111,7 @@ export const links: HostInterface = {
     prepare: (_ctx, name: string, master: string, ...rest: unknown[]) => { checkName(name); checkName(master); return [name, master, ...rest]; },
     objects: (_ctx, name: string, master: string) => [{ ns: 'host', name: master, right: 'parent' }, { ns: 'container', name, right: 'create' }],
     creates: (ctx, name: string) => [link('macvlan', 'container', name, ctx.plugin.type)],
-    run: (ctx, name: string, master: string, mode: MacvlanMode, mtu: number) => {
+    run: (ctx, name: string, master: string, mode: WitMacvlanMode, mtu: number) => {
       const h = ctx.ns.rtnl('host');
       const m = h.getLink(master);
       // Born in the container under a temporary name, then renamed: the
@@ -200,7 +200,7 @@ export const links: HostInterface = {
     grant: () => ({ key: 'links', ns: 'host' }),
     prepare: (_ctx, name: string, opts: unknown) => { checkName(name); return [name, opts]; },
     objects: (_ctx, name: string) => [{ ns: 'host', name, right: 'change' }],
-    run: (ctx, name: string, opts: { hairpin: boolean; isolated: boolean }) => {
+    run: (ctx, name: string, opts: PortOptions) => {
       ctx.ns.rtnl('host').setBridgePort(name, { hairpin: opts.hairpin, isolated: opts.isolated });
     },
   },

@@ -16,6 +16,7 @@ import { Address4, Address6 } from 'ip-address';
 import { type CallContext, type HostInterface, HostError, always } from '../gate/gate.js';
 import { declareUndo } from '../sweep.js';
 import type { LedgerEntry } from '../gate/ledger.js';
+import type { PortForwards, WitHairpin, WitPortForward } from '../wit.js';
 import {
   EXTERNAL_CHAIN, type Hairpin, type PortForward, type Proto, RESERVED_CHAIN,
   portmapAdd, portmapCheck, portmapDel,
@@ -23,12 +24,8 @@ import {
 import { flushUdpConntrack } from '../kernel/conntrack.js';
 import { sysctlGet, sysctlSet } from '../kernel/sysctl.js';
 
-interface WitForward {
-  protocol: Proto; hostIp: string; hostPort: number; containerIp: string; containerPort: number;
-  sources: string[]; destinations: string[];
-}
-interface WitHairpin { containerIp: string; markBit: number; externalSetMarkChain: string }
-interface WitForwards { ports: WitForward[]; hairpins: WitHairpin[] }
+type WitForward = WitPortForward;
+type WitForwards = PortForwards;
 
 /** Bounds on what one call may ask for (a podman range of 1000 ports, dual-stack, fits). */
 const MAX_FORWARDS = 4096;

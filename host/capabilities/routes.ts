@@ -7,8 +7,9 @@ import { type CallContext, type HostInterface, HostError, onNs } from '../gate/g
 import type { RouteInfo } from '../kernel/types.js';
 import { checkName } from './links.js';
 import type { Role } from './namespaces.js';
+import type { Route } from '../wit.js';
 
-interface WitRoute { dst: string; gw: string; dev: string; src: string; metric: number; scope: string }
+type WitRoute = Route;
 
 function toKernel(ctx: CallContext, ns: Role, r: WitRoute): RouteInfo {
   const family = r.dst.includes(':') ? 6 : 4;

@@ -18,6 +18,7 @@ import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { type CallContext, type HostInterface, HostError, always } from '../gate/gate.js';
 import { overlaps, protectedDirs, type Policy } from '../gate/policy.js';
 import { flock } from '../kernel/native.js';
+import { tmpSuffix } from '../lazy.js';
 
 const SESSION = 'store';
 const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
@@ -167,7 +168,7 @@ export const store: HostInterface = {
         throw new HostError('ENOSPC', `the store ${s.dir} already holds ${STORE_LIMITS.keys} keys`);
       }
       // write-then-rename: a crash leaves the old value or the new, never half
-      const tmp = join(s.dir, `.${key}.${process.pid}.tmp`);
+      const tmp = join(s.dir, `.${key}.${tmpSuffix()}.tmp`);
       const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
       try { writeSync(fd, value); } finally { closeSync(fd); }
       renameSync(tmp, file);

@@ -20,8 +20,9 @@ import type { LedgerEntry } from '../gate/ledger.js';
 import type { Rtnl } from '../kernel/rtnl.js';
 import { Tc, pschedTicksPerUsec, type QdiscInfo, type QdiscParent, type TbfSpec } from '../kernel/tc.js';
 import type { Role } from './namespaces.js';
+import type { Tbf } from '../wit.js';
 
-interface WitTbf { rate: bigint; buffer: number; limit: number }
+type WitTbf = Tbf;
 
 const IFNAME = /^[^\s/:]{1,15}$/;
 function checkName(name: string): void {

@@ -196,7 +196,9 @@ export function bindInterface(
       const size = { chars: 0, items: 0 };
       measure(raw, size);
       if (size.chars > ARG_LIMITS.chars || size.items > ARG_LIMITS.items) {
-        return deny(`arguments too large (limits: ${ARG_LIMITS.chars} characters, ${ARG_LIMITS.items} list items per call)`);
+        const why = `${call} refused: arguments too large (limits: ${ARG_LIMITS.chars} characters, ${ARG_LIMITS.items} list items per call)`;
+        record('deny', `error: E2BIG ${why}`);
+        return fail('E2BIG', why);
       }
       let creates: LedgerEntry[] = [];
       try {
@@ -206,7 +208,8 @@ export function bindInterface(
           ?? (fn.objects?.(ctx, ...args) ?? []).reduce<string | null>((r, o) => r ?? objectReason(ctx, o), null)
           ?? fn.check?.(ctx, ...args) ?? null;
         if (reason !== null) return deny(reason);
-        creates = (fn.creates?.(ctx, ...args) ?? []).map((e) => (e.plugin === ctx.owner ? e : { ...e, plugin: ctx.owner, by: e.plugin }));
+        // every entry names the attachment's plugin, and the component that made it (by digest)
+        creates = (fn.creates?.(ctx, ...args) ?? []).map((e) => ({ ...e, plugin: ctx.owner, ...(e.plugin !== ctx.owner ? { by: e.plugin } : {}), sha256: ctx.plugin.sha256 }));
       } catch (e) {
         // a malformed argument (an unknown enum, a bad name) found while deciding
         const code = e instanceof HostError || e instanceof KernelError ? e.code : 'EINVAL';

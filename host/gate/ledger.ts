@@ -17,7 +17,7 @@
 import { chmodSync, closeSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { flock } from '../kernel/native.js';
-import { nodeCrypto } from '../lazy.js';
+import { nodeCrypto, tmpSuffix } from '../lazy.js';
 import { HostError } from './errors.js';
 
 export type LedgerValue = string | number | boolean | string[];
@@ -318,7 +318,7 @@ export class Ledger {
     const text = readCapped(this.fd).split('\n')[0] + '\n' +
       [...this.live.values()].map((l) => JSON.stringify({ op: 'intend', id: l.id, entry: l.entry }) + '\n' +
         (l.state === 'done' ? JSON.stringify({ op: 'confirm', id: l.id }) + '\n' : '')).join('');
-    const tmp = `${this.file}.${process.pid}.tmp`;
+    const tmp = `${this.file}.${tmpSuffix()}.tmp`;
     const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
     try { writeSync(fd, text); } finally { closeSync(fd); }
     renameSync(tmp, this.file);

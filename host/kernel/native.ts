@@ -16,6 +16,7 @@ interface Addon {
   nlBatch(fd: number, batch: Buffer): void;
   flock(fd: number, exclusive: boolean, wait?: boolean): void;
   funlock(fd: number): void;
+  peerCred(fd: number): { pid: number; uid: number; gid: number };
 }
 
 const ADDON = join('build', 'Release', 'cniwasm_native.node');
@@ -68,6 +69,9 @@ export const nlBatch = (fd: number, batch: Buffer): void => load().nlBatch(fd, b
 /** Blocks until the lock is held. */
 export const flock = (fd: number, exclusive: boolean, wait = true): void => call('flock', () => load().flock(fd, exclusive, wait));
 export const funlock = (fd: number): void => call('funlock', () => load().funlock(fd));
+
+/** Who is at the other end of a unix socket (SO_PEERCRED). */
+export const peerCred = (fd: number): { pid: number; uid: number; gid: number } => call('SO_PEERCRED', () => load().peerCred(fd));
 
 let homeFd: number | undefined;
 // The netns the main thread is in right now; null = home.

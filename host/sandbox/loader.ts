@@ -2,7 +2,7 @@
 // third-party ones are `<type>.wasm` files in the policy's plugin dirs, run
 // only when the policy pins their sha256, transpiled once into a cache keyed
 // by that digest.
-import { chmodSync, mkdirSync, readdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import vm from 'node:vm';
 import Module, { createRequire } from 'node:module';
@@ -116,9 +116,30 @@ export function locatePlugin(type: string, policy: Policy): { dir: string; manif
 // bin/codecache.cjs: the same V8 code cache the host bundle is loaded with
 let cached: ((file: string) => unknown) | undefined;
 const requireCjs = (file: string): unknown => {
+  const w = warm?.get(file);
+  if (w) return w;
   cached ??= (createRequire(import.meta.url)(join(packageRoot(), 'bin/codecache.cjs')) as { requireCached: (f: string) => unknown }).requireCached;
-  return cached(file);
+  const mod = cached(file);
+  warm?.set(file, mod);
+  return mod;
 };
+
+// Resident mode (the daemon's workers): a component's glue (its instantiate
+// function, which holds no state between calls) and its compiled core
+// modules are kept, keyed by file and mtime. Every call still gets a fresh
+// instance with imports bound to that call. A reload starts new workers.
+let warm: Map<string, unknown> | undefined;
+const warmModules = new Map<string, WebAssembly.Module>();
+export function keepWarm(): void { warm ??= new Map(); }
+
+/** A component's core module, from `compile`; kept per file version in resident mode. */
+export function warmCompile(file: string, compile: () => WebAssembly.Module): WebAssembly.Module {
+  if (!warm) return compile();
+  const key = `${file}\u0000${statSync(file).mtimeMs}`;
+  let m = warmModules.get(key);
+  if (!m) { m = compile(); warmModules.set(key, m); }
+  return m;
+}
 
 /** Synchronous: delegation loads plugins while a guest call is in progress. */
 export function loadPlugin(type: string, policy: Policy): LoadedPlugin | null {

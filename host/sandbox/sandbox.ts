@@ -8,7 +8,7 @@ import { CniError } from '../cni/errors.js';
 import { type CallContext, type WitSignature, TimeLimitReached, bindInterface } from '../gate/gate.js';
 import { HOST_INTERFACES } from '../capabilities/index.js';
 import { WIT_PACKAGE, WIT_VERSION } from './interfaces.js';
-import { ERR_PLUGIN_REFUSED, bundledDir, type LoadedPlugin, verifiedFile } from './loader.js';
+import { ERR_PLUGIN_REFUSED, bundledDir, type LoadedPlugin, verifiedFile, warmCompile } from './loader.js';
 import { LIMITS, checkCoreModule, withV8Limits } from './limits.js';
 
 /** The import key the rewritten glue takes its string decoders from (package.ts). */
@@ -58,15 +58,16 @@ function guestFailure(ctx: CallContext, what: string, timeoutMs: number, e: unkn
 }
 
 // ---- bounds on what one call can make the host hold ---------------------------
-/** bytes of one string the glue may lift out of guest memory */
-export const MAX_LIFT_STRING_BYTES = 1024 * 1024;
+/** bytes of one string the glue may lift out of guest memory: a config of
+ *  several MB (UTF-16 in the guest) passes through delegation; 20M characters do not */
+export const MAX_LIFT_STRING_BYTES = 16 * 1024 * 1024;
 /** bytes lifted for one host call's arguments (or one export's result), all
  *  strings together; each string counts at least LIFT_MIN_CHARGE (a list of
  *  a million empty strings is a million JS strings) */
-export const MAX_LIFT_CALL_BYTES = 4 * 1024 * 1024;
-const LIFT_MIN_CHARGE = 16;
+export const MAX_LIFT_CALL_BYTES = 32 * 1024 * 1024;
+const LIFT_MIN_CHARGE = 32; // a JS string and its array slot cost about this much however short
 /** characters of all string arguments of one host call, after lifting */
-export const MAX_CALL_ARG_CHARS = 64 * 1024;
+export const MAX_CALL_ARG_CHARS = 8 * 1024 * 1024;
 /** characters of a plugin's result document */
 export const MAX_RESULT_CHARS = 256 * 1024;
 /** log.write message characters per invocation */

@@ -1,5 +1,6 @@
-// On the wire: seed 000's chain (bridge + bandwidth, renamed) with the
-// limits from CAP_ARGS, two containers, iperf3 TCP in each direction; the
+// On the wire: seed 000's walkthrough (bridge + bandwidth, renamed) with the
+// limits from CAP_ARGS and `cni-wasm add` in place of cnitool, two
+// containers, iperf3 TCP in each direction; the
 // rate the receiver gets must be within 5% of the configured rate at 10, 100
 // and 1000 Mbit/s, for our chain and, as the control, the reference chain.
 // Needs root and iperf3. Prefix: bwr-.
@@ -9,12 +10,12 @@
 // that misses is repeated once and the better one counts. The measured table
 // is printed (BENCHMARKS.md has one).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type CniCall, type CniReply, type Harness, REFERENCE_BIN, hasReference, makeHarness, ours, reference, removeHarness } from '../helpers/cni.js';
+import { CLI, type CniCall, type CniReply, type Harness, REFERENCE_BIN, hasReference, makeHarness, ours, reference, removeHarness } from '../helpers/cni.js';
 import { cleanupAll, makeNetns, nsExec } from '../helpers/netns.js';
 
 const P = 'bwr-';
@@ -49,8 +50,24 @@ function exec(impl: Impl, type: string, call: CniCall): CniReply {
   return impl === 'ours' ? ours(h, type, { path: h.bin, ...call }) : reference(type, { path: REFERENCE_BIN, ...call });
 }
 
-/** libcni's ADD of the conflist for container c, CAP_ARGS as runtimeConfig for the bandwidth capability. */
+/**
+ * Ours: seed 000's walkthrough as written, with cni-wasm in place of cnitool —
+ * the conflist in NETCONFPATH, the limits in CAP_ARGS, `cni-wasm add <net> <netns>`.
+ * The reference: its plugins chained as libcni does.
+ */
 function add(impl: Impl, c: string, capArgs: any): any {
+  if (impl === 'ours') {
+    const confDir = join(work, 'netconfs');
+    mkdirSync(confDir, { recursive: true });
+    writeFileSync(join(confDir, '10-connet.conflist'), JSON.stringify(conflist(impl), null, 2));
+    const r = spawnSync('ip', ['netns', 'exec', host(impl), process.execPath, CLI, '--policy', h.policyFile,
+      'add', 'bwrnet', `/run/netns/${ctr(impl, c)}`, '--cache-dir', join(work, 'cache')], {
+      encoding: 'utf8', timeout: 60_000,
+      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', NETCONFPATH: confDir, CNI_PATH: h.bin, CAP_ARGS: JSON.stringify(capArgs) },
+    });
+    assert.is(r.status, 0, `cni-wasm add: ${r.stdout} ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  }
   const list = conflist(impl); // the seed's cniVersion, 0.4.0
   let prev: any;
   for (const p of list.plugins) {
@@ -150,7 +167,7 @@ for (const mbit of RATES_MBIT) {
     const capArgs = { bandwidth: { ingressRate: rate, ingressBurst: burst, egressRate: rate, egressBurst: burst } };
     for (const impl of impls) {
       for (const n of [host(impl), ctr(impl, 'a'), ctr(impl, 'b')]) makeNetns(n);
-      rmSync(join(work, `ipam-${impl}`), { recursive: true, force: true });
+      for (const d of [join(work, `ipam-${impl}`), join(work, 'cache'), h.stateDir]) rmSync(d, { recursive: true, force: true });
       const ra = add(impl, 'a', capArgs);
       add(impl, 'b', capArgs);
       const ip = ra.ips[0].address.split('/')[0];
@@ -170,7 +187,7 @@ test('iperf3 UDP offered at twice 100 Mbit/s: the receiver gets the rate', () =>
   const capArgs = { bandwidth: { ingressRate: rate, ingressBurst: burst, egressRate: rate, egressBurst: burst } };
   for (const impl of impls) {
     for (const n of [host(impl), ctr(impl, 'a'), ctr(impl, 'b')]) makeNetns(n);
-    rmSync(join(work, `ipam-${impl}`), { recursive: true, force: true });
+    for (const d of [join(work, `ipam-${impl}`), join(work, 'cache'), h.stateDir]) rmSync(d, { recursive: true, force: true });
     const ip = add(impl, 'a', capArgs).ips[0].address.split('/')[0];
     add(impl, 'b', capArgs);
     for (const [dir, reverse] of [['b→a', false], ['a→b', true]] as [string, boolean][]) {

@@ -49,7 +49,10 @@ test('without allowExec the binary is not run, and the ADD leaves nothing behind
   assert.match(r.json.msg, /allowExec/);
   assert.equal(leases(), [], 'the external IPAM never ran');
   assert.equal(ipJson<any[]>(`${P}a`, ['link', 'show']).map((l) => l.ifname), ['lo'], 'no veth left in the container');
-  assert.not.ok(readAudit(h).some((x) => x.call === 'exec'), 'no exec record');
+  assert.not.ok(readAudit(h).some((x) => x.call === 'exec' && x.verdict === 'allow'), 'no exec ran');
+  const refused = readAudit(h).filter((x) => x.call === 'exec' && x.verdict === 'deny');
+  assert.is(refused.length, 1, 'the refusal is audited as a denial');
+  assert.match(refused[0].outcome, /allowExec/);
 });
 
 test('with allowExec it runs from CNI_PATH, its result is used, and the run is audited', () => {
@@ -60,7 +63,7 @@ test('with allowExec it runs from CNI_PATH, its result is used, and the run is a
   assert.equal(leases(), ['10.67.0.2']);
   const addrs = ipJson<any[]>(`${P}b`, ['-4', 'addr', 'show', 'dev', 'eth0'])[0].addr_info.map((a: any) => `${a.local}/${a.prefixlen}`);
   assert.equal(addrs, ['10.67.0.2/24']);
-  const exec = readAudit(h).filter((x) => x.call === 'exec' && x.outcome !== 'pending');
+  const exec = readAudit(h).filter((x) => x.call === 'exec' && x.verdict === 'allow' && x.outcome !== 'pending');
   assert.is(exec.length, 1);
   assert.ok(readAudit(h).some((x) => x.call === 'exec' && x.outcome === 'pending'), 'recorded before it ran');
   assert.is(exec[0].plugin, EXTERNAL);

@@ -59,8 +59,11 @@ for (const how of ['spin', 'trap', 'call', 'lease']) {
       config: { cniVersion: '1.0.0', name: 'hgnet', type: 'halfway', how, ipam: { type: 'host-local', subnet: '10.124.0.0/24' } },
     });
     assert.is.not(r.code, 0);
-    assert.is(r.json?.code, how === 'trap' ? 100 : 101, r.stdout);
-    if (how !== 'trap') assert.match(r.json.details ?? '', /timeoutMs/, 'the error names the setting');
+    // "call" ends at the time limit, or sooner: once its audit quota is spent every call is refused
+    // at once and the guest runs out of memory retrying (a trap)
+    if (how === 'call') assert.ok([100, 101].includes(r.json?.code), r.stdout);
+    else assert.is(r.json?.code, how === 'trap' ? 100 : 101, r.stdout);
+    if (how === 'spin' || how === 'lease') assert.match(r.json.details ?? '', /timeoutMs/, 'the error names the setting');
     assert.equal(hostVeths(), [], 'no veth left in the host');
     assert.equal(ctrLinks(), ['lo'], 'no eth0 left in the container');
     assert.equal(Ledger.peek(h.stateDir, 'hgnet', `hg-half-${how}`, 'eth0'), [], 'the ledger holds nothing');

@@ -94,8 +94,9 @@ function refChains(): string[] {
 const containerMac = (impl: Impl, c: 'a' | 'b'): string => ipJson<any[]>(ns(impl, c), ['link', 'show', 'dev', 'eth0'])[0].address;
 const hostVeths = (impl: Impl): string[] => ipJson<any[]>(ns(impl, 'host'), ['link', 'show', 'type', 'veth']).map((l) => l.ifname).sort();
 
+/** Live ledger entries, without the digest of the component that made them. */
 function ledgerEntries(c: 'a' | 'b'): any[] {
-  return Ledger.peek(h.stateDir, CONF.name, CID[c], 'eth0');
+  return Ledger.peek(h.stateDir, CONF.name, CID[c], 'eth0').map(({ sha256: _s, ...e }) => e);
 }
 
 const results: Record<Impl, Partial<Record<'a' | 'b', any>>> = { ref: {}, ours: {} };

@@ -63,8 +63,8 @@ test('object rights: a macvlan master is a parent only', () => {
 
 test('kernel-chosen names are refused: no %d templates, no bad names', () => {
   const t = fakeCall({ grants: { links: { host: true, container: true } } });
-  const l = t.bind('links', { createIfb: links.createIfb }, { createIfb: ['name'] });
-  for (const n of ['ifb%d', 'a/b', '', 'x'.repeat(16), 'a b']) assert.is(l.createIfb(n).tag, 'err', n);
+  const l = t.bind('links', { createIfb: links.createIfb }, { createIfb: ['ns', 'name', 'mtu', 'txqueuelen'] });
+  for (const n of ['ifb%d', 'a/b', '', 'x'.repeat(16), 'a b']) assert.is(l.createIfb('host', n, 0, 0).tag, 'err', n);
   assert.equal(t.ran, []);
   assert.equal(t.ctx.ledger.entries, []);
 });
@@ -118,9 +118,9 @@ test('write-ahead: the audit intent and the ledger intent exist before run; no r
   const impl: HostInterface = {
     createIfb: { ...links.createIfb, run: () => { seen.push(`audit:${t.audit.map((r) => r.outcome).join(',')} ledger:${t.ctx.ledger.liveEntries.map((l) => l.state).join(',')}`); } },
   };
-  const sig = { createIfb: { wit: 'create-ifb', params: ['name'], hasResult: true } };
+  const sig = { createIfb: { wit: 'create-ifb', params: ['ns', 'name', 'mtu', 'txqueuelen'], hasResult: true } };
   const l = bindInterface(t.ctx, 'links', impl, sig) as any;
-  assert.is(l.createIfb('ifbtest0').tag, 'ok');
+  assert.is(l.createIfb('host', 'ifbtest0', 0, 0).tag, 'ok');
   assert.equal(seen, ['audit:pending ledger:intent']);
   assert.equal(t.ctx.ledger.liveEntries.map((x) => x.state), ['done']);
   assert.equal(t.audit.map((r) => r.outcome), ['pending', 'ok']);
@@ -129,7 +129,7 @@ test('write-ahead: the audit intent and the ledger intent exist before run; no r
   let ran = 0;
   const failing = { ...t.ctx, audit: { write: () => { throw new Error('ENOSPC: no space left'); } } as any };
   const l2 = bindInterface(failing, 'links', { createIfb: { ...links.createIfb, run: () => { ran++; } } }, sig) as any;
-  const r2 = l2.createIfb('ifbtest1');
+  const r2 = l2.createIfb('host', 'ifbtest1', 0, 0);
   assert.is(r2.val.code, 'ERECORD');
   assert.is(ran, 0);
   assert.not.ok(t.ctx.ledger.entries.some((e) => e.name === 'ifbtest1'), 'nothing recorded as made');
@@ -138,7 +138,7 @@ test('write-ahead: the audit intent and the ledger intent exist before run; no r
   const t3 = fakeCall({ grants: { links: { host: true, container: true } } });
   const detached = { ...t3.ctx, ledger: Ledger.detached('no ledger here') };
   const l3 = bindInterface(detached, 'links', { createIfb: { ...links.createIfb, run: () => { ran++; } } }, sig) as any;
-  assert.match(l3.createIfb('ifbtest2').val.message, /cannot record the call, so it was not made: no ledger here/);
+  assert.match(l3.createIfb('host', 'ifbtest2', 0, 0).val.message, /cannot record the call, so it was not made: no ledger here/);
   assert.is(ran, 0);
   assert.equal(t3.audit.map((r) => r.outcome.split(' ')[0]), ['pending', 'error:']);
 });
@@ -155,6 +155,7 @@ test('arguments are bounded before any work: a 20M-character string, a 200,000-i
   const t = fakeCall({ grants: { firewall: true, links: { host: true, container: true } } });
   const l = t.bind('links', links, LINKS);
   const r = l.setUp('container', 'x'.repeat(20_000_000), true);
+  assert.is(r.val.code, 'E2BIG');
   assert.match(r.val.message, /arguments too large/);
   const f = t.bind('firewall', firewall, { masqueradeAdd: ['entries'] });
   const many = Array.from({ length: 200_000 }, () => ({ network: 'n', source: '10.0.0.1', exclude: '10.0.0.0/8' }));

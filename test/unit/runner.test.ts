@@ -279,15 +279,19 @@ test('validate: seed 000\'s dual-stack chain is clean even with --strict; a type
       ],
     }),
   });
-  const bin = dir('seed000-bin', { bandwidth: '#!/bin/sh\nexit 0\n' });
-  const r = cli(['validate', '--strict', d], { env: { ...ENV, CNI_PATH: bin } });
+  // bandwidth is bundled now: the seed's chain is ours entirely
+  const r = cli(['validate', '--strict', d], { env: ENV });
   assert.is(r.status, 0, r.stdout + r.stderr);
-  assert.match(r.stdout, /note: plugins\[1\]\.type: "bandwidth" is a binary in CNI_PATH/);
   assert.match(r.stdout, /0 error\(s\), 0 warning\(s\)/);
-  // without the binary, bandwidth is an unknown type
-  const none = cli(['validate', d], { env: ENV });
+  // a type we do not bundle, found as a binary in CNI_PATH, is a note; without the binary, an unknown type
+  const withSbr = dir('sbr-confs', { '10.conflist': JSON.stringify({ cniVersion: '0.4.0', name: 'connet', plugins: [{ type: 'bridge', ipam: { type: 'host-local', subnet: '10.9.0.0/24' } }, { type: 'sbr' }] }) });
+  const bin = dir('sbr-bin', { sbr: '#!/bin/sh\nexit 0\n' });
+  const noted = cli(['validate', '--strict', withSbr], { env: { ...ENV, CNI_PATH: bin } });
+  assert.is(noted.status, 0, noted.stdout + noted.stderr);
+  assert.match(noted.stdout, /note: plugins\[1\]\.type: "sbr" is a binary in CNI_PATH/);
+  const none = cli(['validate', withSbr], { env: ENV });
   assert.is(none.status, 1);
-  assert.match(none.stdout, /error: plugins\[1\]\.type: unknown plugin type "bandwidth"/);
+  assert.match(none.stdout, /error: plugins\[1\]\.type: unknown plugin type "sbr"/);
 });
 
 test('--version, help <command>, and a shim run by hand without CNI_COMMAND', () => {
@@ -330,12 +334,12 @@ test('install: an unknown --only type is an error; types the config dir uses tha
   assert.is(bad.status, 1);
   assert.match(bad.stderr, /unknown plugin type in --only: frobnicate/);
   const confs = dir('install-confs', {
-    '10.conflist': JSON.stringify({ cniVersion: '1.0.0', name: 'x', plugins: [{ type: 'bridge', ipam: { type: 'dhcp' } }, { type: 'portmap' }] }),
+    '10.conflist': JSON.stringify({ cniVersion: '1.0.0', name: 'x', plugins: [{ type: 'bridge', ipam: { type: 'dhcp' } }, { type: 'sbr' }] }),
   });
   const ok = cli(['install', '--bin-dir', bin, '--conf-dir', confs], { env: ENV });
   assert.is(ok.status, 0, ok.stderr);
   assert.match(ok.stderr, /plugin type 'dhcp', which cni-wasm does not provide/);
-  assert.match(ok.stderr, /plugin type 'portmap', which cni-wasm does not provide/);
+  assert.match(ok.stderr, /plugin type 'sbr', which cni-wasm does not provide/);
   assert.not.match(ok.stderr, /'bridge'/);
 });
 

@@ -446,6 +446,23 @@ static napi_value Funlock(napi_env env, napi_callback_info info)
   return undefined(env);
 }
 
+/* peerCred(fd): {pid, uid, gid} of the process at the other end of a unix
+ * socket (SO_PEERCRED), as the kernel recorded it at connect time. */
+static napi_value PeerCred(napi_env env, napi_callback_info info)
+{
+  napi_value argv[1], out, v;
+  int fd;
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd)) return NULL;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return throw_errno(env, errno, "SO_PEERCRED");
+  napi_create_object(env, &out);
+  napi_create_int32(env, cred.pid, &v); napi_set_named_property(env, out, "pid", v);
+  napi_create_uint32(env, cred.uid, &v); napi_set_named_property(env, out, "uid", v);
+  napi_create_uint32(env, cred.gid, &v); napi_set_named_property(env, out, "gid", v);
+  return out;
+}
+
 NAPI_MODULE_INIT()
 {
   napi_property_descriptor props[] = {
@@ -457,6 +474,7 @@ NAPI_MODULE_INIT()
     { "nlBatch", NULL, NlBatch, NULL, NULL, NULL, napi_enumerable, NULL },
     { "flock", NULL, Flock, NULL, NULL, NULL, napi_enumerable, NULL },
     { "funlock", NULL, Funlock, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "peerCred", NULL, PeerCred, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
