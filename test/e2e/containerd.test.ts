@@ -38,6 +38,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Ledger } from '../../host/gate/ledger.js';
 import { type Harness, REFERENCE_BIN, makeHarness, readAudit, removeHarness } from '../helpers/cni.js';
+import { aptInstall, machineNetns, sh, which } from '../helpers/clients.js';
 import { cleanupAll, ipJson, makeNetns, netnsPath, nsExec } from '../helpers/netns.js';
 
 const P = 'ctd-';
@@ -79,13 +80,7 @@ const ours = (): Side => sides[0];
 
 // ---------------------------------------------------------------- helpers
 
-function sh(cmd: string[], timeoutMs = 120_000, env?: NodeJS.ProcessEnv): SpawnSyncReturns<string> {
-  const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', timeout: timeoutMs, env: env ?? process.env });
-  if (r.error) throw new Error(`${cmd.join(' ')}: ${r.error.message}`);
-  return r;
-}
 
-const which = (bin: string): boolean => sh(['sh', '-c', `command -v ${bin}`]).status === 0;
 const sleepMs = (ms: number): void => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms); };
 
 /** Alive, by /proc (the event loop is blocked while a test polls, so exitCode never updates). */
@@ -113,14 +108,7 @@ function ensurePackages(): void {
   if (!existsSync('/bin/busybox')) need.push('busybox-static');
   if (!which('nsenter') || !which('unshare')) need.push('util-linux');
   if (!which('nft')) need.push('nftables');
-  if (!need.length) return;
-  const aptEnv = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  let r = sh(['apt-get', 'install', '-y', ...need], 900_000, aptEnv);
-  if (r.status !== 0) {
-    sh(['apt-get', 'update'], 900_000, aptEnv);
-    r = sh(['apt-get', 'install', '-y', ...need], 900_000, aptEnv);
-  }
-  if (r.status !== 0) throw new Error(`apt-get install -y ${need.join(' ')} failed:\n${r.stderr || r.stdout}`);
+  aptInstall(need);
 }
 
 const sock = (): string => join(dir, 'containerd.sock');
@@ -159,14 +147,6 @@ function auditTail(n = 25): string {
   }
 }
 
-/** What must not change in the machine's own netns (read-only looks). */
-function machineNetns(): string {
-  const links = (JSON.parse(sh(['ip', '-j', 'link', 'show']).stdout || '[]') as any[])
-    .map((l) => `${l.ifindex}:${l.ifname}`).sort();
-  const tables = sh(['nft', 'list', 'tables']).stdout.trim().split('\n').filter(Boolean).sort();
-  const fwd = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
-  return JSON.stringify({ links, tables, fwd }, null, 1);
-}
 
 function writeConfig(): void {
   const q = (s: string) => JSON.stringify(s);

@@ -30,6 +30,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Ledger } from '../../host/gate/ledger.js';
 import { type Harness, REFERENCE_BIN, ROOT, makeHarness, readAudit, removeHarness } from '../helpers/cni.js';
+import { aptInstall, machineNetns, sh, ulimit, which } from '../helpers/clients.js';
 import { cleanupAll, ipJson, makeNetns, netnsPath, nsExec } from '../helpers/netns.js';
 
 const P = 'cwc-';
@@ -69,13 +70,7 @@ const preexisting = new Set<string>();
 
 // ---------------------------------------------------------------- helpers
 
-function sh(cmd: string[], timeoutMs = 120_000, env?: NodeJS.ProcessEnv): SpawnSyncReturns<string> {
-  const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', timeout: timeoutMs, env: env ?? process.env });
-  if (r.error) throw new Error(`${cmd.join(' ')}: ${r.error.message}`);
-  return r;
-}
 
-const which = (bin: string): boolean => sh(['sh', '-c', `command -v ${bin}`]).status === 0;
 
 function ensurePackages(): void {
   const need: string[] = [];
@@ -86,14 +81,7 @@ function ensurePackages(): void {
   if (!which('nft')) need.push('nftables');
   if (!which('iptables')) need.push('iptables'); // the reference portmap/firewall/bridge ipMasq
   if (!existsSync(join(REFERENCE_BIN, 'portmap'))) need.push('containernetworking-plugins');
-  if (!need.length) return;
-  const aptEnv = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  let r = sh(['apt-get', 'install', '-y', ...need], 900_000, aptEnv);
-  if (r.status !== 0) {
-    sh(['apt-get', 'update'], 900_000, aptEnv);
-    r = sh(['apt-get', 'install', '-y', ...need], 900_000, aptEnv);
-  }
-  if (r.status !== 0) throw new Error(`apt-get install -y ${need.join(' ')} failed:\n${r.stderr || r.stdout}`);
+  aptInstall(need);
 }
 
 const podmanEnv = (dir: string): NodeJS.ProcessEnv => ({
@@ -125,19 +113,7 @@ function auditTail(s: Side, n = 25): string {
   }
 }
 
-function machineNetns(): string {
-  const links = (JSON.parse(sh(['ip', '-j', 'link', 'show']).stdout || '[]') as any[])
-    .map((l) => `${l.ifindex}:${l.ifname}`).sort();
-  const tables = sh(['nft', 'list', 'tables']).stdout.trim().split('\n').filter(Boolean).sort();
-  const fwd = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
-  return JSON.stringify({ links, tables, fwd }, null, 1);
-}
 
-function ulimit(name: 'Max open files' | 'Max processes', want: number): number {
-  const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith(name));
-  const hard = line?.trim().split(/\s{2,}/)[2];
-  return hard && /^\d+$/.test(hard) ? Math.min(want, Number(hard)) : want;
-}
 
 function writeConfig(dir: string, binDir: string): string {
   const q = (s: string) => JSON.stringify(s);

@@ -31,6 +31,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type Harness, makeHarness, readAudit, removeHarness } from '../helpers/cni.js';
+import { aptInstall, machineNetns, sh, ulimit, which } from '../helpers/clients.js';
 import { cleanupAll, ipJson, makeNetns, netnsPath } from '../helpers/netns.js';
 
 const P = 'cwp-';
@@ -59,13 +60,7 @@ const sandboxes = new Set<string>();
 
 // ---------------------------------------------------------------- helpers
 
-function sh(cmd: string[], timeoutMs = 120_000, extraEnv?: NodeJS.ProcessEnv): SpawnSyncReturns<string> {
-  const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', timeout: timeoutMs, env: extraEnv ?? process.env });
-  if (r.error) throw new Error(`${cmd.join(' ')}: ${r.error.message}`);
-  return r;
-}
 
-const which = (bin: string): boolean => sh(['sh', '-c', `command -v ${bin}`]).status === 0;
 
 /** Installs what the test needs (CI runs on a clean machine). */
 function ensurePackages(): void {
@@ -75,14 +70,7 @@ function ensurePackages(): void {
   if (!existsSync('/bin/busybox')) need.push('busybox-static');
   if (!which('nsenter')) need.push('util-linux');
   if (!which('nft')) need.push('nftables');
-  if (!need.length) return;
-  const aptEnv = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  let r = sh(['apt-get', 'install', '-y', ...need], 900_000, aptEnv);
-  if (r.status !== 0) {
-    sh(['apt-get', 'update'], 900_000, aptEnv);
-    r = sh(['apt-get', 'install', '-y', ...need], 900_000, aptEnv);
-  }
-  if (r.status !== 0) throw new Error(`apt-get install -y ${need.join(' ')} failed:\n${r.stderr || r.stdout}`);
+  aptInstall(need);
 }
 
 const podmanEnv = (dir: string): NodeJS.ProcessEnv => ({
@@ -115,21 +103,7 @@ function auditTail(n = 25): string {
   }
 }
 
-/** What must not change in the machine's own netns (read-only looks). */
-function machineNetns(): string {
-  const links = (JSON.parse(sh(['ip', '-j', 'link', 'show']).stdout || '[]') as any[])
-    .map((l) => `${l.ifindex}:${l.ifname}`).sort();
-  const tables = sh(['nft', 'list', 'tables']).stdout.trim().split('\n').filter(Boolean).sort();
-  const fwd = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
-  return JSON.stringify({ links, tables, fwd }, null, 1);
-}
 
-/** Hard ulimits this (unprivileged-resource) root may not raise: give containers lower ones. */
-function ulimit(name: 'Max open files' | 'Max processes', want: number): number {
-  const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith(name));
-  const hard = line?.trim().split(/\s{2,}/)[2];
-  return hard && /^\d+$/.test(hard) ? Math.min(want, Number(hard)) : want;
-}
 
 function writeConfig(dir: string, binDir: string): void {
   const q = (s: string) => JSON.stringify(s);
