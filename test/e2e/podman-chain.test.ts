@@ -30,7 +30,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Ledger } from '../../host/gate/ledger.js';
 import { type Harness, REFERENCE_BIN, ROOT, makeHarness, readAudit, removeHarness } from '../helpers/cni.js';
-import { aptInstall, machineNetns, sh, ulimit, which } from '../helpers/clients.js';
+import { aptInstall, auditLines, machineNetns, podmanEnv, sh, ulimit, which } from '../helpers/clients.js';
 import { cleanupAll, ipJson, makeNetns, netnsPath, nsExec } from '../helpers/netns.js';
 
 const P = 'cwc-';
@@ -84,13 +84,6 @@ function ensurePackages(): void {
   aptInstall(need);
 }
 
-const podmanEnv = (dir: string): NodeJS.ProcessEnv => ({
-  PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-  HOME: process.env.HOME ?? '/root',
-  CONTAINERS_CONF: join(dir, 'containers.conf'),
-  CONTAINERS_STORAGE_CONF: join(dir, 'storage.conf'),
-});
-
 function podman(s: Side, args: string[], opts: { check?: boolean; timeoutMs?: number; env?: NodeJS.ProcessEnv; host?: string } = {}): SpawnSyncReturns<string> {
   const cmd = ['nsenter', `--net=${netnsPath(opts.host ?? s.host)}`, 'podman', ...args];
   const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', env: opts.env ?? s.env, timeout: opts.timeoutMs ?? 180_000 });
@@ -103,15 +96,7 @@ function podman(s: Side, args: string[], opts: { check?: boolean; timeoutMs?: nu
   return r;
 }
 
-function auditTail(s: Side, n = 25): string {
-  if (!s.h) return '(reference side: no audit)';
-  try {
-    return readAudit(s.h).slice(-n).map((r) =>
-      `${r.command} ${r.plugin} ${r.containerId?.slice(0, 12)} ${r.call} ${JSON.stringify(r.args)} ${r.verdict} -> ${r.outcome}`).join('\n') || '(empty)';
-  } catch (e) {
-    return `(cannot read the audit log: ${(e as Error).message})`;
-  }
-}
+const auditTail = (s: Side, n = 25): string => (s.h ? auditLines(() => readAudit(s.h!), n) : '(reference side: no audit)');
 
 
 

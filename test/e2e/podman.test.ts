@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type Harness, makeHarness, readAudit, removeHarness } from '../helpers/cni.js';
-import { aptInstall, machineNetns, sh, ulimit, which } from '../helpers/clients.js';
+import { aptInstall, auditLines, machineNetns, podmanEnv, sh, ulimit, which } from '../helpers/clients.js';
 import { cleanupAll, ipJson, makeNetns, netnsPath } from '../helpers/netns.js';
 
 const P = 'cwp-';
@@ -73,13 +73,6 @@ function ensurePackages(): void {
   aptInstall(need);
 }
 
-const podmanEnv = (dir: string): NodeJS.ProcessEnv => ({
-  PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-  HOME: process.env.HOME ?? '/root',
-  CONTAINERS_CONF: join(dir, 'containers.conf'),
-  CONTAINERS_STORAGE_CONF: join(dir, 'storage.conf'),
-});
-
 /** podman, run inside cwp-host with the isolated configuration. */
 function podman(args: string[], opts: { check?: boolean; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): SpawnSyncReturns<string> {
   const cmd = ['nsenter', `--net=${netnsPath(HOST)}`, 'podman', ...args];
@@ -93,15 +86,7 @@ function podman(args: string[], opts: { check?: boolean; timeoutMs?: number; env
   return r;
 }
 
-function auditTail(n = 25): string {
-  if (!h) return '(no harness)';
-  try {
-    return readAudit(h).slice(-n).map((r) =>
-      `${r.command} ${r.plugin} ${r.containerId?.slice(0, 12)} ${r.call} ${JSON.stringify(r.args)} ${r.verdict} -> ${r.outcome}`).join('\n') || '(empty)';
-  } catch (e) {
-    return `(cannot read the audit log: ${(e as Error).message})`;
-  }
-}
+const auditTail = (n = 25): string => (h ? auditLines(() => readAudit(h!), n) : '(no harness)');
 
 
 

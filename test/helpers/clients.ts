@@ -39,3 +39,21 @@ export function ulimit(name: 'Max open files' | 'Max processes', want: number): 
   const hard = line?.trim().split(/\s{2,}/)[2];
   return hard && /^\d+$/.test(hard) ? Math.min(want, Number(hard)) : want;
 }
+
+/** podman's environment with a temp configuration dir (containers.conf, storage.conf). */
+export const podmanEnv = (dir: string): NodeJS.ProcessEnv => ({
+  PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  HOME: process.env.HOME ?? '/root',
+  CONTAINERS_CONF: `${dir}/containers.conf`,
+  CONTAINERS_STORAGE_CONF: `${dir}/storage.conf`,
+});
+
+/** The last audit records, one line each, for a failure message. */
+export function auditLines(records: () => any[], n = 25): string {
+  try {
+    return records().slice(-n).map((r) =>
+      `${r.command} ${r.plugin} ${r.containerId?.slice(0, 12)} ${r.call} ${JSON.stringify(r.args)} ${r.verdict} -> ${r.outcome}`).join('\n') || '(empty)';
+  } catch (e) {
+    return `(cannot read the audit log: ${(e as Error).message})`;
+  }
+}
