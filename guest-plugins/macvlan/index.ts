@@ -27,6 +27,13 @@ function noNetns(req: Request): CniError {
   return cniError(ERR_UNKNOWN_CONTAINER, "failed to open netns " + q(req.netnsPath) + ": no such network namespace");
 }
 
+/** The kernel's reason as Go prints an errno ("invalid argument"), from the host's "what: Reason". */
+function errnoText(message: string): string {
+  const at = message.lastIndexOf(": ");
+  const why = at >= 0 ? message.substring(at + 2) : message;
+  return why.length > 0 ? why.charAt(0).toLowerCase() + why.substring(1) : why;
+}
+
 // ---------------------------------------------------------------- master
 
 /**
@@ -97,7 +104,7 @@ function createMacvlan(a: Attachment): Result<Link, CniError> {
     const e = r.error!;
     // the temporary name is the host's random pick: EEXIST is the rename to CNI_IFNAME
     if (e.code == "EEXIST") return Result.failure<Link, CniError>(fail("failed to rename macvlan to " + q(a.req.ifname) + ": file exists", e.message));
-    return Result.failure<Link, CniError>(hostFailure("failed to create macvlan", e));
+    return Result.failure<Link, CniError>(fail("failed to create macvlan: " + errnoText(e.message), e.message));
   }
   a.linkMade = true;
   return Result.success<Link, CniError>(r.value);
