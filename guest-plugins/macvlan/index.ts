@@ -14,7 +14,7 @@
 // fails). DEL needs neither the master nor the namespace.
 import {
   CniError, CniPlugin, CniResult, Command, Level, Link, MacvlanSpec, Netns, Request, Result,
-  ERR_INTERNAL, ERR_UNKNOWN_CONTAINER, checkExpectedRoutes, checkInterfaceIPs, cniError, configureIface,
+  ERR_INTERNAL, ERR_UNKNOWN_CONTAINER, checkExpectedRoutes, checkInterfaceIPs, checkIpamAndPrevResult, cniError, configureIface,
   delegate, hostFailure, links, log, registerPlugin, trySysctl,
 } from "../sdk";
 import { MacvlanConf, loadConf, modeName } from "./config";
@@ -154,13 +154,9 @@ function addAttachment(a: Attachment): Result<string, CniError> {
 function checkAttachment(req: Request, c: MacvlanConf): CniError | null {
   const mr = resolveMaster(c);
   if (!mr.ok) return mr.error!;
-  if (c.isLayer3()) {
-    const r = delegate.run(c.ipamType, Command.Check, req.config);
-    if (!r.ok) return r.error!;
-  }
-  const prev = c.prevResult;
-  if (prev === null) return fail("Required prevResult missing");
-  const result = CniResult.fromJSON(prev);
+  const pr = checkIpamAndPrevResult(c.ipamType, req, c.prevResult);
+  if (!pr.ok) return pr.error!;
+  const result = pr.value;
 
   let name = "", mac = "", sandbox = "";
   for (let i = 0; i < result.interfaces.length; i++) {

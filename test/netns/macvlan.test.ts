@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  type CniCall, type CniReply, type Harness, REFERENCE_BIN, hasReference, makeHarness, ours, readAudit, reference, removeHarness,
+  type CniCall, type CniReply, type Harness, REFERENCE_BIN, hasReference, libcniSequence, makeHarness, ours, readAudit, reference, removeHarness,
 } from '../helpers/cni.js';
 import { cleanupAll, deleteNetns, ipJson, makeNetns, nsExec } from '../helpers/netns.js';
 import { Ledger } from '../../host/gate/ledger.js';
@@ -316,23 +316,11 @@ for (const version of ['0.3.1', '0.4.0', '1.0.0', '1.1.0']) {
     const trace: Record<string, any> = {};
     const impls: Impl[] = hasReference() && version !== '1.1.0' ? IMPLS : ['ours'];
     for (const impl of impls) {
-      const t: any = { codes: [] };
-      const step = (command: CniCall['command'], config: any) => { const r = run(impl, command, config); t.codes.push(r.code); return r; };
-      const v = step('VERSION', { cniVersion: version });
-      assert.ok(v.json?.supportedVersions?.includes(version), `${impl} VERSION lists ${version}`);
-      const add = step('ADD', c);
-      t.add = norm(add.json);
-      assert.is(add.json?.cniVersion, version, `${impl}: result at the config's version`);
-      const cached = { ...c, prevResult: add.json };
-      if (version !== '0.3.1') {
-        const ck = step('CHECK', cached);
-        assert.is(ck.code, 0, `${impl} CHECK: ${ck.stdout}`);
-      }
-      step('DEL', cached);
-      step('DEL', cached);
-      t.links = ctrLinks(impl);
-      t.leases = leases(impl);
-      trace[impl] = t;
+      const seq = libcniSequence((command, config) => run(impl, command, config), c);
+      assert.equal(seq.errors, [], `${impl} at ${version}`);
+      assert.ok(seq.version.json?.supportedVersions?.includes(version), `${impl} VERSION lists ${version}`);
+      assert.is(seq.add.json?.cniVersion, version, `${impl}: result at the config's version`);
+      trace[impl] = { codes: seq.codes, add: norm(seq.add.json), links: ctrLinks(impl), leases: leases(impl) };
     }
     assert.equal(trace.ours.codes.every((x: number) => x === 0), true, JSON.stringify(trace.ours.codes));
     assert.equal([trace.ours.links, trace.ours.leases], [[], []]);
