@@ -396,6 +396,29 @@ test('DEL after the master is gone succeeds (the reference 1.1.1 fails: the pod 
 
 // ---------------------------------------------------------------- beyond the reference 1.1.1
 
+test('passthru: a MAC change on the container\'s interface would change the master\'s, so the host refuses it (the reference\'s tuning changes the host link)', () => {
+  fresh();
+  const c = conf({ mode: 'passthru' });
+  const tuning = (prev: any) => ({ cniVersion: '1.0.0', name: 'mvlnet', type: 'tuning', mac: '02:00:00:78:00:09', prevResult: prev });
+  for (const impl of hasReference() ? IMPLS : ['ours'] as Impl[]) {
+    const before = masterState(impl).address;
+    const r = ok(run(impl, 'ADD', c), `${impl} ADD`);
+    const call: CniCall = { command: 'ADD', hostNs: ns(impl, 'host'), netns: ns(impl, 'c1'), containerId: CID.c1, ifname: 'eth0', config: tuning(r) };
+    const t = impl === 'ref' ? reference('tuning', { path: REFERENCE_BIN, ...call }) : ours(h, 'tuning', call);
+    if (impl === 'ours') {
+      assert.is(t.code, 1, `our tuning: ${t.stdout}`);
+      assert.match(t.json.msg, /passthru macvlan: its MAC is its master's/);
+      assert.is(masterState(impl).address, before, 'the master keeps its MAC');
+      assert.is(ctrMac(impl), before, 'so does the passthru macvlan');
+    } else {
+      assert.is(t.code, 0, t.stdout);
+      assert.is(masterState(impl).address, '02:00:00:78:00:09', 'the reference changed the host link\'s MAC');
+    }
+    ok(run(impl, 'DEL', { ...c, prevResult: r }), `${impl} DEL`);
+  }
+});
+
+
 test('linkInContainer: the master is looked up in the container; bcqueuelen; the reference 1.1.1 ignores both', () => {
   fresh(['ours']);
   const cn = ns('ours', 'c1');
