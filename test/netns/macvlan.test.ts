@@ -244,6 +244,20 @@ test('bad input: the reference\'s message, a clear code, nothing left behind (no
   assert.equal(ourLedger(), [], 'nothing in our ledger');
 });
 
+test('ADD twice: the reference\'s error, and the first attachment\'s link and lease are untouched', () => {
+  fresh();
+  const c = conf();
+  for (const impl of hasReference() ? IMPLS : ['ours'] as Impl[]) {
+    const r = ok(run(impl, 'ADD', c), `${impl} ADD`);
+    const again = run(impl, 'ADD', c);
+    assert.is(again.code, 1, `${impl} second ADD`);
+    assert.is(again.json.msg, 'failed to rename macvlan to "eth0": file exists', impl);
+    assert.is(ctrMac(impl), r.interfaces[0].mac, `${impl}: the first link is still there`);
+    assert.equal(ctrLinks(impl), ['eth0'], `${impl}: and nothing else`);
+  }
+  assert.equal(Ledger.peek(h.stateDir, 'mvlnet', CID.c1, 'eth0').filter((e) => e.kind === 'link').length, 1, 'one link in our ledger');
+});
+
 test('no "master": the default route\'s link, as the reference; without a default route the reference\'s error', () => {
   fresh();
   const c = conf();
