@@ -15,7 +15,7 @@
 import {
   CniError, CniPlugin, CniResult, Command, Level, Link, MacvlanSpec, Netns, Request, Result,
   ERR_INTERNAL, ERR_UNKNOWN_CONTAINER, checkExpectedRoutes, checkInterfaceIPs, checkIpamAndPrevResult, cniError, configureIface,
-  delegate, hostFailure, links, log, registerPlugin, trySysctl,
+  Undoable, delegate, hostFailure, ipamRun, links, log, registerPlugin, trySysctl, undoIfFailed,
 } from "../sdk";
 import { MacvlanConf, loadConf, modeName } from "./config";
 
@@ -72,10 +72,10 @@ function resolveMaster(c: MacvlanConf): Result<Link, CniError> {
 // ---------------------------------------------------------------- ADD
 
 /** What this ADD has made so far, so a failure can take it back. */
-class Attachment {
+class Attachment extends Undoable {
   linkMade: bool = false;
   ipamDone: bool = false;
-  constructor(public req: Request, public conf: MacvlanConf) {}
+  constructor(public req: Request, public conf: MacvlanConf) { super(); }
 
   undo(): void {
     if (this.ipamDone) {
@@ -184,12 +184,10 @@ function checkAttachment(req: Request, c: MacvlanConf): CniError | null {
 
 // ---------------------------------------------------------------- the plugin
 
+/** DEL, GC and STATUS need only the IPAM type (lenient: as the reference's DEL, nothing else must decode). */
 function ipamOnly(req: Request, cmd: Command): CniError | null {
   const cr = loadConf(req, true);
-  if (!cr.ok) return cr.error!;
-  if (!cr.value.isLayer3()) return null;
-  const r = delegate.run(cr.value.ipamType, cmd, req.config);
-  return r.ok ? null : r.error!;
+  return cr.ok ? ipamRun(cr.value.ipamType, cmd, req) : cr.error!;
 }
 
 class Macvlan extends CniPlugin {
@@ -198,12 +196,7 @@ class Macvlan extends CniPlugin {
     if (!cr.ok) return Result.failure<string, CniError>(cr.error!);
     if (!req.hasNetns) return Result.failure<string, CniError>(noNetns(req));
     const a = new Attachment(req, cr.value);
-    const r = addAttachment(a);
-    if (!r.ok) {
-      debug("ADD failed (" + r.error!.msg + "): undoing what it made");
-      a.undo();
-    }
-    return r;
+    return undoIfFailed(addAttachment(a), a);
   }
 
   /**
