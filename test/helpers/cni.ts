@@ -104,6 +104,16 @@ export function hasReference(): boolean {
   return existsSync(join(REFERENCE_BIN, 'bridge'));
 }
 
+/** `cni-wasm --policy <harness policy> <args>` (the runner: add, del, check ...) inside netns `ns`, with only cnitool's environment. */
+export function cniWasmIn(h: Harness, ns: string, args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, CLI, '--policy', h.policyFile, ...args], {
+    encoding: 'utf8', timeout: 120_000,
+    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_PATH: REFERENCE_BIN, ...env },
+  });
+  if (r.error) throw r.error;
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
 export function readAudit(h: Harness): any[] {
   if (!existsSync(h.auditLog)) return [];
   return readFileSync(h.auditLog, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));

@@ -7,12 +7,12 @@
 // container netns. Both run the same configs (IPAM state in separate dirs);
 // results, kernel state seen with iproute2, traffic, errors and what is left
 // afterwards are compared.
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  type CniCall, type CniReply, type Harness, REFERENCE_BIN, hasReference, libcniSequence, makeHarness, ours, readAudit, reference, removeHarness,
+  type CniCall, type CniReply, type Harness, REFERENCE_BIN, cniWasmIn, hasReference, libcniSequence, makeHarness, ours, readAudit, reference, removeHarness,
 } from '../helpers/cni.js';
 import { cleanupAll, deleteNetns, ipJson, makeNetns, nsExec } from '../helpers/netns.js';
 import { Ledger } from '../../host/gate/ledger.js';
@@ -321,6 +321,25 @@ test('seed 004 as written (master renamed): IP= alone is refused as the referenc
   // no cniVersion: a 0.1.0 result
   assert.equal(got.ours.r, { cniVersion: '0.1.0', ip4: { ip: '172.17.20.20/16', gateway: '172.17.0.1', routes: [{ dst: '0.0.0.0/0' }] } });
   if (got.ref) assert.equal(got.ours, got.ref);
+});
+
+test('seed 004 through cni-wasm add/del (in place of priv-net-run.sh and exec-plugins.sh) with the conf file as written', () => {
+  fresh(['ours']);
+  const d = join(h.dir, 'conf-004');
+  rmSync(d, { recursive: true, force: true });
+  mkdirSync(d, { recursive: true });
+  const seed = { name: 'mynet', type: 'macvlan', master: MASTER, ipam: { type: 'host-local', subnet: '172.17.0.0/16', dataDir: dataDir('ours'), routes: [{ dst: '0.0.0.0/0' }] } };
+  writeFileSync(join(d, '10-mynet.conf'), JSON.stringify(seed, null, 4));
+  const env = { NETCONFPATH: d, CNI_ARGS: 'IgnoreUnknown=1;IP=172.17.20.20' };
+  const cache = ['--cache-dir', join(h.dir, 'cache-004')];
+  const add = cniWasmIn(h, ns('ours', 'host'), ['add', 'mynet', `/run/netns/${ns('ours', 'c1')}`, ...cache, '--json'], env);
+  assert.is(add.status, 0, add.stdout + add.stderr);
+  assert.is(JSON.parse(add.stdout).ip4.ip, '172.17.20.20/16');
+  assert.equal(ctrLink('ours').addrs, ['172.17.20.20/16']);
+  const del = cniWasmIn(h, ns('ours', 'host'), ['del', 'mynet', `/run/netns/${ns('ours', 'c1')}`, ...cache], env);
+  assert.is(del.status, 0, del.stdout + del.stderr);
+  assert.equal(ctrLinks('ours'), [], 'the macvlan is gone');
+  assert.equal(readdirSync(join(dataDir('ours'), 'mynet')).filter((f) => /^\d/.test(f)), [], 'the lease is released');
 });
 
 for (const version of ['0.3.1', '0.4.0', '1.0.0', '1.1.0']) {
