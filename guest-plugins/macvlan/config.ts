@@ -110,11 +110,13 @@ export function loadConf(req: Request, lenient: bool = false): Result<MacvlanCon
   c.masterConfigured = c.master.length > 0;
   if (lenient) return Result.success<MacvlanConf, CniError>(c);
 
-  // CNI_ARGS MAC replaces "mac"; runtimeConfig.mac replaces both.
-  const args = loadEnvArgs(req.args, ["MAC"], [ARG_STRING]);
+  // CNI_ARGS MAC replaces "mac"; runtimeConfig.mac replaces both. IP is
+  // known too (deliberately, unlike 1.1.1): it is the IPAM plugin's (host-local
+  // reads it), and seed 004's walkthrough passes CNI_ARGS="IP=..." alone.
+  const args = loadEnvArgs(req.args, ["MAC", "IP"], [ARG_STRING, ARG_STRING]);
   if (args.error.length > 0) {
     return Result.failure<MacvlanConf, CniError>(cniError(ERR_INVALID_ENV, args.error,
-      "macvlan reads only MAC from CNI_ARGS; add IgnoreUnknown=1 to pass other keys (host-local's IP=) on to the IPAM plugin"));
+      "macvlan reads MAC (and passes IP to IPAM) from CNI_ARGS; add IgnoreUnknown=1 to pass other keys on to the IPAM plugin"));
   }
   let macFrom = "\"mac\"";
   if (c.runtimeMac.length > 0) { c.mac = c.runtimeMac; macFrom = "runtimeConfig.mac"; }
