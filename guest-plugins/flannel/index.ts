@@ -365,7 +365,8 @@ class Flannel extends CniPlugin {
     if (!r.ok) {
       const e = r.error!;
       files.remove(c.dataDir, req.containerId);
-      return Result.failure<string, CniError>(cniError(e.code, "failed to delegate add: " + e.msg, e.details));
+      // the delegate's error wrapped, as Go's %w gives it to skel: code 999, "msg; details"
+      return Result.failure<string, CniError>(fail("failed to delegate add: " + e.msg + (e.details.length > 0 ? "; " + e.details : "")));
     }
     return Result.success<string, CniError>(r.value);
   }
