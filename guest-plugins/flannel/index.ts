@@ -363,8 +363,8 @@ class Flannel extends CniPlugin {
     if (sv !== null) return Result.failure<string, CniError>(fail(sv.message, sv.code));
     const r = delegate.run(dc.value.getString("type"), Command.Add, text);
     if (!r.ok) {
+      // the host's sweep of this failed ADD removes the saved config (its ledger entry)
       const e = r.error!;
-      files.remove(c.dataDir, req.containerId);
       // the delegate's error wrapped, as Go's %w gives it to skel: code 999, "msg; details"
       return Result.failure<string, CniError>(fail("failed to delegate add: " + e.msg + (e.details.length > 0 ? "; " + e.details : "")));
     }

@@ -22,7 +22,8 @@
 // by us, not writable by group or others, holding no subdirectories), so a
 // dataDir of /etc with a container id "passwd" writes nothing. Each save is
 // a ledger entry ('saved-file') whose undo removes the file: a failed ADD
-// leaves no saved config behind, and GC of a dead attachment removes it.
+// leaves no saved config behind (unless an earlier ADD of the container had
+// saved one: that stays for its DEL), and GC of a dead attachment removes it.
 import {
   closeSync, constants, fchmodSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync,
 } from 'node:fs';
@@ -208,7 +209,9 @@ export const files: HostInterface = {
   save: {
     grant,
     check: (ctx, dir: string, name: string) => pathCheck(ctx, 'dir', dir) ?? nameCheck(ctx, name, 'save'),
-    creates: (_ctx, dir: string, name: string) => [{ kind: 'saved-file', plugin: _ctx.owner, dir, name }],
+    // a config saved by an earlier ADD of this container (a repeated ADD) is
+    // that attachment's: the undo of this save leaves it
+    creates: (ctx, dir: string, name: string) => [{ kind: 'saved-file', plugin: ctx.owner, dir, name, ...(lstatOrNull(join(dir, name)) ? { existed: true } : {}) }],
     run: (_ctx, dir: string, name: string, content: string) => saveFile(dir, name, content),
   },
   load: {
@@ -237,8 +240,8 @@ export const files: HostInterface = {
 };
 
 // A failed ADD, a DEL whose plugin left it, or GC of a dead attachment: the saved config goes.
-declareUndo('saved-file', (e) => {
+declareUndo('saved-file', (e, _k, mode) => {
   const dir = String(e.dir), name = String(e.name);
-  if (!isAbsolute(dir) || !NAME.test(name)) return null;
+  if (!isAbsolute(dir) || !NAME.test(name) || (e.existed && mode === 'failed-add')) return null;
   return removeFile(dir, name) ? `files.remove ${join(dir, name)}` : null;
 });

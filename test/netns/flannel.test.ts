@@ -301,6 +301,22 @@ test('a failed delegate ADD takes back the saved config (and the delegate\'s obj
   assert.ok(calls.includes('files.save'));
 });
 
+test('a repeated ADD that fails keeps the first ADD\'s saved config, so its DEL still releases everything', () => {
+  fresh();
+  const c = conf({ cniVersion: '1.0.0' });
+  const r = ok(run('ADD', c), 'ADD');
+  const first = readFileSync(join(dataDir, CID1), 'utf8');
+  const again = run('ADD', c);
+  assert.is(again.code, 1, 'eth0 exists already');
+  assert.match(again.json.msg, /^failed to delegate add: /);
+  assert.is(readFileSync(join(dataDir, CID1), 'utf8'), first);
+  assert.ok(links(C1).some((l) => l.ifname === 'eth0'), 'the first attachment is untouched');
+  ok(run('DEL', { ...c, prevResult: r }), 'DEL');
+  assert.equal(readdirSync(dataDir), []);
+  assert.equal(leases(h.storeDir), []);
+  assert.equal(Ledger.all(h.stateDir), []);
+});
+
 test('DEL of an unparseable saved config removes it and succeeds; a foreign file in dataDir is never replaced', () => {
   fresh();
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });

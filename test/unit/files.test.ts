@@ -148,6 +148,12 @@ test('the sweep undoes a save: a failed ADD leaves no saved config', () => {
   assert.not.ok(existsSync(join(data, 'unit-container')));
   assert.equal(t.ctx.ledger.entries, []);
   assert.ok(t.audit.some((a) => a.call === 'sweep.files.remove'));
+  // a repeated ADD's save over a config an earlier ADD saved: its failure leaves that one for its DEL
+  writeFileSync(join(data, 'unit-container'), '{"type":"bridge"}');
+  assert.is(f.save(data, 'unit-container', '{"type":"bridge"}').tag, 'ok');
+  assert.is(t.ctx.ledger.entries[0].existed, true);
+  sweep(t.ctx.ledger, () => true, 'failed-add', { rtnl: () => { throw new Error('no kernel'); } } as any, t.ctx.audit, { containerId: 'unit-container', network: 'unitnet', command: 'ADD' });
+  assert.ok(existsSync(join(data, 'unit-container')));
 });
 
 test('GC: another container\'s saved config may go only when the runtime no longer lists it', () => {
