@@ -104,6 +104,11 @@ test('seed 004 (subnetFile in a temp dir): the container gets an address in the 
   assert.is(statSync(dataDir).mode & 0o777, 0o700);
   assert.is(readFileSync(saved, 'utf8'), JSON.stringify(SEED_DELEGATE('1.0.0')));
   assert.equal(readdirSync(dataDir), [CID1], 'no temp file is left beside it');
+  // saved before the delegate ran: the save's record comes before the bridge's first host call
+  const audit = readAudit(h);
+  const saveAt = audit.findIndex((a) => a.call === 'files.save' && a.outcome === 'ok');
+  const bridgeAt = audit.findIndex((a) => a.plugin === 'bridge');
+  assert.ok(saveAt >= 0 && bridgeAt > saveAt, `files.save at ${saveAt}, bridge from ${bridgeAt}`);
 
   ok(run('DEL', { ...c, prevResult: r }), 'DEL');
   assert.not.ok(existsSync(saved), 'DEL removes the saved config');
@@ -209,7 +214,8 @@ test('dual stack: FLANNEL_IPV6_NETWORK and FLANNEL_IPV6_SUBNET give a second ran
 });
 
 test('the delegate dictionary and ipam are merged as flannel does (delegate keys win, ipam routes kept, flannel\'s appended)', () => {
-  fresh('FLANNEL_NETWORK=192.168.0.0/16\nFLANNEL_SUBNET=192.168.22.129/26\nFLANNEL_MTU=1400\nFLANNEL_IPMASQ=true\n');
+  // 192.168.1.0/16 is the same network: flannel keeps one route for it
+  fresh('FLANNEL_NETWORK=192.168.0.0/16,192.168.1.0/16,172.30.0.0/16\nFLANNEL_SUBNET=192.168.22.129/26\nFLANNEL_MTU=1400\nFLANNEL_IPMASQ=true\n');
   const c = conf({
     cniVersion: '1.0.0', delegate: { bridge: 'flbr9', hairpinMode: true },
     ipam: { routes: [{ dst: '10.9.0.0/16' }] }, runtimeConfig: { portMappings: [] },
@@ -222,7 +228,8 @@ test('the delegate dictionary and ipam are merged as flannel does (delegate keys
   assert.is(saved.bridge, 'flbr9');
   assert.is(saved.hairpinMode, true);
   assert.equal(saved.runtimeConfig, { portMappings: [] });
-  assert.equal(saved.ipam.routes, [{ dst: '10.9.0.0/16' }, { dst: '192.168.0.0/16' }]);
+  assert.equal(saved.ipam.routes, [{ dst: '10.9.0.0/16' }, { dst: '192.168.0.0/16' }, { dst: '172.30.0.0/16' }]);
+  assert.equal(r.routes, saved.ipam.routes, 'the delegate\'s result carries them');
   assert.ok(hostLinks().includes('flbr9'));
   ok(run('DEL', { ...c, prevResult: r }), 'DEL');
 });
@@ -359,6 +366,11 @@ test('hostile paths: /etc/shadow yields nothing, dataDir may not be cni-wasm\'s 
     assert.is(r.code, 1, dir);
     assert.match(r.json.msg, re, `${dir}: ${r.json.msg}`);
   }
+  // a container id that walks out of dataDir never reaches the plugin (libcni's rule, checked by the host)
+  const walk = run('ADD', conf({ cniVersion: '1.0.0' }), { containerId: '../../escape' });
+  assert.is(walk.code, 1);
+  assert.match(walk.json.msg, /CNI_CONTAINERID/);
+  assert.not.ok(existsSync(join(h.dir, 'escape')));
   assert.ok(lstatSync(link).isSymbolicLink());
   assert.not.ok(existsSync(join(h.stateDir, 'ledger', CID1)));
   assert.equal(hostLinks(), []);
