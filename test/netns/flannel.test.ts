@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  type CniCall, type CniReply, type Harness, REFERENCE_BIN, hasReference, makeHarness, ours, readAudit, removeHarness, writePolicy,
+  type CniCall, type CniReply, type Harness, CLI, REFERENCE_BIN, hasReference, makeHarness, ours, readAudit, removeHarness, writePolicy,
 } from '../helpers/cni.js';
 import { cleanupAll, ipJson, makeNetns, nsExec } from '../helpers/netns.js';
 import { Ledger } from '../../host/gate/ledger.js';
@@ -179,6 +179,29 @@ test('delegating to the reference bridge (allowExec, from CNI_PATH): same result
   }
   assert.equal(results.ours, results.ref);
   assert.equal(savedText.ours, savedText.ref);
+});
+
+test('the seed\'s walkthrough with cni-wasm add/del (cnitool\'s flow: config dir, cached result): eth0 at 192.168.22.130/26, MTU 1450', () => {
+  fresh();
+  const confDir = join(h.dir, 'net.d'), cacheDir = join(h.dir, 'cache');
+  rmSync(confDir, { recursive: true, force: true });
+  rmSync(cacheDir, { recursive: true, force: true });
+  mkdirSync(confDir, { recursive: true });
+  writeFileSync(join(confDir, '10-mynet.conf'), JSON.stringify({ name: 'mynet', type: 'flannel', subnetFile, dataDir }));
+  const cli = (cmd: string) => nsExec(HOST, [process.execPath, CLI, cmd, 'mynet', `/run/netns/${C1}`, '--json', '--conf-dir', confDir, '--cache-dir', cacheDir],
+    { env: { ...process.env, CNI_WASM_POLICY: h.policyFile, CNI_PATH: h.bin } });
+  const added = JSON.parse(cli('add').stdout);
+  assert.is(added.ip4.ip, '192.168.22.130/26');
+  const eth0 = links(C1).find((l) => l.ifname === 'eth0')!;
+  assert.is(eth0.mtu, 1450);
+  assert.equal(addrs(C1, 'eth0'), ['192.168.22.130/26']);
+  assert.is(readdirSync(dataDir).length, 1, 'one saved config, named by the cnitool container id');
+  assert.match(readdirSync(dataDir)[0], /^cnitool-[0-9a-f]{20}$/);
+  cli('del');
+  assert.equal(readdirSync(dataDir), []);
+  assert.not.ok(links(C1).some((l) => l.ifname === 'eth0'));
+  assert.equal(leases(h.storeDir), []);
+  assert.equal(Ledger.all(h.stateDir), []);
 });
 
 for (const version of ['0.3.1', '0.4.0', '1.0.0']) {
