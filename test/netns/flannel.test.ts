@@ -110,7 +110,9 @@ test('seed 004 (subnetFile in a temp dir): the container gets an address in the 
   const bridgeAt = audit.findIndex((a) => a.plugin === 'bridge');
   assert.ok(saveAt >= 0 && bridgeAt > saveAt, `files.save at ${saveAt}, bridge from ${bridgeAt}`);
 
+  assert.match(nsExec(HOST, ['nft', 'list', 'ruleset']).stdout, /192\.168\.22\.130/, 'ipMasq (FLANNEL_IPMASQ=false): the bridge masquerades');
   ok(run('DEL', { ...c, prevResult: r }), 'DEL');
+  assert.not.match(nsExec(HOST, ['nft', 'list', 'ruleset']).stdout, /192\.168\.22\.130/, 'no masquerade element left');
   assert.not.ok(existsSync(saved), 'DEL removes the saved config');
   assert.not.ok(links(C1).some((l) => l.ifname === 'eth0'));
   assert.equal(hostLinks(), ['cni0'], 'only the shared bridge stays, as the reference bridge leaves it');
