@@ -19,13 +19,13 @@
 // - CHECK, as the reference's, checks nothing but the config. Replaying the
 //   delegate's CHECK would be easy, but the reference bridge 1.1.1 fails its
 //   own CHECK on flannel's gateway-less routes ("Expected Route {Dst:... GW:<nil>}
-//   not found in routing table", seen in test/netns/flannel.test.ts), so a
+//   not found in routing table", seen here with flannel's delegate config), so a
 //   runtime's CHECK would fail where flannel-io's passes;
 // - GC (spec 1.1) removes saved configs of containers not in
 //   cni.dev/valid-attachments and runs the delegate's GC (the reference has none);
 // - a subnet.env line without "=" is an error naming it (the reference panics);
-// - the saved config's keys are sorted as Go's encoding/json writes a map,
-//   but strings are not HTML-escaped (Go writes "<" as \u003c).
+// (The saved config is written as Go's encoding/json writes a map: keys
+// sorted, "<", ">", "&", U+2028 and U+2029 escaped.)
 // The host fills in cniVersion "0.1.0" when the runtime's config has none
 // (as libcni reads it), so the delegate gets "cniVersion":"0.1.0" where the
 // reference leaves the key out; both mean the same to the delegate.
@@ -302,6 +302,13 @@ function delegateConf(c: FlannelConf, se: SubnetEnv): Result<JSONValue, CniError
   return Result.success<JSONValue, CniError>(d);
 }
 
+/** Compact JSON as Go's encoding/json writes a map[string]interface{}: keys sorted, HTML-safe. */
+function goJSON(v: JSONValue): string {
+  // these characters only occur inside strings, so escaping the text is escaping the strings
+  return sorted(v).stringify().replaceAll("<", "\\u003c").replaceAll(">", "\\u003e").replaceAll("&", "\\u0026")
+    .replaceAll("\u2028", "\\u2028").replaceAll("\u2029", "\\u2029");
+}
+
 /** The document with every object's keys sorted, as Go's encoding/json writes a map. */
 function sorted(v: JSONValue): JSONValue {
   if (v.isArray()) {
@@ -357,7 +364,7 @@ class Flannel extends CniPlugin {
     if (de !== null) return Result.failure<string, CniError>(de);
     const dc = delegateConf(c, se.value);
     if (!dc.ok) return Result.failure<string, CniError>(dc.error!);
-    const text = sorted(dc.value).stringify();
+    const text = goJSON(dc.value);
     // saved for DEL before the delegate runs; a failed ADD takes it back (the host's ledger)
     const sv = files.save(c.dataDir, req.containerId, text);
     if (sv !== null) return Result.failure<string, CniError>(fail(sv.message, sv.code));
@@ -416,7 +423,7 @@ class Flannel extends CniPlugin {
     const d = dc.value;
     const list = c.doc.get(VALID_ATTACHMENTS);
     d.set(VALID_ATTACHMENTS, list !== null ? list : JSONValue.newArray());
-    const r = delegate.run(d.getString("type"), Command.Gc, sorted(d).stringify());
+    const r = delegate.run(d.getString("type"), Command.Gc, goJSON(d));
     return r.ok ? null : r.error!;
   }
 }

@@ -242,11 +242,14 @@ test('the delegate dictionary and ipam are merged as flannel does (delegate keys
   // 192.168.1.0/16 is the same network: flannel keeps one route for it
   fresh('FLANNEL_NETWORK=192.168.0.0/16,192.168.1.0/16,172.30.0.0/16\nFLANNEL_SUBNET=192.168.22.129/26\nFLANNEL_MTU=1400\nFLANNEL_IPMASQ=true\n');
   const c = conf({
-    cniVersion: '1.0.0', delegate: { bridge: 'flbr9', hairpinMode: true },
+    cniVersion: '1.0.0', delegate: { bridge: 'flbr9', hairpinMode: true, comment: '<a&b>' },
     ipam: { routes: [{ dst: '10.9.0.0/16' }] }, runtimeConfig: { portMappings: [] },
   });
   const r = ok(run('ADD', c), 'ADD');
-  const saved = JSON.parse(readFileSync(join(dataDir, CID1), 'utf8'));
+  const text = readFileSync(join(dataDir, CID1), 'utf8');
+  assert.ok(text.includes('"comment":"\\u003ca\\u0026b\\u003e"'), `HTML-safe as Go writes strings: ${text}`);
+  const saved = JSON.parse(text);
+  assert.is(saved.comment, '<a&b>');
   assert.equal(Object.keys(saved), [...Object.keys(saved)].sort(), 'keys sorted as Go writes a map');
   assert.is(saved.ipMasq, false, 'flanneld masquerades (FLANNEL_IPMASQ=true), so the bridge does not');
   assert.is(saved.mtu, 1400);
