@@ -3,6 +3,7 @@ import type { HostInterface } from '../gate/gate.js';
 import { addresses } from './addresses.js';
 import { delegate } from './delegate.js';
 import { dns } from './dns.js';
+import { files } from './files.js';
 import { firewall } from './firewall.js';
 import { forwardAccept } from './forward.js';
 import { links } from './links.js';
@@ -14,5 +15,5 @@ import { sysctl } from './sysctl.js';
 import { tc } from './tc.js';
 
 export const HOST_INTERFACES: Record<string, HostInterface> = {
-  links, addresses, routes, sysctl, firewall: { ...firewall, ...forwardAccept }, portmap, tc, store, delegate, dns, log,
+  links, addresses, routes, sysctl, firewall: { ...firewall, ...forwardAccept }, portmap, tc, store, delegate, dns, log, files,
 };

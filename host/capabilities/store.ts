@@ -49,7 +49,7 @@ export function defaultStoreRoot(policy: Policy, plugin: string): string {
 }
 
 /** The path with its existing part resolved (symlinks followed), so no link leads around the checks. */
-function resolved(path: string): string {
+export function resolved(path: string): string {
   let head = path;
   const tail: string[] = [];
   for (;;) {

@@ -32,6 +32,10 @@ export type Right =
 
 export const RIGHTS: readonly Right[] = ['create', 'parent', 'attach', 'change', 'address', 'delete', 'move'];
 
+/** What may be done with a host path a config key names (kind "file" or "dir"). */
+export type PathRight = 'read' | 'write';
+export const PATH_RIGHTS: readonly PathRight[] = ['read', 'write'];
+
 /** One declared object: a config key (or a fixed name) that names a kernel object. */
 export interface ObjectDecl {
   /** dotted path of the config key that names the object, e.g. "bridge", "master" */
@@ -43,10 +47,11 @@ export interface ObjectDecl {
   /** when the key is absent or empty: the link of the namespace's default
    *  route (the macvlan plugin's master), looked up by the host when first needed */
   defaultRoute?: boolean;
-  /** "link" (a network interface) or "address" (an IP or CIDR, or a list of them) */
-  kind: 'link' | 'address';
+  /** "link" (a network interface), "address" (an IP or CIDR, or a list of them),
+   *  "file" (a host file to read: right "read") or "dir" (a host directory to keep files in: right "write") */
+  kind: 'link' | 'address' | 'file' | 'dir';
   ns: Role;
-  rights: Right[];
+  rights: (Right | PathRight)[];
 }
 
 export function validateObjectDecls(decls: unknown, where: string): ObjectDecl[] {
@@ -60,10 +65,13 @@ export function validateObjectDecls(decls: unknown, where: string): ObjectDecl[]
       if (!['key', 'name', 'default', 'defaultRoute', 'kind', 'ns', 'rights'].includes(k)) throw new Error(`${at}: unknown setting "${k}"`);
     }
     if ((o.key === undefined) === (o.name === undefined)) throw new Error(`${at} needs exactly one of "key" and "name"`);
-    if (o.kind !== 'link' && o.kind !== 'address') throw new Error(`${at}: "kind" must be "link" or "address"`);
+    if (o.kind !== 'link' && o.kind !== 'address' && o.kind !== 'file' && o.kind !== 'dir') throw new Error(`${at}: "kind" must be "link", "address", "file" or "dir"`);
     if (o.ns !== 'host' && o.ns !== 'container') throw new Error(`${at}: "ns" must be "host" or "container"`);
-    if (!Array.isArray(o.rights) || !o.rights.every((r) => RIGHTS.includes(r as Right))) {
-      throw new Error(`${at}: "rights" must be a list of ${RIGHTS.join(', ')}`);
+    const isPath = o.kind === 'file' || o.kind === 'dir';
+    if (isPath && o.ns !== 'host') throw new Error(`${at}: a "${o.kind}" is a host path ("ns": "host")`);
+    const allowed: readonly string[] = isPath ? [o.kind === 'file' ? 'read' : 'write'] : RIGHTS;
+    if (!Array.isArray(o.rights) || !o.rights.every((r) => allowed.includes(r as string))) {
+      throw new Error(`${at}: "rights" must be a list of ${allowed.join(', ')}`);
     }
     for (const s of ['key', 'name', 'default'] as const) if (o[s] !== undefined && typeof o[s] !== 'string') throw new Error(`${at}: "${s}" must be a string`);
     if (o.defaultRoute !== undefined && (typeof o.defaultRoute !== 'boolean' || o.kind !== 'link' || o.key === undefined || o.default !== undefined)) {
@@ -109,6 +117,9 @@ export class Ownership {
   private readonly pendingDefaultRoute: { ns: Role; rights: Right[] }[] = [];
   /** the host's lookup of a namespace's default-route link (set by the invocation) */
   defaultRouteLink?: (ns: Role) => string | null;
+  /** host paths config keys declare: "file:/path" -> rights */
+  private readonly paths = new Map<string, Set<PathRight>>();
+  private readonly pathKeys = { file: [] as string[], dir: [] as string[] };
 
   constructor(public readonly ifname: string) {
     this.grantLink('container', ifname, RIGHTS);
@@ -121,10 +132,12 @@ export class Ownership {
       const value = d.name ?? lookup(runtimeConfig, d.key!) ?? d.default;
       const values = Array.isArray(value) ? value : [value];
       o.declaredKeys.push(d.key ? `"${d.key}"` : `"${d.name}"`);
-      if (d.defaultRoute && (value === undefined || value === null || value === '')) o.pendingDefaultRoute.push({ ns: d.ns, rights: d.rights });
+      if (d.defaultRoute && (value === undefined || value === null || value === '')) o.pendingDefaultRoute.push({ ns: d.ns, rights: d.rights as Right[] });
+      if (d.kind === 'file' || d.kind === 'dir') o.pathKeys[d.kind].push(d.key ? `"${d.key}"` : `"${d.name}"`);
       for (const v of values) {
         if (typeof v !== 'string' || v === '') continue;
-        if (d.kind === 'link') o.grantLink(d.ns, v, d.rights);
+        if (d.kind === 'file' || d.kind === 'dir') o.grantPath(d.kind, v, d.rights as PathRight[]);
+        else if (d.kind === 'link') o.grantLink(d.ns, v, d.rights as Right[]);
         else {
           const ip = canonicalIp(v);
           if (ip) o.declaredAddrs[d.ns].add(ip);
@@ -138,6 +151,19 @@ export class Ownership {
     let s = this.links[ns].get(name);
     if (!s) this.links[ns].set(name, (s = new Set()));
     for (const r of rights) s.add(r);
+  }
+
+  grantPath(kind: 'file' | 'dir', path: string, rights: readonly PathRight[]): void {
+    let s = this.paths.get(`${kind}:${path}`);
+    if (!s) this.paths.set(`${kind}:${path}`, (s = new Set()));
+    for (const r of rights) s.add(r);
+  }
+
+  /** null if the runtime's config names `path` under a key declared with this right, else the reason. */
+  path(kind: 'file' | 'dir', path: string, right: PathRight): string | null {
+    if (this.paths.get(`${kind}:${path}`)?.has(right)) return null;
+    const keys = this.pathKeys[kind];
+    return `${kind} '${path}' is not named by the runtime's config${keys.length ? ` under the declared key${keys.length > 1 ? 's' : ''} ${keys.join(', ')}` : ' (the manifest declares no ' + kind + ' key)'} with right '${right}'`;
   }
 
   /** A link this attachment created (or renamed): every right. */

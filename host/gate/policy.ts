@@ -40,6 +40,10 @@ export interface Grants {
   /** paths: resolv.conf files the plugin may read the DNS settings of ("*" = any) */
   dns?: boolean | { paths?: string[] };
   log?: boolean;
+  /** a meta-plugin's files (host/capabilities/files.ts): paths: env files it may read,
+   *  dirs: where it may keep saved documents ("*" = anywhere but cni-wasm's own dirs);
+   *  either way only what the runtime's config names under a declared key */
+  files?: boolean | { paths?: string[]; dirs?: string[] };
 }
 
 export const GRANT_KEYS: Record<keyof Grants, readonly string[] | 'bool'> = {
@@ -54,6 +58,7 @@ export const GRANT_KEYS: Record<keyof Grants, readonly string[] | 'bool'> = {
   delegate: ['types'],
   dns: ['paths'],
   log: 'bool',
+  files: ['paths', 'dirs'],
 };
 
 export interface PluginPolicy {
@@ -220,6 +225,7 @@ export function intersectGrants(caller: Grants, callee: Grants): Grants {
   if (caller.delegate && callee.delegate) out.delegate = { types: bothLists(listOf(caller.delegate, 'types'), listOf(callee.delegate, 'types')) };
   if (caller.dns && callee.dns) out.dns = { paths: bothLists(listOf(caller.dns, 'paths'), listOf(callee.dns, 'paths')) };
   if (caller.log && callee.log) out.log = true;
+  if (caller.files && callee.files) out.files = { paths: bothLists(listOf(caller.files, 'paths'), listOf(callee.files, 'paths')), dirs: bothLists(listOf(caller.files, 'dirs'), listOf(callee.files, 'dirs')) };
   return out;
 }
 

@@ -53,6 +53,7 @@ export const PLUGIN_KEYS: Record<string, Record<string, KeySpec>> = {
     sysctl: k('object'), mac: k('string'), promisc: k('bool'), mtu: k('int', { min: 0 }), txQLen: k('int', { min: 0 }),
     allmulti: k('bool'), dataDir: k('string'),
   },
+  flannel: { subnetFile: k('string'), dataDir: k('string'), delegate: k('object') },
   macvlan: { master: k('string'), mode: k('string'), mtu: k('int', { min: 0 }), mac: k('string'), linkInContainer: k('bool'), bcqueuelen: k('int', { min: 0 }) },
 };
 
