@@ -1,6 +1,6 @@
 // Runs every uvu test file (compiled to dist/test) in its own process, in a
 // stable order, and ends with the one line CI reads: "N passed, N failed".
-// Usage: node test/run.mjs [filter]   (filter: substring of the file path)
+// Usage: node test/run.mjs [filter]   (filter: substring of the path under dist/test, e.g. netns/macvlan)
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync, existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -20,7 +20,7 @@ function walk(dir) {
 // unit first: they are fast and say the most when something basic broke
 const order = ['unit', 'netns', 'e2e'];
 const files = walk(distTest)
-  .filter((f) => f.includes(filter))
+  .filter((f) => relative(distTest, f).includes(filter))
   .sort((a, b) => order.findIndex((o) => a.includes(`/${o}/`)) - order.findIndex((o) => b.includes(`/${o}/`)) || a.localeCompare(b));
 
 let passed = 0;
