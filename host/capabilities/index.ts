@@ -12,7 +12,9 @@ import { routes } from './routes.js';
 import { store } from './store.js';
 import { sysctl } from './sysctl.js';
 import { tc } from './tc.js';
+import { neighbours } from './neighbours.js';
+import { groups } from './groups.js';
 
 export const HOST_INTERFACES: Record<string, HostInterface> = {
-  links, addresses, routes, sysctl, firewall: { ...firewall, ...forwardAccept }, portmap, tc, store, delegate, dns, log,
+  links, addresses, routes, sysctl, firewall: { ...firewall, ...forwardAccept }, portmap, tc, store, delegate, dns, log, neighbours, groups,
 };

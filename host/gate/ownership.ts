@@ -28,9 +28,14 @@ export type Right =
   | 'address'
   | 'delete'
   /** move it into the container namespace */
-  | 'move';
+  | 'move'
+  /** set sysctls keyed by its name (net/ipv4/conf/<it>/forwarding, ...); 'change' implies it */
+  | 'sysctl'
+  /** lend it to a bridge this attachment created: enslave it and move its address and default
+   *  route to that bridge, all given back when the attachment's sweep runs (vpc-bridge L2) */
+  | 'lend';
 
-export const RIGHTS: readonly Right[] = ['create', 'parent', 'attach', 'change', 'address', 'delete', 'move'];
+export const RIGHTS: readonly Right[] = ['create', 'parent', 'attach', 'change', 'address', 'delete', 'move', 'sysctl', 'lend'];
 
 /** One declared object: a config key (or a fixed name) that names a kernel object. */
 export interface ObjectDecl {
@@ -40,6 +45,9 @@ export interface ObjectDecl {
   name?: string;
   /** the name when the key is absent (the bridge plugin's "cni0") */
   default?: string;
+  /** links named by the key's value followed by this text, '#' standing for
+   *  one or more digits (vpc-bridge's "br#": the bridge "<name>br<ENI index>") */
+  suffix?: string;
   /** "link" (a network interface) or "address" (an IP or CIDR, or a list of them) */
   kind: 'link' | 'address';
   ns: Role;
@@ -54,13 +62,16 @@ export function validateObjectDecls(decls: unknown, where: string): ObjectDecl[]
     if (typeof d !== 'object' || d === null) throw new Error(`${at} must be an object`);
     const o = d as Record<string, unknown>;
     for (const k of Object.keys(o)) {
-      if (!['key', 'name', 'default', 'kind', 'ns', 'rights'].includes(k)) throw new Error(`${at}: unknown setting "${k}"`);
+      if (!['key', 'name', 'default', 'suffix', 'kind', 'ns', 'rights'].includes(k)) throw new Error(`${at}: unknown setting "${k}"`);
     }
     if ((o.key === undefined) === (o.name === undefined)) throw new Error(`${at} needs exactly one of "key" and "name"`);
     if (o.kind !== 'link' && o.kind !== 'address') throw new Error(`${at}: "kind" must be "link" or "address"`);
     if (o.ns !== 'host' && o.ns !== 'container') throw new Error(`${at}: "ns" must be "host" or "container"`);
     if (!Array.isArray(o.rights) || !o.rights.every((r) => RIGHTS.includes(r as Right))) {
       throw new Error(`${at}: "rights" must be a list of ${RIGHTS.join(', ')}`);
+    }
+    if (o.suffix !== undefined && (o.kind !== 'link' || typeof o.suffix !== 'string' || !/^[A-Za-z0-9#_.-]{1,15}$/.test(o.suffix))) {
+      throw new Error(`${at}: "suffix" must be up to 15 of A-Z a-z 0-9 _ . - and # (digits), on a link`);
     }
     for (const s of ['key', 'name', 'default'] as const) if (o[s] !== undefined && typeof o[s] !== 'string') throw new Error(`${at}: "${s}" must be a string`);
     return o as unknown as ObjectDecl;
@@ -99,6 +110,8 @@ export class Ownership {
   private readonly declaredAddrs = { host: new Set<string>(), container: new Set<string>() };
   /** why a name is held, for denial messages */
   readonly declaredKeys: string[] = [];
+  /** declared name patterns (a key's value and a suffix) */
+  private readonly patterns: { ns: Role; re: RegExp; rights: readonly Right[] }[] = [];
 
   constructor(public readonly ifname: string) {
     this.grantLink('container', ifname, RIGHTS);
@@ -113,7 +126,10 @@ export class Ownership {
       o.declaredKeys.push(d.key ? `"${d.key}"` : `"${d.name}"`);
       for (const v of values) {
         if (typeof v !== 'string' || v === '') continue;
-        if (d.kind === 'link') o.grantLink(d.ns, v, d.rights);
+        if (d.kind === 'link' && d.suffix !== undefined) {
+          const esc = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+          o.patterns.push({ ns: d.ns, rights: d.rights, re: new RegExp('^' + esc(v) + d.suffix.split('#').map(esc).join('[0-9]+') + '$') });
+        } else if (d.kind === 'link') o.grantLink(d.ns, v, d.rights);
         else {
           const ip = canonicalIp(v);
           if (ip) o.declaredAddrs[d.ns].add(ip);
@@ -143,7 +159,9 @@ export class Ownership {
   }
 
   has(ns: Role, name: string, right: Right): boolean {
-    return this.links[ns].get(name)?.has(right) ?? false;
+    const s = this.links[ns].get(name);
+    if (s?.has(right) || (right === 'sysctl' && s?.has('change'))) return true;
+    return this.patterns.some((p) => p.ns === ns && p.re.test(name) && (p.rights.includes(right) || (right === 'sysctl' && p.rights.includes('change'))));
   }
 
   /** null if allowed, else the reason (for the denial message). */

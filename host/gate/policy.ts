@@ -40,6 +40,10 @@ export interface Grants {
   /** paths: resolv.conf files the plugin may read the DNS settings of ("*" = any) */
   dns?: boolean | { paths?: string[] };
   log?: boolean;
+  /** neighbour entries (host: on links the attachment created; container: on CNI_IFNAME) */
+  neighbours?: NsGrant;
+  /** host objects shared by the attachments of a network, removed with the last (host/capabilities/groups.ts) */
+  groups?: boolean;
 }
 
 export const GRANT_KEYS: Record<keyof Grants, readonly string[] | 'bool'> = {
@@ -54,6 +58,8 @@ export const GRANT_KEYS: Record<keyof Grants, readonly string[] | 'bool'> = {
   delegate: ['types'],
   dns: ['paths'],
   log: 'bool',
+  neighbours: ['host', 'container'],
+  groups: 'bool',
 };
 
 export interface PluginPolicy {
@@ -220,6 +226,9 @@ export function intersectGrants(caller: Grants, callee: Grants): Grants {
   if (caller.delegate && callee.delegate) out.delegate = { types: bothLists(listOf(caller.delegate, 'types'), listOf(callee.delegate, 'types')) };
   if (caller.dns && callee.dns) out.dns = { paths: bothLists(listOf(caller.dns, 'paths'), listOf(callee.dns, 'paths')) };
   if (caller.log && callee.log) out.log = true;
+  const neighbours = bothNs(caller.neighbours, callee.neighbours);
+  if (neighbours) out.neighbours = neighbours;
+  if (caller.groups && callee.groups) out.groups = true;
   return out;
 }
 
