@@ -262,6 +262,7 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
 /** What this attachment may act on: declared config keys, its prevResult, and what its ledger holds. */
 function attachmentRights(sh: Shared, decls: ObjectDecl[]): Ownership {
   const o = Ownership.fromConfig(sh.inv.ifname, decls, sh.conf);
+  if (o.wantsMacs('host')) o.resolveMacs('host', sh.ns.rtnl('host').listLinks());
   o.ownResult(sh.conf.prevResult, true);
   for (const e of sh.ledger.entries) {
     if (e.kind === 'link' && typeof e.name === 'string') o.own(e.ns ?? 'host', e.name);

@@ -48,8 +48,9 @@ export interface ObjectDecl {
   /** links named by the key's value followed by this text, '#' standing for
    *  one or more digits (vpc-bridge's "br#": the bridge "<name>br<ENI index>") */
   suffix?: string;
-  /** "link" (a network interface) or "address" (an IP or CIDR, or a list of them) */
-  kind: 'link' | 'address';
+  /** "link" (a network interface), "address" (an IP or CIDR, or a list of them) or
+   *  "mac" (the link with this MAC address; of several, the one with the shortest name) */
+  kind: 'link' | 'address' | 'mac';
   ns: Role;
   rights: Right[];
 }
@@ -65,7 +66,7 @@ export function validateObjectDecls(decls: unknown, where: string): ObjectDecl[]
       if (!['key', 'name', 'default', 'suffix', 'kind', 'ns', 'rights'].includes(k)) throw new Error(`${at}: unknown setting "${k}"`);
     }
     if ((o.key === undefined) === (o.name === undefined)) throw new Error(`${at} needs exactly one of "key" and "name"`);
-    if (o.kind !== 'link' && o.kind !== 'address') throw new Error(`${at}: "kind" must be "link" or "address"`);
+    if (o.kind !== 'link' && o.kind !== 'address' && o.kind !== 'mac') throw new Error(`${at}: "kind" must be "link", "address" or "mac"`);
     if (o.ns !== 'host' && o.ns !== 'container') throw new Error(`${at}: "ns" must be "host" or "container"`);
     if (!Array.isArray(o.rights) || !o.rights.every((r) => RIGHTS.includes(r as Right))) {
       throw new Error(`${at}: "rights" must be a list of ${RIGHTS.join(', ')}`);
@@ -112,6 +113,8 @@ export class Ownership {
   readonly declaredKeys: string[] = [];
   /** declared name patterns (a key's value and a suffix) */
   private readonly patterns: { ns: Role; re: RegExp; rights: readonly Right[] }[] = [];
+  /** declared links named by MAC address, resolved against the kernel's links (resolveMacs) */
+  private readonly macs: { ns: Role; mac: string; rights: readonly Right[] }[] = [];
 
   constructor(public readonly ifname: string) {
     this.grantLink('container', ifname, RIGHTS);
@@ -130,6 +133,10 @@ export class Ownership {
           const esc = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
           o.patterns.push({ ns: d.ns, rights: d.rights, re: new RegExp('^' + esc(v) + d.suffix.split('#').map(esc).join('[0-9]+') + '$') });
         } else if (d.kind === 'link') o.grantLink(d.ns, v, d.rights);
+        else if (d.kind === 'mac') {
+          const mac = v.toLowerCase().replace(/-/g, ':');
+          if (/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) o.macs.push({ ns: d.ns, mac, rights: d.rights });
+        }
         else {
           const ip = canonicalIp(v);
           if (ip) o.declaredAddrs[d.ns].add(ip);
@@ -137,6 +144,17 @@ export class Ownership {
       }
     }
     return o;
+  }
+
+  wantsMacs(ns: Role): boolean { return this.macs.some((m) => m.ns === ns); }
+
+  /** Grants the declared rights on the link each declared MAC names (the shortest name of several). */
+  resolveMacs(ns: Role, links: { name: string; mac: string }[]): void {
+    for (const m of this.macs) {
+      if (m.ns !== ns) continue;
+      const hit = links.filter((l) => l.mac === m.mac).sort((a, b) => a.name.length - b.name.length)[0];
+      if (hit) this.grantLink(ns, hit.name, m.rights);
+    }
   }
 
   grantLink(ns: Role, name: string, rights: readonly Right[]): void {

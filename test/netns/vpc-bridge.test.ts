@@ -208,6 +208,17 @@ test('the sysctls come back to the values they had, not to defaults', () => {
   assert.fixture(snapshot(), before0);
 });
 
+test('the ENI found by eniMACAddress alone (the rights follow the MAC to its link)', () => {
+  world();
+  const before = snapshot();
+  const c = conf({ eniName: undefined, eniMACAddress: '12-34-56-78-9A-BC' });
+  ok(run('ADD', c, 'c1'), 'ADD by MAC');
+  assert.is(sysctl('net/ipv4/conf/eth10/forwarding'), '1');
+  assert.ok(ping(C.c1, '192.168.1.1'), 'c1 reaches the gateway');
+  ok(run('DEL', c, 'c1'), 'DEL by MAC');
+  assert.fixture(snapshot(), before);
+});
+
 test('the first holder leaving first hands the network part on; GC removes endpoints not in valid-attachments', () => {
   world();
   const before = snapshot();
@@ -243,9 +254,9 @@ test('bad configs: clear errors with the right codes, nothing left behind', () =
   assert.match(typed.json.msg, /cannot unmarshal number into Go struct field netConfigJSON\.eniName of type string/);
   const v = run('ADD', conf({ cniVersion: '0.2.0' }), 'c1');
   assert.is(v.json.code, 1);
-  // an ENI found by MAC alone: the host grants rights on the ENI by name only, so the sysctl is refused and the ADD undone
-  const byMac = run('ADD', conf({ eniName: undefined }), 'c1');
-  assert.is.not(byMac.code, 0);
+  // a MAC that no link has
+  const noMac = run('ADD', conf({ eniName: undefined, eniMACAddress: '02:00:00:00:00:99' }), 'c1');
+  assert.match(noMac.json.msg, /failed to find ENI by "eniMACAddress" 02:00:00:00:00:99/);
   // a failed ADD in the middle of the network part (a veth name taken) leaves nothing either
   nsExec(HOST, ['ip', 'link', 'add', `veth${CID.c1.slice(0, 8)}`, 'type', 'veth', 'peer', 'name', 'vpcx0']);
   const before2 = snapshot();
