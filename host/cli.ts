@@ -36,7 +36,7 @@ function grantsFor(imports: string[], storeDir: string): Record<string, unknown>
     else if (i === 'delegate') g[i] = { types: [] };
     else if (i === 'dns') g[i] = { paths: [] };
     else if (i === 'tc' || i === 'neighbours') g[i] = { container: true };
-    else if (i === 'groups') g[i] = true;
+    else if (i === 'groups' || i === 'uplinks') g[i] = true;
     else if (i === 'firewall' || i === 'portmap' || i === 'log') g[i] = true;
   }
   return g;

@@ -216,6 +216,9 @@ export function loadConf(req: Request): Result<VpcConf, CniError> {
       "\"bridgeNetNSPath\" is not supported by this vpc-bridge: the bridge is made in the namespace the plugin runs in",
       "moving the ENI into another namespace would need a host function for it; leave \"bridgeNetNSPath\" empty"));
   }
+  if (c.isL2() && c.eniIPs.length == 0) {
+    return Result.failure<VpcConf, CniError>(invalid("\"bridgeType\": \"L2\" needs \"eniIPAddresses\": the ENI's address moves to the bridge"));
+  }
   readKubernetes(req, c, serviceCidr);
   c.prevResult = doc.getObject("prevResult");
   return Result.success<VpcConf, CniError>(c);

@@ -15,7 +15,7 @@
 // removes it (and puts the sysctls back). A failed ADD is swept by the host.
 import {
   CniError, CniPlugin, CniResult, HostError, IPNet, IpFamily, Level, Link, Neighbour, Netns, Request, Result, Route, VethSpec,
-  ERR_INTERNAL, cniError, groups, hostFailure, links, log, neighbours, addresses, parseCIDR, parseIP, registerPlugin, routes, sysctl,
+  ERR_INTERNAL, IPConfig, cniError, groups, hostFailure, links, log, neighbours, addresses, parseCIDR, parseIP, registerPlugin, routes, sysctl, uplinks,
 } from "../sdk";
 import { JUMBO_MTU, VERSIONS, VpcConf, loadConf } from "./config";
 
@@ -97,6 +97,19 @@ function buildNetwork(c: VpcConf, eni: Link, br: string): Result<Link, CniError>
   e = links.setUp(Netns.Host, br, true);
   if (e !== null) return Result.failure<Link, CniError>(hostFailure("failed to set bridge link state up", e));
 
+  if (c.isL2()) {
+    // L2: the bridge takes the ENI's address and default route (to the subnet's gateway);
+    // frames are switched between the veths and the ENI, which becomes a port.
+    const addr = c.eniIPs[0];
+    e = uplinks.lend(eni.name, br, addr.toString(), subnetGateway(addr), JUMBO_MTU);
+    if (e !== null) return Result.failure<Link, CniError>(hostFailure("failed to move ENI " + q(eni.name) + " and its address " + addr.toString() + " to " + q(br), e));
+    e = uplinks.natAdd(eni.name);
+    if (e !== null) return Result.failure<Link, CniError>(hostFailure("failed to add the layer-2 rules for ENI link " + q(eni.name), e));
+    const gotL2 = links.get(Netns.Host, br);
+    if (!gotL2.ok) return Result.failure<Link, CniError>(hostFailure("failed to look up bridge " + q(br), gotL2.error!));
+    return Result.success<Link, CniError>(gotL2.value);
+  }
+
   // L3: the IP address and default route stay on the ENI; datagrams are routed between it and the bridge.
   if (hasV4(c.eniIPs)) {
     let se = setKey("net/ipv4/conf/" + br + "/proxy_arp", "1");
@@ -170,6 +183,16 @@ function plan(c: VpcConf, br: string): Plan {
   return p;
 }
 
+/** L2: the container's addresses as given (aws's L2 path forgets them) and a default route via the gateway. */
+function planL2(c: VpcConf): Plan {
+  const p = new Plan();
+  for (let i = 0; i < c.ips.length; i++) {
+    p.addrs.push(c.ips[i]);
+    if (c.ips[i].isV4() && p.gw4.length == 0) { p.gw4 = c.gateway.length > 0 ? c.gateway : subnetGateway(c.ips[i]); p.gateways.push(p.gw4); }
+  }
+  return p;
+}
+
 function addEndpoint(req: Request, c: VpcConf, eni: Link, bridge: Link): Result<string, CniError> {
   const br = bridge.name, veth = vethName(req), ifname = req.ifname;
   const spec = new VethSpec();
@@ -186,7 +209,7 @@ function addEndpoint(req: Request, c: VpcConf, eni: Link, bridge: Link): Result<
   e = links.setUp(Netns.Host, veth, true);
   if (e !== null) return Result.failure<string, CniError>(hostFailure("failed to set veth link " + veth + " state up", e));
 
-  const p = c.isL2() ? new Plan() : plan(c, br);
+  const p = c.isL2() ? planL2(c) : plan(c, br);
   if (!c.isL2()) {
     for (let i = 0; i < c.ips.length; i++) {
       const re = routes.add(Netns.Host, hostRoute(c.ips[i], br));
@@ -217,7 +240,7 @@ function addEndpoint(req: Request, c: VpcConf, eni: Link, bridge: Link): Result<
     rt.onlink = true;
     e = routes.add(Netns.Container, rt);
     if (e !== null) return Result.failure<string, CniError>(hostFailure("failed to add IP route " + rt.dst + " via " + gw, e));
-    if (g.isV4() && bridge.mac.length > 0) {
+    if (g.isV4() && bridge.mac.length > 0 && !c.isL2()) {
       const n = new Neighbour();
       n.link = ifname;
       n.ip = gw;
@@ -225,6 +248,15 @@ function addEndpoint(req: Request, c: VpcConf, eni: Link, bridge: Link): Result<
       n.permanent = true;
       e = neighbours.add(Netns.Container, n);
       if (e !== null) return Result.failure<string, CniError>(hostFailure("failed to add neighbor entry for gateway " + gw, e));
+    }
+  }
+
+  if (c.isL2()) {
+    // what arrives on the ENI for the endpoint's address goes to the endpoint's MAC
+    for (let i = 0; i < c.ips.length; i++) {
+      if (!c.ips[i].isV4()) continue;
+      e = uplinks.endpointAdd(eni.name, c.ips[i].ip.toString(), pair.value.container.mac);
+      if (e !== null) return Result.failure<string, CniError>(hostFailure("failed to append DNAT rule for veth link " + veth, e));
     }
   }
 
@@ -245,7 +277,6 @@ function addEndpoint(req: Request, c: VpcConf, eni: Link, bridge: Link): Result<
   return Result.success<string, CniError>(result.stringify());
 }
 
-import { IPConfig } from "../sdk";
 class IPConfigLike {
   make(address: string, gateway: string): IPConfig {
     const x = new IPConfig();
@@ -350,7 +381,6 @@ class VpcBridge extends CniPlugin {
     if (!cr.ok) return Result.failure<string, CniError>(cr.error!);
     const c = cr.value;
     if (!req.hasNetns) return Result.failure<string, CniError>(cniError(4, "the container's network namespace (CNI_NETNS) is missing"));
-    if (c.isL2()) return Result.failure<string, CniError>(cniError(2, "\"bridgeType\": \"L2\" is not supported by this vpc-bridge yet"));
     const er = findEni(c);
     if (!er.ok) return Result.failure<string, CniError>(er.error!);
     const eni = er.value;
@@ -380,7 +410,13 @@ class VpcBridge extends CniPlugin {
     const ve = links.remove(Netns.Host, veth);
     if (ve !== null && !gone(ve) && ve.code != "EDENIED") return hostFailure("failed to delete veth pair " + veth, ve);
     const er = findEni(c);
-    if (er.ok && !c.isL2()) {
+    if (er.ok && c.isL2()) {
+      for (let i = 0; i < c.ips.length; i++) {
+        if (!c.ips[i].isV4()) continue;
+        const ne = uplinks.endpointDel(er.value.name, c.ips[i].ip.toString());
+        if (ne !== null && !gone(ne) && ne.code != "EDENIED") return hostFailure("failed to delete DNAT rule for endpoint", ne);
+      }
+    } else if (er.ok) {
       const br = bridgeName(c, er.value);
       for (let i = 0; i < c.ips.length; i++) {
         const re = routes.del(Netns.Host, hostRoute(c.ips[i], br));

@@ -14,7 +14,8 @@ import { sysctl } from './sysctl.js';
 import { tc } from './tc.js';
 import { neighbours } from './neighbours.js';
 import { groups } from './groups.js';
+import { uplinks } from './uplinks.js';
 
 export const HOST_INTERFACES: Record<string, HostInterface> = {
-  links, addresses, routes, sysctl, firewall: { ...firewall, ...forwardAccept }, portmap, tc, store, delegate, dns, log, neighbours, groups,
+  links, addresses, routes, sysctl, firewall: { ...firewall, ...forwardAccept }, portmap, tc, store, delegate, dns, log, neighbours, groups, uplinks,
 };

@@ -44,6 +44,8 @@ export interface Grants {
   neighbours?: NsGrant;
   /** host objects shared by the attachments of a network, removed with the last (host/capabilities/groups.ts) */
   groups?: boolean;
+  /** lending a declared uplink (right 'lend') to a bridge of the attachment, and its layer-2 rewrites (host/capabilities/uplinks.ts) */
+  uplinks?: boolean;
 }
 
 export const GRANT_KEYS: Record<keyof Grants, readonly string[] | 'bool'> = {
@@ -60,6 +62,7 @@ export const GRANT_KEYS: Record<keyof Grants, readonly string[] | 'bool'> = {
   log: 'bool',
   neighbours: ['host', 'container'],
   groups: 'bool',
+  uplinks: 'bool',
 };
 
 export interface PluginPolicy {
@@ -229,6 +232,7 @@ export function intersectGrants(caller: Grants, callee: Grants): Grants {
   const neighbours = bothNs(caller.neighbours, callee.neighbours);
   if (neighbours) out.neighbours = neighbours;
   if (caller.groups && callee.groups) out.groups = true;
+  if (caller.uplinks && callee.uplinks) out.uplinks = true;
   return out;
 }
 

@@ -76,7 +76,11 @@ function world(): void {
   // the VPC fabric: the containers' addresses are the ENI's secondary IPs
   for (const ip of ['192.168.1.43', '192.168.1.44', '192.168.1.45']) nsExec(GW, ['ip', 'neigh', 'add', ip, 'lladdr', ENI_MAC, 'dev', 'gw0', 'nud', 'permanent']);
   eniIndex = ipJson<any[]>(HOST, ['link', 'show', 'eth10'])[0].ifindex;
-  // the ENI's IPv6 link-local address comes a moment after it is up: wait, so snapshots agree
+  settleEni();
+}
+
+/** The ENI's IPv6 link-local address comes a moment after it is up: wait, so snapshots agree. */
+function settleEni(): void {
   for (let i = 0; i < 100; i++) {
     const a = ipJson<any[]>(HOST, ['-6', 'addr', 'show', 'dev', 'eth10'])[0]?.addr_info ?? [];
     if (a.some((x: any) => x.scope === 'link' && !x.tentative)) break;
@@ -217,6 +221,47 @@ test('the ENI found by eniMACAddress alone (the rights follow the MAC to its lin
   assert.ok(ping(C.c1, '192.168.1.1'), 'c1 reaches the gateway');
   ok(run('DEL', c, 'c1'), 'DEL by MAC');
   assert.fixture(snapshot(), before);
+});
+
+test('L2: the ENI lent to the bridge with its address and default route, layer-2 rewrites, traffic, all given back', () => {
+  world();
+  nsExec(HOST, ['ip', 'route', 'add', 'default', 'via', '192.168.1.1', 'dev', 'eth10']);
+  const before = snapshot();
+  const l2 = (ip: string) => conf({ cniVersion: '1.0.0', bridgeType: 'L2', ipAddresses: [ip] });
+  const r1 = ok(run('ADD', l2('192.168.1.43/24'), 'c1'), 'ADD c1 L2');
+  const r2 = ok(run('ADD', l2('192.168.1.44/24'), 'c2'), 'ADD c2 L2');
+  const eni = ipJson<any[]>(HOST, ['-d', 'addr', 'show', 'eth10'])[0];
+  assert.is(eni.master, BR(), 'the ENI is a port of the bridge');
+  assert.is(eni.mtu, 9001);
+  assert.not.ok(eni.addr_info.some((a: any) => a.family === 'inet'), 'the ENI has no IPv4 address any more');
+  const br = ipJson<any[]>(HOST, ['addr', 'show', BR()])[0];
+  assert.ok(br.addr_info.some((a: any) => a.local === '192.168.1.42' && a.prefixlen === 24), 'the bridge has the ENI address');
+  assert.equal(ipJson<any[]>(HOST, ['route', 'show', 'default']).map((r) => [r.gateway, r.dev]), [['192.168.1.1', BR()]]);
+  assert.is(sysctl(`net/ipv4/conf/${BR()}/proxy_arp`), '0', 'no proxy ARP in L2');
+  const nft = nsExec(HOST, ['nft', 'list', 'table', 'bridge', 'cni_wasm_vpc_eth10']).stdout;
+  assert.match(nft, /iifname "eth10" arp operation reply ether daddr set ff:ff:ff:ff:ff:ff accept/);
+  assert.match(nft, new RegExp(`oifname "eth10" ether saddr & 01:00:00:00:00:00 == 00:00:00:00:00:00 ether saddr set ${ENI_MAC} accept`));
+  assert.match(nft, new RegExp(`192\\.168\\.1\\.43 : ${r1.interfaces[0].mac}`));
+  assert.match(nft, new RegExp(`192\\.168\\.1\\.44 : ${r2.interfaces[0].mac}`));
+  assert.ok(ipJson<any[]>(C.c1, ['addr', 'show', 'eth0'])[0].addr_info.some((a: any) => a.local === '192.168.1.43'), 'L2 assigns the container address');
+  assert.ok(ping(C.c1, '192.168.1.1'), 'c1 reaches the gateway through the bridged ENI');
+  assert.ok(ping(C.c2, '192.168.1.1'), 'c2 reaches the gateway');
+  assert.ok(ping(C.c1, '192.168.1.44'), 'c1 reaches c2');
+  assert.ok(ping(HOST, '192.168.1.1'), 'the host still reaches the gateway from the bridge');
+  // what the VPC sees: every frame from the ENI carries the ENI's MAC
+  const seen = ipJson<any[]>(GW, ['neigh', 'show', '192.168.1.42']);
+  assert.ok(seen.every((n) => n.lladdr === ENI_MAC), JSON.stringify(seen));
+  ok(run('CHECK', { ...l2('192.168.1.44/24'), prevResult: r2 }, 'c2'), 'CHECK c2 L2');
+  ok(run('DEL', { ...l2('192.168.1.43/24'), prevResult: r1 }, 'c1'), 'DEL c1');
+  assert.not.match(nsExec(HOST, ['nft', 'list', 'table', 'bridge', 'cni_wasm_vpc_eth10']).stdout, /192\.168\.1\.43/);
+  assert.ok(ping(C.c2, '192.168.1.1'), 'c2 still reaches the gateway');
+  deleteNetns(C.c2);
+  ok(run('DEL', { ...l2('192.168.1.44/24'), prevResult: r2 }, 'c2'), 'DEL c2 (netns gone)');
+  ok(run('DEL', l2('192.168.1.44/24'), 'c2'), 'DEL c2 again');
+  settleEni();
+  assert.fixture(snapshot(), before);
+  assert.equal(Ledger.all(h.stateDir), []);
+  makeNetns(C.c2);
 });
 
 test('the first holder leaving first hands the network part on; GC removes endpoints not in valid-attachments', () => {
