@@ -317,8 +317,16 @@ function checkAttachment(req: Request, c: VpcConf): CniError | null {
       }
     }
   }
-  if (c.isL2()) return null;
-  const p = plan(c, br);
+  if (c.isL2()) {
+    // the ENI is a port of the bridge, which holds the ENI's address
+    if (er.value.master != br) return fail("ENI " + q(er.value.name) + " is not a port of " + q(br));
+    const ba = addresses.list(Netns.Host, br, c.eniIPs[0].isV4() ? IpFamily.V4 : IpFamily.V6);
+    if (!ba.ok) return hostFailure("failed to list addresses of " + q(br), ba.error!);
+    let has = false;
+    for (let j = 0; j < ba.value.length; j++) if (ba.value[j].cidr == c.eniIPs[0].toString()) has = true;
+    if (!has) return fail("bridge " + q(br) + " lacks the ENI's address " + c.eniIPs[0].toString());
+  }
+  const p = c.isL2() ? planL2(c) : plan(c, br);
   for (let f = 0; f < 2; f++) {
     const list = addresses.list(Netns.Container, req.ifname, f == 0 ? IpFamily.V4 : IpFamily.V6);
     if (!list.ok) return hostFailure("failed to list addresses of " + q(req.ifname), list.error!);
@@ -333,7 +341,7 @@ function checkAttachment(req: Request, c: VpcConf): CniError | null {
       if (!found) return fail("container interface " + q(req.ifname) + " lacks address " + want.toString());
     }
   }
-  for (let i = 0; i < c.ips.length; i++) {
+  for (let i = 0; i < c.ips.length && !c.isL2(); i++) {
     const want = hostRoute(c.ips[i], br);
     const rl = routes.list(Netns.Host, c.ips[i].isV4() ? IpFamily.V4 : IpFamily.V6);
     if (!rl.ok) return hostFailure("failed to list host routes", rl.error!);
@@ -350,10 +358,10 @@ function checkAttachment(req: Request, c: VpcConf): CniError | null {
     let found = false;
     for (let j = 0; j < rl.value.length; j++) {
       const r = rl.value[j];
-      if (parseCIDR(r.dst) !== null && parseCIDR(r.dst)!.prefix == 0 && r.gw == gw && r.dev == req.ifname && r.onlink) found = true;
+      if (parseCIDR(r.dst) !== null && parseCIDR(r.dst)!.prefix == 0 && r.gw == gw && r.dev == req.ifname && (r.onlink || c.isL2())) found = true;
     }
     if (!found) return fail("the container's default route via " + gw + " dev " + req.ifname + " onlink is missing");
-    if (g.isV4()) {
+    if (g.isV4() && !c.isL2()) {
       const nl = neighbours.list(Netns.Container, req.ifname);
       if (!nl.ok) return hostFailure("failed to list neighbours of " + q(req.ifname), nl.error!);
       let nf = false;
@@ -361,7 +369,7 @@ function checkAttachment(req: Request, c: VpcConf): CniError | null {
       if (!nf) return fail("the permanent neighbour entry " + gw + " lladdr " + b.value.mac + " on " + q(req.ifname) + " is missing");
     }
   }
-  if (hasV4(c.eniIPs)) {
+  if (hasV4(c.eniIPs) && !c.isL2()) {
     const keys: string[] = ["net/ipv4/conf/" + br + "/proxy_arp", "net/ipv4/conf/" + br + "/forwarding", "net/ipv4/conf/" + er.value.name + "/forwarding"];
     for (let i = 0; i < keys.length; i++) {
       const v = sysctl.get(Netns.Host, keys[i]);

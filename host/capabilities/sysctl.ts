@@ -64,18 +64,17 @@ export const sysctl: HostInterface = {
     grant: onNs('sysctl'), objects, check,
     run: write,
   },
-  // Host keys: the value before goes to the ledger first (read here, before
-  // the intent is written), unless the attachment already records this key.
+  // Host keys: the value before goes to the ledger first (read once the call
+  // is allowed, before the intent is written), unless the attachment already records this key.
   setRestored: {
     grant: onNs('sysctl'), objects, check,
-    prepare: (ctx, ns: Role, key: string, value: string) => {
+    prepare: (_ctx, ns: Role, key: string, value: string) => {
       if (typeof value !== 'string' || value.length > 256 || /[\n\0]/.test(value)) throw new KernelError('EINVAL', 'a sysctl value is at most 256 characters on one line', 22);
-      const prior = ns === 'host' && KEY.test(key) ? sysctlGet(ctx.ns.fd(ns), key).trim() : '';
-      return [ns, key, value, prior];
+      return [ns, key, value];
     },
-    creates: (ctx, ns: Role, key: string, value: string, prior: string) =>
+    creates: (ctx, ns: Role, key: string, value: string) =>
       (ns !== 'host' || ctx.ledger.entries.some((e) => e.kind === 'sysctl' && e.key === key) ? []
-        : [{ kind: 'sysctl', key, value, prior, plugin: ctx.plugin.type }]),
+        : [{ kind: 'sysctl', key, value, prior: sysctlGet(ctx.ns.fd(ns), key).trim(), plugin: ctx.plugin.type }]),
     run: (ctx, ns: Role, key: string, value: string) => write(ctx, ns, key, value),
   },
 };

@@ -52,15 +52,17 @@ export const uplinks: HostInterface = {
       const g = gw.includes(':') ? new Address6(gw) : new Address4(gw);
       if (g.v4 !== net.v4 || !g.isInSubnet(net as never)) throw new HostError('EINVAL', `gateway ${gateway} is not in ${cidr}`);
       if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) throw new HostError('EINVAL', `invalid MTU ${mtu}`);
-      const r = ctx.ns.rtnl('host');
-      const l = r.getLink(uplink);
-      const prior: Prior = { mtu: l.mtu, up: l.up, defaultGw: defaultVia(r, l.index, net.v4 ? 4 : 6) };
-      return [uplink, bridge, cidr, gateway, mtu, prior];
+      return [uplink, bridge, cidr, gateway, mtu];
     },
     objects: (_ctx, uplink: string, bridge: string) => [{ ns: 'host', name: uplink, right: 'lend' }, { ns: 'host', name: bridge, right: 'attach' }],
     check: (ctx, _uplink: string, bridge: string) => (ctx.ledger.ownsLink(bridge, 'host') ? null : `host link '${bridge}' was not created by this attachment: an uplink is lent only to a bridge the attachment made`),
-    creates: (ctx, uplink: string, bridge: string, cidr: string, gateway: string, _mtu: number, prior: Prior) =>
-      [{ kind: 'lend', uplink, bridge, cidr, gateway, mtu: prior.mtu, up: prior.up, defaultGw: prior.defaultGw, plugin: ctx.plugin.type }],
+    // what the uplink was, read once the call is allowed and before the intent is written
+    creates: (ctx, uplink: string, bridge: string, cidr: string, gateway: string) => {
+      const r = ctx.ns.rtnl('host');
+      const l = r.getLink(uplink);
+      const prior: Prior = { mtu: l.mtu, up: l.up, defaultGw: defaultVia(r, l.index, cidr.includes(':') ? 6 : 4) };
+      return [{ kind: 'lend', uplink, bridge, cidr, gateway, mtu: prior.mtu, up: prior.up, defaultGw: prior.defaultGw, plugin: ctx.plugin.type }];
+    },
     run: (ctx, uplink: string, bridge: string, cidr: string, gateway: string, mtu: number) => {
       const r = ctx.ns.rtnl('host');
       const l = r.getLink(uplink), br = r.getLink(bridge);

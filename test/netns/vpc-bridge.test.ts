@@ -8,7 +8,7 @@
 // vpc-gw plays that part. Containers are vpc-c1, vpc-c2, vpc-c3. There is no
 // reference vpc-bridge binary on this machine, so what is checked is aws's
 // documented behaviour (plugins/vpc-bridge/network/bridge_linux.go).
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type CniCall, type CniReply, type Harness, makeHarness, ours, readAudit, removeHarness } from '../helpers/cni.js';
@@ -68,6 +68,7 @@ function snapshot(): string {
 
 function world(): void {
   for (const n of [HOST, GW, C.c1, C.c2, C.c3]) makeNetns(n);
+  rmSync(h.stateDir, { recursive: true, force: true }); // a failed test's ledgers do not reach into the next
   nsExec(HOST, ['ip', 'link', 'add', 'eth10', 'address', ENI_MAC, 'type', 'veth', 'peer', 'name', 'gw0', 'netns', GW]);
   nsExec(HOST, ['ip', 'addr', 'add', '192.168.1.42/24', 'dev', 'eth10']);
   nsExec(HOST, ['ip', 'link', 'set', 'eth10', 'up']);
