@@ -8,10 +8,12 @@
 // vpc-gw plays that part. Containers are vpc-c1, vpc-c2, vpc-c3. There is no
 // reference vpc-bridge binary on this machine, so what is checked is aws's
 // documented behaviour (plugins/vpc-bridge/network/bridge_linux.go).
-import { existsSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type CniCall, type CniReply, type Harness, makeHarness, ours, readAudit, removeHarness } from '../helpers/cni.js';
+import { CLI, type CniCall, type CniReply, type Harness, makeHarness, ours, readAudit, removeHarness } from '../helpers/cni.js';
 import { cleanupAll, deleteNetns, ipJson, makeNetns, nsExec } from '../helpers/netns.js';
 import { Ledger } from '../../host/gate/ledger.js';
 
@@ -193,6 +195,31 @@ test('seed 003 as written: L3 network part, endpoint, result at 0.3.1, traffic, 
   assert.fixture(snapshot(), before);
   assert.equal(Ledger.all(h.stateDir), [], 'the ledger holds nothing');
   makeNetns(C.c2);
+});
+
+test('libcni\'s sequence through the cnitool-like runner: ADD/DEL at 0.3.1, ADD/CHECK/DEL at 1.0.0, with its result cache', () => {
+  world();
+  const before = snapshot();
+  const dir = join(h.dir, 'net.d'), cache = join(h.dir, 'cache');
+  for (const version of ['0.3.1', '1.0.0']) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, '10-vpc.conf'), JSON.stringify({ ...SEED, cniVersion: version }));
+    const cli = (args: string[]) => spawnSync('ip', ['netns', 'exec', HOST, process.execPath, CLI, '--policy', h.policyFile, ...args, '--cache-dir', cache, '--json', '--container-id', CID.c1], {
+      encoding: 'utf8', env: { ...process.env, NETCONFPATH: dir, CNI_PATH: h.bin },
+    });
+    const add = cli(['add', 'vpc', `/run/netns/${C.c1}`]);
+    assert.is(add.status, 0, add.stdout + add.stderr);
+    assert.is(JSON.parse(add.stdout).cniVersion, version);
+    assert.ok(ping(C.c1, '192.168.1.1'), `c1 reaches the gateway (${version})`);
+    if (version !== '0.3.1') {
+      const chk = cli(['check', 'vpc', `/run/netns/${C.c1}`]);
+      assert.is(chk.status, 0, chk.stdout + chk.stderr);
+    }
+    const del = cli(['del', 'vpc', `/run/netns/${C.c1}`]);
+    assert.is(del.status, 0, del.stdout + del.stderr);
+    assert.fixture(snapshot(), before);
+  }
 });
 
 test('the sysctls come back to the values they had, not to defaults', () => {
