@@ -346,8 +346,9 @@ function checkAttachment(req: Request, c: VpcConf): CniError | null {
     const rl = routes.list(Netns.Host, c.ips[i].isV4() ? IpFamily.V4 : IpFamily.V6);
     if (!rl.ok) return hostFailure("failed to list host routes", rl.error!);
     let found = false;
-    for (let j = 0; j < rl.value.length; j++) if (rl.value[j].dst == want.dst && rl.value[j].dev == br && rl.value[j].scope == "link") found = true;
-    if (!found) return fail("host route " + want.dst + " dev " + br + " scope link is missing");
+    // (IPv6 routes have no scope: the kernel keeps them all as universe)
+    for (let j = 0; j < rl.value.length; j++) if (rl.value[j].dst == want.dst && rl.value[j].dev == br && (rl.value[j].scope == "link" || c.ips[i].isV6())) found = true;
+    if (!found) return fail("host route " + want.dst + " dev " + br + (c.ips[i].isV4() ? " scope link" : "") + " is missing");
   }
   for (let i = 0; i < p.gateways.length; i++) {
     const gw = p.gateways[i];

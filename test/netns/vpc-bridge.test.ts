@@ -222,6 +222,31 @@ test('libcni\'s sequence through the cnitool-like runner: ADD/DEL at 0.3.1, ADD/
   }
 });
 
+test('dual stack (L3): IPv6 as /128 without DAD, default route via the bridge\'s link-local onlink, IPv6 forwarding and accept_ra as aws, all put back', () => {
+  world();
+  const before = snapshot();
+  const c = conf({ cniVersion: '1.0.0', eniIPAddresses: ['192.168.1.42/24', '2001:db8:1::42/64'], ipAddresses: ['192.168.1.43/24', '2001:db8:1::43/64'] });
+  const r = ok(run('ADD', c, 'c1'), 'ADD dual stack');
+  assert.equal(r.ips, [
+    { interface: 0, address: '192.168.1.43/24', gateway: '192.168.1.1' },
+    { interface: 0, address: '2001:db8:1::43/64' },
+  ]);
+  assert.is(sysctl('net/ipv6/conf/all/forwarding'), '1');
+  assert.is(sysctl(`net/ipv6/conf/${BR()}/accept_ra`), '2');
+  assert.is(sysctl('net/ipv6/conf/eth10/accept_ra'), '2');
+  const a6 = ipJson<any[]>(C.c1, ['-6', 'addr', 'show', 'dev', 'eth0', 'scope', 'global'])[0].addr_info.filter((a: any) => a.local);
+  assert.equal(a6.map((a: any) => [a.local, a.prefixlen, !!a.tentative]), [['2001:db8:1::43', 128, false]]);
+  assert.is(nsExec(C.c1, ['cat', '/proc/sys/net/ipv6/conf/eth0/accept_dad']).stdout.trim(), '0');
+  const ll = ipJson<any[]>(HOST, ['-6', 'addr', 'show', 'dev', BR(), 'scope', 'link'])[0].addr_info.find((a: any) => a.local).local;
+  const def6 = ipJson<any[]>(C.c1, ['-6', 'route', 'show', 'default']);
+  assert.equal(def6.map((x) => [x.gateway, x.dev, x.flags]), [[ll, 'eth0', ['onlink']]]);
+  assert.equal(ipJson<any[]>(HOST, ['-6', 'route', 'show', '2001:db8:1::43/128']).map((x) => [x.dev, x.metric !== undefined]), [[BR(), true]]);
+  ok(run('CHECK', { ...c, prevResult: r }, 'c1'), 'CHECK dual stack');
+  ok(run('DEL', { ...c, prevResult: r }, 'c1'), 'DEL dual stack');
+  settleEni();
+  assert.fixture(snapshot(), before);
+});
+
 test('the sysctls come back to the values they had, not to defaults', () => {
   world();
   nsExec(HOST, ['sh', '-c', 'echo 1 > /proc/sys/net/ipv4/conf/eth10/forwarding']);
