@@ -36,7 +36,8 @@ function grantsFor(imports: string[], storeDir: string): Record<string, unknown>
     else if (i === 'delegate') g[i] = { types: [] };
     else if (i === 'dns') g[i] = { paths: [] };
     else if (i === 'files') g[i] = { paths: [], dirs: [] };
-    else if (i === 'tc') g[i] = { container: true };
+    else if (i === 'tc' || i === 'neighbours') g[i] = { container: true };
+    else if (i === 'groups' || i === 'uplinks') g[i] = true;
     else if (i === 'firewall' || i === 'portmap' || i === 'log') g[i] = true;
   }
   return g;

@@ -264,6 +264,7 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
 function attachmentRights(sh: Shared, decls: ObjectDecl[]): Ownership {
   const o = Ownership.fromConfig(sh.inv.ifname, decls, sh.conf);
   o.defaultRouteLink = (ns) => defaultRouteLink(sh.ns.rtnl(ns))?.name ?? null;
+  if (o.wantsMacs('host')) o.resolveMacs('host', sh.ns.rtnl('host').listLinks());
   o.ownResult(sh.conf.prevResult, true);
   for (const e of sh.ledger.entries) {
     if (e.kind === 'link' && typeof e.name === 'string') o.own(e.ns ?? 'host', e.name);

@@ -12,6 +12,7 @@ import { parseMasquerade } from './capabilities/firewall.js';
 import { spoofCheckDel } from './kernel/spoofcheck.js';
 import { nowMs } from './lazy.js';
 import { KernelError } from './kernel/types.js';
+import { groupLocks, heldElsewhere } from './capabilities/groups.js';
 
 /** What an undo may use: sockets in the two namespaces (the container one may be gone). */
 export interface SweepKernel {
@@ -89,6 +90,14 @@ export interface SweepWho { containerId: string; network: string; command: strin
  */
 export function sweep(ledger: Ledger, only: (e: LedgerEntry, id: number) => boolean, mode: SweepMode, k: SweepKernel, audit: AuditLog, who: SweepWho): void {
   const live = ledger.liveEntries.filter((l) => only(l.entry, l.id)).reverse();
+  // Entries of a shared group (host/capabilities/groups.ts) are decided under the group's lock:
+  // undone (whatever `keep` says) by the last holder only, else just forgotten.
+  let locks: { close(): void } | null = null;
+  let lockError = '';
+  if (live.some((l) => typeof l.entry.group === 'string')) {
+    try { locks = groupLocks(ledger, live.map((l) => l.entry), Date.now() + 3000); } catch (err) { lockError = (err as Error).message; }
+  }
+  try {
   for (const { entry } of live) {
     const t0 = nowMs();
     const undo = UNDO[entry.kind];
@@ -96,7 +105,9 @@ export function sweep(ledger: Ledger, only: (e: LedgerEntry, id: number) => bool
     let outcome = 'ok';
     try {
       if (!undo) throw new Error(`no undo is declared for ledger kind '${entry.kind}'`);
-      did = undo(entry, k, mode);
+      if (typeof entry.group !== 'string') did = undo(entry, k, mode);
+      else if (!locks) throw new Error(`shared group '${entry.group}' left for a later sweep: ${lockError}`);
+      else if (!heldElsewhere(ledger.file, entry.plugin, entry.group)) did = undo({ ...entry, keep: false }, k, mode);
     } catch (err) {
       outcome = `error: ${(err as Error).message}`;
     }
@@ -109,6 +120,9 @@ export function sweep(ledger: Ledger, only: (e: LedgerEntry, id: number) => bool
       });
     }
     if (outcome === 'ok') ledger.forget((x) => x === entry);
+  }
+  } finally {
+    locks?.close();
   }
 }
 

@@ -13,7 +13,10 @@ import { routes } from './routes.js';
 import { store } from './store.js';
 import { sysctl } from './sysctl.js';
 import { tc } from './tc.js';
+import { neighbours } from './neighbours.js';
+import { groups } from './groups.js';
+import { uplinks } from './uplinks.js';
 
 export const HOST_INTERFACES: Record<string, HostInterface> = {
-  links, addresses, routes, sysctl, firewall: { ...firewall, ...forwardAccept }, portmap, tc, store, delegate, dns, log, files,
+  links, addresses, routes, sysctl, firewall: { ...firewall, ...forwardAccept }, portmap, tc, store, delegate, dns, log, files, neighbours, groups, uplinks,
 };

@@ -290,6 +290,17 @@ export const links: HostInterface = {
     objects: (_ctx, name: string) => [{ ns: 'container', name, right: 'change' }],
     run: (ctx, name: string, qlen: number) => { ctx.ns.rtnl('container').setLink(name, { txqlen: qlen }); },
   },
+  createDummy: {
+    grant: () => ({ key: 'links', ns: 'host' }),
+    prepare: (_ctx, name: string, mtu: number) => { checkName(name); return [name, mtu]; },
+    objects: (_ctx, name: string) => [{ ns: 'host', name, right: 'create' }],
+    creates: (ctx, name: string) => [link('dummy', 'host', name, ctx.plugin.type)],
+    run: (ctx, name: string, mtu: number) => {
+      const h = ctx.ns.rtnl('host');
+      h.createDummy(name, { mtu: mtu || undefined });
+      return toWit(ctx, 'host', h.getLink(name));
+    },
+  },
   remove: {
     ...onLink('delete', (ctx, ns, name) => { ctx.ns.rtnl(ns).deleteLink(name); }),
     removes: (_ctx, ns: Role, name: string) => (e) => e.kind === 'link' && e.name === name && (e.ns ?? 'host') === ns,

@@ -21,6 +21,7 @@ function toKernel(ctx: CallContext, ns: Role, r: WitRoute): RouteInfo {
     src: r.src || undefined,
     metric: r.metric || undefined,
     scope: r.scope || undefined,
+    onlink: r.onlink || undefined,
   };
 }
 
@@ -66,7 +67,7 @@ export const routes: HostInterface = {
       const names = new Map(rt.listLinks().map((l) => [l.index, l.name]));
       return rt.listRoutes(family === 'v4' ? 4 : 6).map((x) => ({
         dst: x.dst, gw: x.gw ?? '', dev: x.ifindex ? names.get(x.ifindex) ?? '' : '',
-        src: x.src ?? '', metric: x.metric ?? 0, scope: x.scope ?? '',
+        src: x.src ?? '', metric: x.metric ?? 0, scope: x.scope ?? '', onlink: !!x.onlink,
       }));
     },
   },

@@ -9,6 +9,8 @@ import { globMatch } from '../gate/policy.js';
 import { sysctlGet, sysctlSet } from '../kernel/sysctl.js';
 import type { Role } from './namespaces.js';
 import { allowlistRefusal } from './sysctl-allowlist.js';
+import { declareUndo } from '../sweep.js';
+import { KernelError } from '../kernel/types.js';
 
 const KEY = /^net\/[A-Za-z0-9_.\/-]+$/;
 
@@ -30,7 +32,7 @@ function checkKey(_ctx: CallContext, _ns: Role, key: string): string | null {
 
 function objects(_ctx: CallContext, ns: Role, key: string) {
   const ifname = KEY.test(key) ? keyInterface(key) : null;
-  return ifname ? [{ ns, name: ifname, right: 'change' as const }] : [];
+  return ifname ? [{ ns, name: ifname, right: 'sysctl' as const }] : [];
 }
 
 function check(ctx: CallContext, ns: Role, key: string): string | null {
@@ -49,16 +51,45 @@ function check(ctx: CallContext, ns: Role, key: string): string | null {
   return keys.some(matches) ? null : `host sysctl '${key}' is not in the plugin's granted "sysctl": {"keys"}`;
 }
 
+/** Writes value unless the key holds it already (the common case, and a write costs a syscall round). */
+function write(ctx: CallContext, ns: Role, key: string, value: string): void {
+  const fd = ctx.ns.fd(ns);
+  if (sysctlGet(fd, key).trim() === value) return;
+  sysctlSet(fd, key, value);
+}
+
 export const sysctl: HostInterface = {
   get: { grant: onNs('sysctl'), check: checkKey, reads: true, run: (ctx, ns: Role, key: string) => sysctlGet(ctx.ns.fd(ns), key).trim() },
   set: {
     grant: onNs('sysctl'), objects, check,
-    run: (ctx, ns: Role, key: string, value: string) => {
-      // Skip the write when the value is already right: it is the common case
-      // (ip_forward on a busy node) and a write costs a syscall round.
-      const fd = ctx.ns.fd(ns);
-      if (sysctlGet(fd, key).trim() === value) return;
-      sysctlSet(fd, key, value);
+    run: write,
+  },
+  // Host keys: the value before goes to the ledger first (read once the call
+  // is allowed, before the intent is written), unless the attachment already records this key.
+  setRestored: {
+    grant: onNs('sysctl'), objects, check,
+    prepare: (_ctx, ns: Role, key: string, value: string) => {
+      if (typeof value !== 'string' || value.length > 256 || /[\n\0]/.test(value)) throw new KernelError('EINVAL', 'a sysctl value is at most 256 characters on one line', 22);
+      return [ns, key, value];
     },
+    creates: (ctx, ns: Role, key: string, value: string) =>
+      (ns !== 'host' || ctx.ledger.entries.some((e) => e.kind === 'sysctl' && e.key === key) ? []
+        : [{ kind: 'sysctl', key, value, prior: sysctlGet(ctx.ns.fd(ns), key).trim(), plugin: ctx.plugin.type }]),
+    run: (ctx, ns: Role, key: string, value: string) => write(ctx, ns, key, value),
   },
 };
+
+// The value before comes back, unless someone has changed the key since (then theirs stays).
+declareUndo('sysctl', (e) => {
+  const key = String(e.key);
+  try {
+    const now = sysctlGet(null, key).trim();
+    if (now === String(e.prior) || now !== String(e.value)) return null;
+    sysctlSet(null, key, String(e.prior));
+    return `sysctl.set ${key}=${e.prior}`;
+  } catch (err) {
+    // an interface key whose interface is gone (the bridge went first)
+    if (err instanceof KernelError && err.code === 'ENOENT') return null;
+    throw err;
+  }
+});

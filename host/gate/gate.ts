@@ -69,6 +69,8 @@ export interface CallContext {
   lastAbort?: string;
   /** the host call in progress, should the time limit stop the guest inside it */
   inFlight?: string;
+  /** between groups.join and groups.seal: the group every new ledger entry belongs to */
+  group?: string;
   /** runs another plugin for this attachment; throws CniError */
   delegate(type: string, command: DelegateCommand, config: string): string;
 }
@@ -209,7 +211,7 @@ export function bindInterface(
           ?? fn.check?.(ctx, ...args) ?? null;
         if (reason !== null) return deny(reason);
         // every entry names the attachment's plugin, and the component that made it (by digest)
-        creates = (fn.creates?.(ctx, ...args) ?? []).map((e) => ({ ...e, plugin: ctx.owner, ...(e.plugin !== ctx.owner ? { by: e.plugin } : {}), sha256: ctx.plugin.sha256 }));
+        creates = (fn.creates?.(ctx, ...args) ?? []).map((e) => ({ ...e, plugin: ctx.owner, ...(e.plugin !== ctx.owner ? { by: e.plugin } : {}), ...(ctx.group !== undefined ? { group: ctx.group } : {}), sha256: ctx.plugin.sha256 }));
       } catch (e) {
         // a malformed argument (an unknown enum, a bad name) found while deciding
         const code = e instanceof HostError || e instanceof KernelError ? e.code : 'EINVAL';

@@ -15,7 +15,7 @@
 // racing ADD and DEL of one attachment cannot interleave, and it is read
 // back with every line validated and its size capped.
 import { chmodSync, closeSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeSync, constants } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { flock } from '../kernel/native.js';
 import { nodeCrypto, tmpSuffix } from '../lazy.js';
 import { HostError } from './errors.js';
@@ -229,6 +229,36 @@ export class Ledger {
       }
     }
     return out;
+  }
+
+  /**
+   * Live entries of every other journal in the directory of `file` (the same
+   * network), unlocked, each with the journal it came from: who else holds a
+   * group (host/capabilities/groups.ts). Journals that do not parse are skipped.
+   */
+  static siblings(file: string): { file: string; live: LiveEntry[] }[] {
+    const dir = dirname(file);
+    let names: string[];
+    try { names = readdirSync(dir).filter((n) => n.endsWith('.jsonl')); } catch { return []; }
+    const out: { file: string; live: LiveEntry[] }[] = [];
+    for (const n of names.slice(0, 100_000)) {
+      const path = join(dir, n);
+      if (path === file) continue;
+      let fd: number | undefined;
+      try {
+        fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+        const { header, live } = parseJournal(readCapped(fd), n);
+        if (header) out.push({ file: path, live: [...live.values()] });
+      } catch { /* not a journal */ } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+    }
+    return out;
+  }
+
+  /** The lock file of a group of shared objects, beside the journals of its network. */
+  static groupLockPath(file: string, plugin: string, group: string): string {
+    return join(dirname(file), `group-${fileName([plugin, group])}.lock`);
   }
 
   /** Headers of a network's journals, unlocked (GC then opens each). */

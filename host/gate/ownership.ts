@@ -28,9 +28,14 @@ export type Right =
   | 'address'
   | 'delete'
   /** move it into the container namespace */
-  | 'move';
+  | 'move'
+  /** set sysctls keyed by its name (net/ipv4/conf/<it>/forwarding, ...); 'change' implies it */
+  | 'sysctl'
+  /** lend it to a bridge this attachment created: enslave it and move its address and default
+   *  route to that bridge, all given back when the attachment's sweep runs (vpc-bridge L2) */
+  | 'lend';
 
-export const RIGHTS: readonly Right[] = ['create', 'parent', 'attach', 'change', 'address', 'delete', 'move'];
+export const RIGHTS: readonly Right[] = ['create', 'parent', 'attach', 'change', 'address', 'delete', 'move', 'sysctl', 'lend'];
 
 /** What may be done with a host path a config key names (kind "file" or "dir"). */
 export type PathRight = 'read' | 'write';
@@ -47,9 +52,13 @@ export interface ObjectDecl {
   /** when the key is absent or empty: the link of the namespace's default
    *  route (the macvlan plugin's master), looked up by the host when first needed */
   defaultRoute?: boolean;
+  /** links named by the key's value followed by this text, '#' standing for
+   *  one or more digits (vpc-bridge's "br#": the bridge "<name>br<ENI index>") */
+  suffix?: string;
   /** "link" (a network interface), "address" (an IP or CIDR, or a list of them),
+   *  "mac" (the link with this MAC address; of several, the one with the shortest name),
    *  "file" (a host file to read: right "read") or "dir" (a host directory to keep files in: right "write") */
-  kind: 'link' | 'address' | 'file' | 'dir';
+  kind: 'link' | 'address' | 'mac' | 'file' | 'dir';
   ns: Role;
   rights: (Right | PathRight)[];
 }
@@ -62,16 +71,19 @@ export function validateObjectDecls(decls: unknown, where: string): ObjectDecl[]
     if (typeof d !== 'object' || d === null) throw new Error(`${at} must be an object`);
     const o = d as Record<string, unknown>;
     for (const k of Object.keys(o)) {
-      if (!['key', 'name', 'default', 'defaultRoute', 'kind', 'ns', 'rights'].includes(k)) throw new Error(`${at}: unknown setting "${k}"`);
+      if (!['key', 'name', 'default', 'defaultRoute', 'suffix', 'kind', 'ns', 'rights'].includes(k)) throw new Error(`${at}: unknown setting "${k}"`);
     }
     if ((o.key === undefined) === (o.name === undefined)) throw new Error(`${at} needs exactly one of "key" and "name"`);
-    if (o.kind !== 'link' && o.kind !== 'address' && o.kind !== 'file' && o.kind !== 'dir') throw new Error(`${at}: "kind" must be "link", "address", "file" or "dir"`);
+    if (!['link', 'address', 'mac', 'file', 'dir'].includes(o.kind as string)) throw new Error(`${at}: "kind" must be "link", "address", "mac", "file" or "dir"`);
     if (o.ns !== 'host' && o.ns !== 'container') throw new Error(`${at}: "ns" must be "host" or "container"`);
     const isPath = o.kind === 'file' || o.kind === 'dir';
     if (isPath && o.ns !== 'host') throw new Error(`${at}: a "${o.kind}" is a host path ("ns": "host")`);
     const allowed: readonly string[] = isPath ? [o.kind === 'file' ? 'read' : 'write'] : RIGHTS;
     if (!Array.isArray(o.rights) || !o.rights.every((r) => allowed.includes(r as string))) {
       throw new Error(`${at}: "rights" must be a list of ${allowed.join(', ')}`);
+    }
+    if (o.suffix !== undefined && (o.kind !== 'link' || typeof o.suffix !== 'string' || !/^[A-Za-z0-9#_.-]{1,15}$/.test(o.suffix))) {
+      throw new Error(`${at}: "suffix" must be up to 15 of A-Z a-z 0-9 _ . - and # (digits), on a link`);
     }
     for (const s of ['key', 'name', 'default'] as const) if (o[s] !== undefined && typeof o[s] !== 'string') throw new Error(`${at}: "${s}" must be a string`);
     if (o.defaultRoute !== undefined && (typeof o.defaultRoute !== 'boolean' || o.kind !== 'link' || o.key === undefined || o.default !== undefined)) {
@@ -120,6 +132,10 @@ export class Ownership {
   /** host paths config keys declare: "file:/path" -> rights */
   private readonly paths = new Map<string, Set<PathRight>>();
   private readonly pathKeys = { file: [] as string[], dir: [] as string[] };
+  /** declared name patterns (a key's value and a suffix) */
+  private readonly patterns: { ns: Role; re: RegExp; rights: readonly Right[] }[] = [];
+  /** declared links named by MAC address, resolved against the kernel's links (resolveMacs) */
+  private readonly macs: { ns: Role; mac: string; rights: readonly Right[] }[] = [];
 
   constructor(public readonly ifname: string) {
     this.grantLink('container', ifname, RIGHTS);
@@ -137,7 +153,14 @@ export class Ownership {
       for (const v of values) {
         if (typeof v !== 'string' || v === '') continue;
         if (d.kind === 'file' || d.kind === 'dir') o.grantPath(d.kind, v, d.rights as PathRight[]);
-        else if (d.kind === 'link') o.grantLink(d.ns, v, d.rights as Right[]);
+        else if (d.kind === 'link' && d.suffix !== undefined) {
+          const esc = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+          o.patterns.push({ ns: d.ns, rights: d.rights as Right[], re: new RegExp('^' + esc(v) + d.suffix.split('#').map(esc).join('[0-9]+') + '$') });
+        } else if (d.kind === 'link') o.grantLink(d.ns, v, d.rights as Right[]);
+        else if (d.kind === 'mac') {
+          const mac = v.toLowerCase().replace(/-/g, ':');
+          if (/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) o.macs.push({ ns: d.ns, mac, rights: d.rights as Right[] });
+        }
         else {
           const ip = canonicalIp(v);
           if (ip) o.declaredAddrs[d.ns].add(ip);
@@ -145,6 +168,17 @@ export class Ownership {
       }
     }
     return o;
+  }
+
+  wantsMacs(ns: Role): boolean { return this.macs.some((m) => m.ns === ns); }
+
+  /** Grants the declared rights on the link each declared MAC names (the shortest name of several). */
+  resolveMacs(ns: Role, links: { name: string; mac: string }[]): void {
+    for (const m of this.macs) {
+      if (m.ns !== ns) continue;
+      const hit = links.filter((l) => l.mac === m.mac).sort((a, b) => a.name.length - b.name.length)[0];
+      if (hit) this.grantLink(ns, hit.name, m.rights);
+    }
   }
 
   grantLink(ns: Role, name: string, rights: readonly Right[]): void {
@@ -182,7 +216,9 @@ export class Ownership {
   has(ns: Role, name: string, right: Right): boolean {
     if (this.links[ns].get(name)?.has(right)) return true;
     this.resolveDefaultRoute(ns);
-    return this.links[ns].get(name)?.has(right) ?? false;
+    const s = this.links[ns].get(name);
+    if (s?.has(right) || (right === 'sysctl' && s?.has('change'))) return true;
+    return this.patterns.some((p) => p.ns === ns && p.re.test(name) && (p.rights.includes(right) || (right === 'sysctl' && p.rights.includes('change'))));
   }
 
   /** Grants what a defaultRoute declaration gives to the default route's link of `ns`, once. */

@@ -44,6 +44,12 @@ export interface Grants {
    *  dirs: where it may keep saved documents ("*" = anywhere but cni-wasm's own dirs);
    *  either way only what the runtime's config names under a declared key */
   files?: boolean | { paths?: string[]; dirs?: string[] };
+  /** neighbour entries (host: on links the attachment created; container: on CNI_IFNAME) */
+  neighbours?: NsGrant;
+  /** host objects shared by the attachments of a network, removed with the last (host/capabilities/groups.ts) */
+  groups?: boolean;
+  /** lending a declared uplink (right 'lend') to a bridge of the attachment, and its layer-2 rewrites (host/capabilities/uplinks.ts) */
+  uplinks?: boolean;
 }
 
 export const GRANT_KEYS: Record<keyof Grants, readonly string[] | 'bool'> = {
@@ -59,6 +65,9 @@ export const GRANT_KEYS: Record<keyof Grants, readonly string[] | 'bool'> = {
   dns: ['paths'],
   log: 'bool',
   files: ['paths', 'dirs'],
+  neighbours: ['host', 'container'],
+  groups: 'bool',
+  uplinks: 'bool',
 };
 
 export interface PluginPolicy {
@@ -226,6 +235,10 @@ export function intersectGrants(caller: Grants, callee: Grants): Grants {
   if (caller.dns && callee.dns) out.dns = { paths: bothLists(listOf(caller.dns, 'paths'), listOf(callee.dns, 'paths')) };
   if (caller.log && callee.log) out.log = true;
   if (caller.files && callee.files) out.files = { paths: bothLists(listOf(caller.files, 'paths'), listOf(callee.files, 'paths')), dirs: bothLists(listOf(caller.files, 'dirs'), listOf(callee.files, 'dirs')) };
+  const neighbours = bothNs(caller.neighbours, callee.neighbours);
+  if (neighbours) out.neighbours = neighbours;
+  if (caller.groups && callee.groups) out.groups = true;
+  if (caller.uplinks && callee.uplinks) out.uplinks = true;
   return out;
 }
 

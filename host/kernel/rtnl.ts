@@ -31,6 +31,8 @@ const RT_TABLE_MAIN = 254;
 const RTPROT_BOOT = 3;
 const RTN_UNICAST = 1;
 const RTM_F_CLONED = 0x200;
+const RTNH_F_ONLINK = 4;
+const NUD_PERMANENT = 0x80;
 const HDR = 16; // sizeof(struct nlmsghdr)
 
 const MACVLAN_MODES = { private: 1, vepa: 2, bridge: 4, passthru: 8 } as const;
@@ -246,6 +248,7 @@ function toRoute(msg: Buffer): RouteInfo & { cloned: boolean } {
   if (a.prefsrc) r.src = bytesToIp(a.prefsrc);
   if (a.priority !== undefined) r.metric = a.priority;
   if (type !== RTN_UNICAST) r.type = ROUTE_TYPES[type] ?? String(type);
+  if (flags & RTNH_F_ONLINK) r.onlink = true;
   return r;
 }
 
@@ -445,6 +448,11 @@ export class Rtnl {
     this.ack(`create ifb ${name}`, rt.MessageType.NEWLINK, NLM_F_CREATE | NLM_F_EXCL, hdr, ifla.formatLinkAttrs(attrs));
   }
 
+  /** A dummy link; EOPNOTSUPP when the kernel has no dummy driver. */
+  createDummy(name: string, opts: { mtu?: number } = {}): void {
+    this.newLink(`create dummy ${name}`, { ifname: name, mtu: opts.mtu, linkinfo: encode(ifla.formatInfo({ kind: 'dummy' })) });
+  }
+
   /** One RTM_SETLINK; the kernel applies a netns move first, then the rest. */
   setLink(name: string, opts: SetLinkOptions): void {
     let flags = 0, change = 0;
@@ -554,6 +562,7 @@ export class Rtnl {
       protocol: del ? undefined : RTPROT_BOOT, type: RTN_UNICAST,
     });
     hdr[6] = scope; // written directly: the codec skips a zero (universe) scope but not 255
+    if (r.onlink && !del) S.writeU32.call(hdr, RTNH_F_ONLINK, 8); // rtm_flags: the gateway is on the link, whatever the subnets say
     return [hdr, rt.formatRouteAttrs({
       dst: d.prefix > 0 ? d.addr : undefined,
       gateway: gw,
@@ -582,4 +591,40 @@ export class Rtnl {
       .filter((r) => !r.cloned && r.table === table && (!family || r.family === family))
       .map(({ cloned: _c, ...r }) => r);
   }
+
+  // ---------------------------------------------------------------- neighbours
+
+  private neighMsg(n: NeighInfo): StreamData[] {
+    const ip = ipToBytes(n.ip);
+    const family = ip.length === 4 ? 4 : 6;
+    const hdr = Buffer.alloc(rt.__LENGTH_Neighbor);
+    hdr[0] = afOf(family);
+    S.writeU32.call(hdr, n.ifindex, 4);
+    S.writeU16.call(hdr, n.permanent ? NUD_PERMANENT : 0x02 /* NUD_REACHABLE */, 8);
+    return [hdr, rt.formatNeighborAttrs({ dst: ip, lladdr: n.mac ? parseMac(n.mac) : undefined })];
+  }
+
+  /** A neighbour entry (ip neigh add): EEXIST when one is there already. */
+  addNeigh(n: NeighInfo): void {
+    this.ack(`add neighbour ${n.ip}`, rt.MessageType.NEWNEIGH, NLM_F_CREATE | NLM_F_EXCL, ...this.neighMsg(n));
+  }
+
+  delNeigh(n: NeighInfo): void {
+    this.ack(`delete neighbour ${n.ip}`, rt.MessageType.DELNEIGH, 0, ...this.neighMsg({ ...n, mac: '' }));
+  }
+
+  listNeigh(family?: 4 | 6): NeighInfo[] {
+    const hdr = Buffer.alloc(rt.__LENGTH_Neighbor);
+    hdr[0] = family ? afOf(family) : 0;
+    return this.request('list neighbours', rt.MessageType.GETNEIGH, NLM_F_DUMP, hdr).map((m) => {
+      const body = m.subarray(HDR);
+      const a = rt.parseNeighborAttrs(body.subarray(rt.__LENGTH_Neighbor));
+      return {
+        ifindex: S.readU32.call(body, 4), ip: a.dst ? bytesToIp(a.dst) : '', mac: formatMac(a.lladdr),
+        permanent: (S.readU16.call(body, 8) & NUD_PERMANENT) !== 0,
+      };
+    }).filter((n) => n.ip !== '' && (!family || n.ip.includes(':') === (family === 6)));
+  }
 }
+
+export interface NeighInfo { ifindex: number; ip: string; mac: string; permanent: boolean }

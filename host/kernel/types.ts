@@ -63,4 +63,6 @@ export interface RouteInfo {
   metric?: number;
   /** set by listRoutes for non-unicast routes: 'blackhole', 'local', 'multicast', ... */
   type?: string;
+  /** RTNH_F_ONLINK: the gateway is reachable on the device whatever the subnets say */
+  onlink?: boolean;
 }
