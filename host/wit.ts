@@ -10,3 +10,5 @@ export type { PortForward as WitPortForward, Hairpin as WitHairpin, PortForwards
 export type { Tbf, Qdisc, QdiscParent, Filter } from './generated/interfaces/cni-wasm-plugin-tc.js';
 export type { Resolver } from './generated/interfaces/cni-wasm-plugin-dns.js';
 export type { Command } from './generated/interfaces/cni-wasm-plugin-delegate.js';
+export type { Lease, LeaseOptions, DhcpOption, LeaseRoute } from './generated/interfaces/cni-wasm-plugin-dhcp.js';
+export type { Datagram } from './generated/interfaces/cni-wasm-plugin-dhcp-wire.js';

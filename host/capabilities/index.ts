@@ -2,6 +2,8 @@
 import type { HostInterface } from '../gate/gate.js';
 import { addresses } from './addresses.js';
 import { delegate } from './delegate.js';
+import { dhcp } from './dhcp.js';
+import { dhcpWire } from './dhcp-wire.js';
 import { dns } from './dns.js';
 import { firewall } from './firewall.js';
 import { forwardAccept } from './forward.js';
@@ -15,4 +17,5 @@ import { tc } from './tc.js';
 
 export const HOST_INTERFACES: Record<string, HostInterface> = {
   links, addresses, routes, sysctl, firewall: { ...firewall, ...forwardAccept }, portmap, tc, store, delegate, dns, log,
+  dhcp, 'dhcp-wire': dhcpWire,
 };

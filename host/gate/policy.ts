@@ -40,6 +40,10 @@ export interface Grants {
   /** paths: resolv.conf files the plugin may read the DNS settings of ("*" = any) */
   dns?: boolean | { paths?: string[] };
   log?: boolean;
+  /** the dhcp IPAM plugin's calls to the DHCP daemon (host/capabilities/dhcp.ts) */
+  dhcp?: boolean;
+  /** packet I/O of the DHCP daemon's client component (only the daemon offers it) */
+  dhcpWire?: boolean;
 }
 
 export const GRANT_KEYS: Record<keyof Grants, readonly string[] | 'bool'> = {
@@ -54,6 +58,8 @@ export const GRANT_KEYS: Record<keyof Grants, readonly string[] | 'bool'> = {
   delegate: ['types'],
   dns: ['paths'],
   log: 'bool',
+  dhcp: 'bool',
+  dhcpWire: 'bool',
 };
 
 export interface PluginPolicy {
@@ -220,6 +226,8 @@ export function intersectGrants(caller: Grants, callee: Grants): Grants {
   if (caller.delegate && callee.delegate) out.delegate = { types: bothLists(listOf(caller.delegate, 'types'), listOf(callee.delegate, 'types')) };
   if (caller.dns && callee.dns) out.dns = { paths: bothLists(listOf(caller.dns, 'paths'), listOf(callee.dns, 'paths')) };
   if (caller.log && callee.log) out.log = true;
+  if (caller.dhcp && callee.dhcp) out.dhcp = true;
+  if (caller.dhcpWire && callee.dhcpWire) out.dhcpWire = true;
   return out;
 }
 
