@@ -13,6 +13,7 @@ import { type Grants, type Policy, intersectGrants, loadPolicy } from './gate/po
 import { type ObjectDecl, Ownership } from './gate/ownership.js';
 import type { CallContext, DelegateCommand } from './gate/gate.js';
 import { Namespaces } from './capabilities/namespaces.js';
+import { defaultRouteLink } from './capabilities/links.js';
 import { PluginRefused, loadPlugin, locatePlugin } from './sandbox/loader.js';
 import { instantiate, withTimeLimit } from './sandbox/sandbox.js';
 import { type SweepMode, lazyKernel, sweep } from './sweep.js';
@@ -262,6 +263,7 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
 /** What this attachment may act on: declared config keys, its prevResult, and what its ledger holds. */
 function attachmentRights(sh: Shared, decls: ObjectDecl[]): Ownership {
   const o = Ownership.fromConfig(sh.inv.ifname, decls, sh.conf);
+  o.defaultRouteLink = (ns) => defaultRouteLink(sh.ns.rtnl(ns))?.name ?? null;
   o.ownResult(sh.conf.prevResult, true);
   for (const e of sh.ledger.entries) {
     if (e.kind === 'link' && typeof e.name === 'string') o.own(e.ns ?? 'host', e.name);

@@ -2,7 +2,7 @@
 // wit/plugin.wit, as jco generates them (tools/wit-types.mjs, before tsc).
 // Capabilities use these, never their own copies of the WIT's types.
 export type { Netns, IpFamily, HostError as WitHostError, CniError as WitCniError, Request } from './generated/interfaces/cni-wasm-plugin-types.js';
-export type { Link, VethSpec, VethPair, MacvlanMode, PortOptions, LinkSettings } from './generated/interfaces/cni-wasm-plugin-links.js';
+export type { Link, VethSpec, VethPair, MacvlanMode, MacvlanSpec, MacvlanInfo, PortOptions, LinkSettings } from './generated/interfaces/cni-wasm-plugin-links.js';
 export type { Address } from './generated/interfaces/cni-wasm-plugin-addresses.js';
 export type { Route } from './generated/interfaces/cni-wasm-plugin-routes.js';
 export type { Masquerade, MacSpoofCheck, ForwardAccept as WitForwardAccept, IngressPolicy } from './generated/interfaces/cni-wasm-plugin-firewall.js';

@@ -260,6 +260,12 @@ export function cabiAlloc(size: usize, align: usize): usize {
       case 'string': return [`<i32>changetype<usize>(${v})`, `${v}.length`];
       case 'list': return [`<i32>${lowerListFn(t)}(${v})`, `${v}.length`];
       case 'tuple': return t.items.flatMap((it, k) => lowerFlat(it, `${v}.f${k}`));
+      case 'option': {
+        // the case, then the payload's flat values (zeros for none); option's
+        // payload is a reference type here, so `v!` is the value itself
+        const flats = abi.flat(t).slice(1);
+        return [`${v} === null ? 0 : 1`, ...lowerFlat(t.some, `${v}!`).map((e, k) => `(${v} === null ? <${flats[k]}>0 : ${e})`)];
+      }
       case 'named': {
         const d = abi.resolve(t)!;
         if (d.kind === 'enum') return [`<i32>${v}`];

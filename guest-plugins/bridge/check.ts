@@ -4,8 +4,8 @@
 // a host veth enslaved to the bridge, the container's addresses with their
 // prefix routes, and every result route.
 import {
-  CniError, CniResult, Command, IPNet, IpFamily, Link, Netns, Request, ResultInterface, Route,
-  ERR_INTERNAL, addresses, cniError, delegate, hostFailure, links, parseCIDR, parseIP, routes,
+  CniError, CniResult, Command, Link, Netns, Request, ResultInterface,
+  ERR_INTERNAL, checkExpectedRoutes, checkInterfaceIPs, cniError, delegate, links,
 } from "../sdk";
 import { BridgeConf } from "./config";
 
@@ -32,68 +32,6 @@ function lookup(intf: ResultInterface, ns: Netns, expectInSandbox: bool): Found 
   if (!expectInSandbox && intf.sandbox.length > 0) { f.err = fail("Interface " + intf.name + " should not be in sandbox"); return f; }
   f.link = l.value;
   return f;
-}
-
-function sameNet(a: IPNet, b: IPNet): bool {
-  return a.prefix == b.prefix && a.network().equals(b.network());
-}
-
-/** Each address on the interface, with its prefix route in the table. */
-function checkAddresses(ifname: string, result: CniResult): CniError | null {
-  for (let i = 0; i < result.ips.length; i++) {
-    const want = parseCIDR(result.ips[i].address);
-    if (want === null) return fail("invalid address " + q(result.ips[i].address) + " in prevResult");
-    const fam = want.isV4() ? IpFamily.V4 : IpFamily.V6;
-    const have = addresses.list(Netns.Container, ifname, fam);
-    if (!have.ok) return fail("Cannot find container link " + ifname);
-    let match = false;
-    for (let j = 0; j < have.value.length; j++) {
-      const h = parseCIDR(have.value[j].cidr);
-      if (h !== null && h.prefix == want.prefix && h.ip.equals(want.ip)) { match = true; break; }
-    }
-    if (!match) return fail("Failed to match addr " + want.toString() + " on interface " + ifname);
-    const table = routes.list(Netns.Container, fam);
-    if (!table.ok) return hostFailure("Error trying to find Gateway " + result.ips[i].gateway + " for interface " + ifname, table.error!);
-    let prefixRoute = false;
-    for (let j = 0; j < table.value.length; j++) {
-      const d = parseCIDR(table.value[j].dst);
-      if (d !== null && sameNet(d, want)) { prefixRoute = true; break; }
-    }
-    if (!prefixRoute) return fail("Failed to find Gateway " + result.ips[i].gateway + " for interface " + ifname);
-  }
-  return null;
-}
-
-/** The gateway a route without one was given at ADD: the first IP's of its family. */
-function familyGateway(result: CniResult, v4: bool): string {
-  for (let i = 0; i < result.ips.length; i++) {
-    const g = parseIP(result.ips[i].gateway);
-    if (g !== null && g.isV4() == v4) return result.ips[i].gateway;
-  }
-  return "";
-}
-
-function checkRoutes(result: CniResult): CniError | null {
-  for (let i = 0; i < result.routes.length; i++) {
-    const r = result.routes[i];
-    const dst = parseCIDR(r.dst);
-    if (dst === null) return fail("Invalid static route found " + r.dst);
-    const table = routes.list(Netns.Container, dst.isV4() ? IpFamily.V4 : IpFamily.V6);
-    if (!table.ok) return hostFailure("Expected Route " + r.dst + " not route table lookup error", table.error!);
-    const wantGw = parseIP(r.gw.length > 0 ? r.gw : familyGateway(result, dst.isV4()));
-    let found = false;
-    for (let j = 0; j < table.value.length && !found; j++) {
-      const t: Route = table.value[j];
-      const d = parseCIDR(t.dst);
-      if (d === null || !sameNet(d, dst)) continue;
-      // A default route is matched by destination alone, as the reference does.
-      if (dst.prefix == 0) { found = true; break; }
-      const g = parseIP(t.gw);
-      if (wantGw === null ? g === null : (g !== null && g.equals(wantGw!))) found = true;
-    }
-    if (!found) return fail("Expected Route " + r.dst + (r.gw.length > 0 ? " via " + r.gw : "") + " not found in routing table");
-  }
-  return null;
 }
 
 export function checkAttachment(req: Request, c: BridgeConf): CniError | null {
@@ -152,7 +90,7 @@ export function checkAttachment(req: Request, c: BridgeConf): CniError | null {
   }
   if (!vethFound) return fail("CNI veth created for bridge " + c.bridge + " was not found");
 
-  const ae = checkAddresses(req.ifname, result);
+  const ae = checkInterfaceIPs(req.ifname, result);
   if (ae !== null) return ae;
-  return checkRoutes(result);
+  return checkExpectedRoutes(result);
 }

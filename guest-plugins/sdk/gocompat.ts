@@ -73,6 +73,27 @@ export class Decoder {
     return v.asString();
   }
 
+  /** A Go bool field. */
+  boolean(v: JSONValue, current: bool, struct: string, path: string): bool {
+    if (v.isNull()) return current;
+    if (!v.isBool()) { this.typeError(v, struct, path, "bool"); return current; }
+    return v.asBool();
+  }
+
+  /** A Go integer field (int: 64-bit here, uint32, ...) from min to max: a fraction or a number out of range is a type error naming it. */
+  integer(v: JSONValue, current: i64, struct: string, path: string, goType: string, min: f64, max: f64): i64 {
+    if (v.isNull()) return current;
+    if (!v.isNumber()) { this.typeError(v, struct, path, goType); return current; }
+    const n = v.asNumber();
+    if (n != Math.floor(n) || n < min || n > max) {
+      if (this.saved.length == 0) {
+        this.saved = "json: cannot unmarshal number " + v.stringify() + " into Go struct field " + struct + "." + path + " of type " + goType;
+      }
+      return current;
+    }
+    return <i64>n;
+  }
+
   /** A net.IP field: null or "" clears it; text that is no address stops decoding. */
   netIP(v: JSONValue, struct: string, path: string): IP | null {
     if (v.isNull()) return null;

@@ -7,3 +7,4 @@ export * from "./cni";
 export * from "./json";
 export * from "./ip";
 export * from "./iface";
+export * from "./check";

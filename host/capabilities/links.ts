@@ -9,11 +9,11 @@
 // bridges (shared, as the reference leaves them).
 import { closeSync, openSync, readSync } from 'node:fs';
 import type { LinkInfo } from '../kernel/types.js';
-import type { MacvlanMode } from '../kernel/rtnl.js';
+import type { MacvlanMode, Rtnl } from '../kernel/rtnl.js';
 import { type CallContext, type HostInterface, HostError, onNs } from '../gate/gate.js';
 import type { LedgerEntry } from '../gate/ledger.js';
 import type { Role } from './namespaces.js';
-import type { Link, MacvlanMode as WitMacvlanMode, PortOptions, VethSpec } from '../wit.js';
+import type { Link, MacvlanInfo, MacvlanSpec, PortOptions, VethSpec } from '../wit.js';
 
 type WitLink = Link;
 
@@ -31,6 +31,18 @@ export function randomSuffix(): string {
   const fd = openSync('/dev/urandom', 'r');
   try { readSync(fd, b, 0, 4, null); } finally { closeSync(fd); }
   return b.toString('hex');
+}
+
+/** The link of the first default route in the main table, IPv4 before IPv6 (the reference macvlan's default master); null for none. */
+export function defaultRouteLink(r: Rtnl): LinkInfo | null {
+  for (const family of [4, 6] as const) {
+    for (const rt of r.listRoutes(family)) {
+      if (/^(0\.0\.0\.0|::)\/0$/.test(rt.dst) && rt.ifindex && !rt.type) {
+        try { return r.getLinkByIndex(rt.ifindex); } catch { /* vanished: try the next */ }
+      }
+    }
+  }
+  return null;
 }
 
 const IFNAME = /^[^\s/:%]{1,15}$/;
@@ -108,24 +120,54 @@ export const links: HostInterface = {
   createMacvlan: {
     // the master is a parent only: a macvlan plugin can never change, move or delete it
     grant: () => ({ key: 'links', ns: 'container' }),
-    prepare: (_ctx, name: string, master: string, ...rest: unknown[]) => { checkName(name); checkName(master); return [name, master, ...rest]; },
-    objects: (_ctx, name: string, master: string) => [{ ns: 'host', name: master, right: 'parent' }, { ns: 'container', name, right: 'create' }],
-    creates: (ctx, name: string) => [link('macvlan', 'container', name, ctx.plugin.type)],
-    run: (ctx, name: string, master: string, mode: WitMacvlanMode, mtu: number) => {
-      const h = ctx.ns.rtnl('host');
-      const m = h.getLink(master);
+    prepare: (_ctx, spec: MacvlanSpec) => {
+      checkName(spec.name);
+      checkName(spec.master);
+      if (!Number.isInteger(spec.bcqueuelen) || spec.bcqueuelen < 0) throw new HostError('EINVAL', `invalid bcqueuelen ${spec.bcqueuelen}`);
+      return [spec];
+    },
+    objects: (_ctx, spec: MacvlanSpec) => [{ ns: spec.masterNs, name: spec.master, right: 'parent' }, { ns: 'container', name: spec.name, right: 'create' }],
+    // a master in the host namespace is looked up there
+    check: (ctx, spec: MacvlanSpec) => (spec.masterNs === 'host' && !ctx.plugin.grants.links?.host ? `plugin '${ctx.plugin.type}' has no "links": {"host": true} grant` : null),
+    creates: (ctx, spec: MacvlanSpec) => [link('macvlan', 'container', spec.name, ctx.plugin.type)],
+    run: (ctx, spec: MacvlanSpec) => {
+      const c = ctx.ns.rtnl('container');
+      const where = ctx.ns.rtnl(spec.masterNs);
+      const m = where.getLink(spec.master);
       // Born in the container under a temporary name, then renamed: the
       // wanted name may exist on the host, and a failure leaves nothing there.
       const tmp = `mv${randomSuffix()}`;
-      h.createMacvlan(tmp, m.index, mode, { mtu: mtu || undefined, nsFd: ctx.ns.fd('container')! });
-      const c = ctx.ns.rtnl('container');
+      const opts = {
+        mtu: spec.mtu || undefined, mac: spec.mac, bcQueueLen: spec.bcqueuelen || undefined,
+        // txqueuelen 0, as the reference 1.1.1's macvlans have it (and seed 004 shows)
+        txqlen: 0,
+        nsFd: spec.masterNs === 'host' ? ctx.ns.fd('container')! : undefined,
+      };
+      where.createMacvlan(tmp, m.index, spec.mode as MacvlanMode, opts);
       try {
-        c.setLink(tmp, { newName: name });
+        c.setLink(tmp, { newName: spec.name });
       } catch (e) {
         try { c.deleteLink(tmp); } catch { /* gone with its namespace */ }
         throw e;
       }
-      return toWit(ctx, 'container', c.getLink(name));
+      return toWit(ctx, 'container', c.getLink(spec.name));
+    },
+  },
+  getMacvlan: {
+    grant, reads: true,
+    prepare: (_ctx, ns: Role, name: string) => { checkName(name); return [ns, name]; },
+    run: (ctx, ns: Role, name: string): MacvlanInfo => {
+      const l = ctx.ns.rtnl(ns).getLink(name);
+      if (l.kind !== 'macvlan' || !l.macvlanMode) throw new HostError('EINVAL', `link '${name}' is not a macvlan`);
+      return { mode: l.macvlanMode, bcqueuelen: l.bcQueueLen ?? 0 };
+    },
+  },
+  defaultRouteLink: {
+    grant, reads: true,
+    run: (ctx, ns: Role) => {
+      const l = defaultRouteLink(ctx.ns.rtnl(ns));
+      if (!l) throw new HostError('ENOENT', `no default route interface found in the ${ns} namespace`);
+      return toWit(ctx, ns, l);
     },
   },
   createIfb: {

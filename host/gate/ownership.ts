@@ -40,6 +40,9 @@ export interface ObjectDecl {
   name?: string;
   /** the name when the key is absent (the bridge plugin's "cni0") */
   default?: string;
+  /** when the key is absent or empty: the link of the namespace's default
+   *  route (the macvlan plugin's master), looked up by the host when first needed */
+  defaultRoute?: boolean;
   /** "link" (a network interface) or "address" (an IP or CIDR, or a list of them) */
   kind: 'link' | 'address';
   ns: Role;
@@ -54,7 +57,7 @@ export function validateObjectDecls(decls: unknown, where: string): ObjectDecl[]
     if (typeof d !== 'object' || d === null) throw new Error(`${at} must be an object`);
     const o = d as Record<string, unknown>;
     for (const k of Object.keys(o)) {
-      if (!['key', 'name', 'default', 'kind', 'ns', 'rights'].includes(k)) throw new Error(`${at}: unknown setting "${k}"`);
+      if (!['key', 'name', 'default', 'defaultRoute', 'kind', 'ns', 'rights'].includes(k)) throw new Error(`${at}: unknown setting "${k}"`);
     }
     if ((o.key === undefined) === (o.name === undefined)) throw new Error(`${at} needs exactly one of "key" and "name"`);
     if (o.kind !== 'link' && o.kind !== 'address') throw new Error(`${at}: "kind" must be "link" or "address"`);
@@ -63,6 +66,9 @@ export function validateObjectDecls(decls: unknown, where: string): ObjectDecl[]
       throw new Error(`${at}: "rights" must be a list of ${RIGHTS.join(', ')}`);
     }
     for (const s of ['key', 'name', 'default'] as const) if (o[s] !== undefined && typeof o[s] !== 'string') throw new Error(`${at}: "${s}" must be a string`);
+    if (o.defaultRoute !== undefined && (typeof o.defaultRoute !== 'boolean' || o.kind !== 'link' || o.key === undefined || o.default !== undefined)) {
+      throw new Error(`${at}: "defaultRoute" must be true or false, for a link named by a key without "default"`);
+    }
     return o as unknown as ObjectDecl;
   });
 }
@@ -99,6 +105,10 @@ export class Ownership {
   private readonly declaredAddrs = { host: new Set<string>(), container: new Set<string>() };
   /** why a name is held, for denial messages */
   readonly declaredKeys: string[] = [];
+  /** declared links that are the default route's, not yet looked up */
+  private readonly pendingDefaultRoute: { ns: Role; rights: Right[] }[] = [];
+  /** the host's lookup of a namespace's default-route link (set by the invocation) */
+  defaultRouteLink?: (ns: Role) => string | null;
 
   constructor(public readonly ifname: string) {
     this.grantLink('container', ifname, RIGHTS);
@@ -111,6 +121,7 @@ export class Ownership {
       const value = d.name ?? lookup(runtimeConfig, d.key!) ?? d.default;
       const values = Array.isArray(value) ? value : [value];
       o.declaredKeys.push(d.key ? `"${d.key}"` : `"${d.name}"`);
+      if (d.defaultRoute && (value === undefined || value === null || value === '')) o.pendingDefaultRoute.push({ ns: d.ns, rights: d.rights });
       for (const v of values) {
         if (typeof v !== 'string' || v === '') continue;
         if (d.kind === 'link') o.grantLink(d.ns, v, d.rights);
@@ -143,7 +154,21 @@ export class Ownership {
   }
 
   has(ns: Role, name: string, right: Right): boolean {
+    if (this.links[ns].get(name)?.has(right)) return true;
+    this.resolveDefaultRoute(ns);
     return this.links[ns].get(name)?.has(right) ?? false;
+  }
+
+  /** Grants what a defaultRoute declaration gives to the default route's link of `ns`, once. */
+  private resolveDefaultRoute(ns: Role): void {
+    for (let i = this.pendingDefaultRoute.length - 1; i >= 0; i--) {
+      const p = this.pendingDefaultRoute[i];
+      if (p.ns !== ns) continue;
+      this.pendingDefaultRoute.splice(i, 1);
+      let name: string | null = null;
+      try { name = this.defaultRouteLink?.(ns) ?? null; } catch { name = null; }
+      if (name) this.grantLink(ns, name, p.rights);
+    }
   }
 
   /** null if allowed, else the reason (for the denial message). */

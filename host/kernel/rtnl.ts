@@ -39,6 +39,24 @@ const ROUTE_TYPES = ['unspec', 'unicast', 'local', 'broadcast', 'anycast', 'mult
   'unreachable', 'prohibit', 'throw', 'nat', 'xresolve'];
 
 export type MacvlanMode = keyof typeof MACVLAN_MODES;
+/** IFLA_MACVLAN_BC_QUEUE_LEN (the codec knows attributes 1-6 only) */
+const IFLA_MACVLAN_BC_QUEUE_LEN = 7;
+
+function macvlanData(mode: number, bcQueueLen?: number): StreamData {
+  const base = ifla.formatMacvlan({ mode });
+  if (bcQueueLen === undefined) return base;
+  if (!Number.isInteger(bcQueueLen) || bcQueueLen < 0 || bcQueueLen > 0xffffffff) throw einval(`invalid bcqueuelen ${bcQueueLen}`);
+  return (out: AttrStreamT) => { out.emit(base); out.push(IFLA_MACVLAN_BC_QUEUE_LEN, S.putU32(bcQueueLen)); };
+}
+
+/** The macvlan settings in IFLA_INFO_DATA (mode; the requested broadcast queue length, attribute 7). */
+function parseMacvlanData(data: Buffer): { mode?: MacvlanMode; bcQueueLen?: number } {
+  const m = ifla.parseMacvlan(data);
+  const mode = (Object.keys(MACVLAN_MODES) as MacvlanMode[]).find((k) => MACVLAN_MODES[k] === m.mode);
+  let bcQueueLen: number | undefined;
+  S.parseAttributes(data, (a) => { if (a.type === IFLA_MACVLAN_BC_QUEUE_LEN && a.data.length >= 4) bcQueueLen = S.getU32(a.data.subarray(0, 4)); });
+  return { mode, bcQueueLen };
+}
 
 // ---------------------------------------------------------------- addresses
 
@@ -179,6 +197,14 @@ function toLink(msg: Buffer): LinkInfo {
     peerIndex: kind === 'veth' ? link : 0,
   };
   if (kind !== 'veth' && link && link !== info.index) info.parentIndex = link;
+  if (kind === 'macvlan' && a.linkinfo) {
+    const data = ifla.parseInfo(a.linkinfo).data;
+    if (data) {
+      const mv = parseMacvlanData(data);
+      if (mv.mode) info.macvlanMode = mv.mode;
+      if (mv.bcQueueLen !== undefined) info.bcQueueLen = mv.bcQueueLen;
+    }
+  }
   if (a.linkNetnsid !== undefined) info.linkNetnsid = a.linkNetnsid;
   return info;
 }
@@ -228,7 +254,7 @@ function toRoute(msg: Buffer): RouteInfo & { cloned: boolean } {
 export interface VethOptions { mtu?: number; mac?: string; peerMac?: string; peerNsFd?: number; txqlen?: number }
 export interface BridgeOptions { mtu?: number; vlanFiltering?: boolean; mac?: string }
 export interface IfbOptions { mtu?: number; txqlen?: number; up?: boolean }
-export interface MacvlanOptions { mtu?: number; mac?: string; nsFd?: number }
+export interface MacvlanOptions { mtu?: number; mac?: string; nsFd?: number; txqlen?: number; /** IFLA_MACVLAN_BC_QUEUE_LEN, sent only when set */ bcQueueLen?: number }
 export interface SetLinkOptions {
   up?: boolean; mtu?: number; mac?: string;
   /** 0 = nomaster */
@@ -399,7 +425,8 @@ export class Rtnl {
       mtu: opts.mtu,
       address: opts.mac !== undefined ? parseMac(opts.mac) : undefined,
       netNsFd: opts.nsFd,
-      linkinfo: encode(ifla.formatInfo({ kind: 'macvlan', data: encode(ifla.formatMacvlan({ mode: MACVLAN_MODES[mode] })) })),
+      txqlen: opts.txqlen,
+      linkinfo: encode(ifla.formatInfo({ kind: 'macvlan', data: encode(macvlanData(MACVLAN_MODES[mode], opts.bcQueueLen)) })),
     });
   }
 

@@ -32,6 +32,10 @@ export interface LinkInfo {
   parentIndex?: number;
   /** IFLA_LINK_NETNSID: the peer/lower device lives in another netns */
   linkNetnsid?: number;
+  /** for macvlan: its mode */
+  macvlanMode?: 'private' | 'vepa' | 'bridge' | 'passthru';
+  /** for macvlan: the broadcast queue length it asked for (IFLA_MACVLAN_BC_QUEUE_LEN) */
+  bcQueueLen?: number;
 }
 
 export interface AddressInfo {

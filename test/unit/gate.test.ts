@@ -19,7 +19,7 @@ import { Ledger } from '../../host/gate/ledger.js';
 import { intersectGrants, validatePolicy } from '../../host/gate/policy.js';
 import { sweep, declareUndo } from '../../host/sweep.js';
 
-const LINKS = { setUp: ['ns', 'name', 'up'], remove: ['ns', 'name'], setMaster: ['ns', 'name', 'master'], createMacvlan: ['name', 'master', 'mode', 'mtu'], moveToContainer: ['name'], rename: ['ns', 'name', 'new-name'] };
+const LINKS = { setUp: ['ns', 'name', 'up'], remove: ['ns', 'name'], setMaster: ['ns', 'name', 'master'], createMacvlan: ['spec'], moveToContainer: ['name'], rename: ['ns', 'name', 'new-name'] };
 const BRIDGE_OBJECTS = [{ key: 'bridge', default: 'cni0', kind: 'link' as const, ns: 'host' as const, rights: ['create', 'attach', 'change', 'address'] as any }];
 
 test('object rights: a string in the config grants nothing; a declared key grants only its rights', () => {
@@ -51,14 +51,39 @@ test('object rights: a macvlan master is a parent only', () => {
     objects: [{ key: 'master', kind: 'link', ns: 'host', rights: ['parent'] }], config: { master: 'uplink0' },
   });
   const l = t.bind('links', links, LINKS);
-  assert.is(l.createMacvlan('eth0', 'uplink0', 'bridge', 0).tag, 'ok');
-  for (const r of [l.setUp('host', 'uplink0', false), l.remove('host', 'uplink0'), l.moveToContainer('uplink0'), l.setMaster('host', 'uplink0', '')]) {
+  assert.is(l.createMacvlan(mvSpec('eth0', 'uplink0')).tag, 'ok');
+  for (const r of [l.setUp('host', 'uplink0', false), l.remove('host', 'uplink0'), l.moveToContainer('uplink0'), l.setMaster('host', 'uplink0', ''),
+    l.rename('host', 'uplink0', 'x0')]) {
     assert.is(r.val.code, 'EDENIED');
   }
-  assert.match(l.createMacvlan('eth0', 'eth9', 'bridge', 0).val.message, /host link 'eth9' was not created/);
+  assert.match(l.createMacvlan(mvSpec('eth0', 'eth9')).val.message, /host link 'eth9' was not created/);
+  // the master named for the host is no right on a container link of that name, and vice versa
+  assert.match(l.createMacvlan(mvSpec('eth0', 'uplink0', 'container')).val.message, /container link 'uplink0' is not this attachment's/);
+  // only CNI_IFNAME may be created in the container
+  assert.match(l.createMacvlan(mvSpec('eth1', 'uplink0')).val.message, /container link 'eth1' is not this attachment's/);
   assert.equal(t.ran, ['links.createMacvlan']);
   // what it created is recorded before it exists, in the container namespace
   assert.equal(t.ctx.ledger.entries.map((e) => [e.kind, e.ns, e.name]), [['link', 'container', 'eth0']]);
+});
+
+const mvSpec = (name: string, master: string, masterNs = 'host') => ({ name, master, masterNs, mode: 'bridge', mtu: 0, mac: undefined, bcqueuelen: 0 });
+
+test('object rights: without "master" the parent right is on the default route\'s link only, looked up by the host', () => {
+  const decl = [{ key: 'master', defaultRoute: true, kind: 'link' as const, ns: 'host' as const, rights: ['parent'] as any }];
+  const t = fakeCall({ grants: { links: { host: true, container: true } }, objects: decl, config: {} });
+  let lookups = 0;
+  t.ctx.owned.defaultRouteLink = (ns) => { lookups++; return ns === 'host' ? 'wan0' : null; };
+  const l = t.bind('links', links, LINKS);
+  assert.is(l.createMacvlan(mvSpec('eth0', 'wan0')).tag, 'ok');
+  assert.match(l.createMacvlan(mvSpec('eth0', 'lan0')).val.message, /host link 'lan0' was not created/);
+  assert.is(l.remove('host', 'wan0').val.code, 'EDENIED');
+  assert.is(lookups, 1);
+  // a configured master: the default route's link gets nothing, and is never looked up
+  const t2 = fakeCall({ grants: { links: { host: true, container: true } }, objects: decl, config: { master: 'lan0' } });
+  t2.ctx.owned.defaultRouteLink = () => { throw new Error('looked up'); };
+  const l2 = t2.bind('links', links, LINKS);
+  assert.match(l2.createMacvlan(mvSpec('eth0', 'wan0')).val.message, /host link 'wan0' was not created/);
+  assert.is(l2.createMacvlan(mvSpec('eth0', 'lan0')).tag, 'ok');
 });
 
 test('kernel-chosen names are refused: no %d templates, no bad names', () => {
