@@ -45,10 +45,12 @@ function call(ctx: CallContext, socketPath: string, req: Omit<DaemonRequest, 'co
   } catch (e) {
     const err = e as { code?: string; message?: string };
     const code = err.code ?? 'EIO';
+    // "<path>: <strerror> (<detail>)" from the addon: the strerror and a detail other than the path
+    const why = String(err.message ?? e).replace(/^[^:]*: /, '').replace(` (${path})`, '');
     if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'ENOTSOCK') {
-      throw new HostError('ENODAEMON', `no DHCP daemon is running on ${path} (${String(err.message ?? e).replace(/^[^:]*: /, '')}); start it with \`dhcp daemon\`${socketPath ? ` -socketpath ${path}` : ''}`);
+      throw new HostError('ENODAEMON', `no DHCP daemon is running on ${path} (${why}); start it with \`dhcp daemon\`${socketPath ? ` -socketpath ${path}` : ''}`);
     }
-    throw new HostError(code, `the DHCP daemon on ${path}: ${String(err.message ?? e).replace(/^[^:]*: /, '')}`);
+    throw new HostError(code, `the DHCP daemon on ${path}: ${why}`);
   }
   let reply: DaemonReply;
   try {

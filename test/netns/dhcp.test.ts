@@ -16,9 +16,10 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  type CniCall, type CniReply, type Harness, REFERENCE_BIN, makeHarness, ours, readAudit, reference, removeHarness, writePolicy,
+  CLI, type CniCall, type CniReply, type Harness, REFERENCE_BIN, makeHarness, ours, readAudit, reference, removeHarness, writePolicy,
 } from '../helpers/cni.js';
-import { cleanupAll, ipJson, makeNetns, nsExec } from '../helpers/netns.js';
+import { cleanupAll, ipJson, makeNetns, netnsPath, nsExec } from '../helpers/netns.js';
+import { closeFd, ifHwaddr, openNetns, udpOpen, udpRecv, udpSend, withNetns } from '../../host/kernel/native.js';
 
 const P = 'dhc-';
 const HOST = `${P}host`, LAN = `${P}lan`;
@@ -105,20 +106,23 @@ test.before(async () => {
   if (!mvGrants.dhcp) writePolicy(h, { ...mv, plugins: { macvlan: { grants: { ...mvGrants, dhcp: true } } } });
   makeNetns(HOST);
   makeNetns(LAN);
-  for (const c of ['m1', 'm2', 'b1', 'r1', 'n1', 'x1']) makeNetns(`${P}${c}`);
+  for (const c of ['m1', 'm2', 'b1', 'r1', 'n1', 'x1', 'w1']) makeNetns(`${P}${c}`);
   const ip = (...a: string[]) => spawnSync('ip', a, { encoding: 'utf8' });
   ip('-n', HOST, 'link', 'add', 'dhcm0', 'type', 'veth', 'peer', 'name', 'lan0', 'netns', LAN);
   ip('-n', HOST, 'link', 'add', 'dhcb0', 'type', 'veth', 'peer', 'name', 'lan1', 'netns', LAN);
   ip('-n', HOST, 'link', 'add', 'dhcbr0', 'type', 'bridge');
+  ip('-n', `${P}w1`, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'lan2', 'netns', LAN);
+  ip('-n', `${P}w1`, 'link', 'set', 'eth0', 'up');
+  ip('-n', LAN, 'addr', 'add', '10.80.0.1/24', 'dev', 'lan2');
   ip('-n', HOST, 'link', 'set', 'dhcb0', 'master', 'dhcbr0');
   for (const l of ['dhcm0', 'dhcb0', 'dhcbr0']) ip('-n', HOST, 'link', 'set', l, 'up');
   ip('-n', LAN, 'addr', 'add', '10.78.0.1/24', 'dev', 'lan0');
   ip('-n', LAN, 'addr', 'add', '10.79.0.1/24', 'dev', 'lan1');
-  for (const l of ['lan0', 'lan1']) ip('-n', LAN, 'link', 'set', l, 'up');
+  for (const l of ['lan0', 'lan1', 'lan2']) ip('-n', LAN, 'link', 'set', l, 'up');
   dnsmasq = spawn('ip', ['netns', 'exec', LAN, DNSMASQ, '--keep-in-foreground', '--conf-file=/dev/null', '--port=0', '--no-resolv', '--no-hosts',
-    '--user=root', '--bind-interfaces', '--interface=lan0', '--interface=lan1', '--no-ping', '--log-dhcp', `--log-facility=${join(h.dir, 'dnsmasq.log')}`,
+    '--user=root', '--bind-interfaces', '--interface=lan0', '--interface=lan1', '--interface=lan2', '--no-ping', '--log-dhcp', `--log-facility=${join(h.dir, 'dnsmasq.log')}`,
     `--dhcp-leasefile=${leaseFile}`, `--pid-file=${join(h.dir, 'dnsmasq.pid')}`,
-    '--dhcp-range=set:m,10.78.0.50,10.78.0.99,255.255.255.0,2m', '--dhcp-range=set:b,10.79.0.50,10.79.0.99,255.255.255.0,2m',
+    '--dhcp-range=set:m,10.78.0.50,10.78.0.99,255.255.255.0,2m', '--dhcp-range=set:b,10.79.0.50,10.79.0.99,255.255.255.0,2m', '--dhcp-range=set:w,10.80.0.50,10.80.0.99,255.255.255.0,2m',
     '--dhcp-option=tag:m,option:router,10.78.0.1', '--dhcp-option=tag:b,option:router,10.79.0.1',
     '--dhcp-option=tag:b,121,10.99.0.0/16,10.79.0.1,0.0.0.0/0,10.79.0.1',
     '--dhcp-option=option:T1,10', '--dhcp-option=option:T2,20'], { stdio: 'ignore' });
@@ -255,6 +259,53 @@ test('side by side with the reference 1.1.1 dhcp daemon: the same result shape a
   ok(call('macvlan', 'DEL', macvlanConf(refSock), `${P}r1`, 'dhc-r1', true), 'reference DEL r1');
   ok(call('macvlan', 'DEL', macvlanConf(sock), `${P}m1`, 'dhc-m1'), 'our DEL m1');
   await until('both released', () => !leases().has(ref.ip4.ip.split('/')[0]) && !leases().has(mine.ip4.ip.split('/')[0]));
+});
+
+test('measured: a UDP socket on an interface without an address gets the OFFER only when the broadcast flag is set', () => {
+  // why the client sets the BOOTP broadcast flag instead of reading raw frames (AF_PACKET):
+  // without it dnsmasq unicasts the OFFER to the address it offers, which the kernel drops
+  const ns = openNetns(netnsPath(`${P}w1`));
+  const fd = withNetns(ns, () => udpOpen('eth0'));
+  try {
+    const mac = ifHwaddr(fd, 'eth0');
+    const offer = (bcast: boolean): number | null => {
+      const xid = (Math.random() * 2 ** 32) >>> 0;
+      const p = Buffer.alloc(300);
+      p[0] = 1; p[1] = 1; p[2] = 6; p.writeUInt32BE(xid, 4); if (bcast) p[10] = 0x80;
+      mac.copy(p, 28); p.writeUInt32BE(0x63825363, 236);
+      Buffer.from([53, 1, 1, 55, 2, 1, 3, 255]).copy(p, 240);
+      const t0 = Date.now();
+      udpSend(fd, p, '255.255.255.255', 67);
+      for (let end = t0 + 2000; Date.now() < end;) {
+        const r = udpRecv(fd, 1500, Math.max(1, end - Date.now()));
+        if (!r) break;
+        if (r.data.length > 8 && r.data.readUInt32BE(4) === xid) return Date.now() - t0;
+      }
+      return null;
+    };
+    const withFlag = offer(true);
+    const without = offer(false);
+    assert.ok(withFlag !== null && withFlag < 1000, `no OFFER with the broadcast flag (${withFlag})`);
+    assert.is(without, null, 'an OFFER without the broadcast flag reached the unconfigured interface');
+  } finally {
+    closeFd(fd);
+    closeFd(ns);
+  }
+});
+
+test('the native shim runs `dhcp daemon` as well (its arguments pass on)', async () => {
+  const bin = join(h.dir, 'native-bin');
+  const r = spawnSync(process.execPath, [CLI, 'install', '--bin-dir', bin, '--policy', h.policyFile, '--only', 'dhcp', '--native'], { encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  if (!/native shim/.test(r.stdout)) return; // no C compiler here: script shims, tested above
+  const s = join(h.dir, 'native.sock');
+  const d = spawn('ip', ['netns', 'exec', HOST, join(bin, 'dhcp'), 'daemon', '-socketpath', s, '-statedir', join(h.dir, 'native-state')], { stdio: 'ignore' });
+  try {
+    await until('the native shim daemon socket', () => existsSync(s));
+    assert.is(statSync(s).mode & 0o777, 0o600);
+  } finally {
+    d.kill('SIGTERM');
+  }
 });
 
 test.run();
