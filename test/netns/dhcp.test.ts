@@ -51,12 +51,12 @@ function ok(r: CniReply, what: string): any {
 }
 
 /** dnsmasq's lease file: ip -> {expiry, mac, clientId} */
-function leases(): Map<string, { expiry: number; mac: string; clientId: string }> {
-  const m = new Map<string, { expiry: number; mac: string; clientId: string }>();
+function leases(): Map<string, { expiry: number; mac: string; clientId: string; hostname: string }> {
+  const m = new Map<string, { expiry: number; mac: string; clientId: string; hostname: string }>();
   if (!existsSync(leaseFile)) return m;
   for (const line of readFileSync(leaseFile, 'utf8').split('\n')) {
     const f = line.trim().split(/\s+/);
-    if (f.length >= 5 && /^\d+$/.test(f[0])) m.set(f[2], { expiry: Number(f[0]), mac: f[1], clientId: f[4] });
+    if (f.length >= 5 && /^\d+$/.test(f[0])) m.set(f[2], { expiry: Number(f[0]), mac: f[1], hostname: f[3], clientId: f[4] });
   }
   return m;
 }
@@ -123,7 +123,8 @@ test.before(async () => {
     '--user=root', '--bind-interfaces', '--interface=lan0', '--interface=lan1', '--interface=lan2', '--no-ping', '--log-dhcp', `--log-facility=${join(h.dir, 'dnsmasq.log')}`,
     `--dhcp-leasefile=${leaseFile}`, `--pid-file=${join(h.dir, 'dnsmasq.pid')}`,
     '--dhcp-range=set:m,10.78.0.50,10.78.0.99,255.255.255.0,2m', '--dhcp-range=set:b,10.79.0.50,10.79.0.99,255.255.255.0,2m', '--dhcp-range=set:w,10.80.0.50,10.80.0.99,255.255.255.0,2m',
-    '--dhcp-option=tag:m,option:router,10.78.0.1', '--dhcp-option=tag:b,option:router,10.79.0.1',
+    '--dhcp-option=tag:m,option:router,10.78.0.1', '--dhcp-option=tag:w,option:router,10.80.0.1',
+    '--dhcp-option=tag:w,option:static-route,10.200.0.0,10.80.0.1', '--dhcp-option=tag:b,option:router,10.79.0.1',
     '--dhcp-option=tag:b,121,10.99.0.0/16,10.79.0.1,0.0.0.0/0,10.79.0.1',
     '--dhcp-option=option:T1,10', '--dhcp-option=option:T2,20'], { stdio: 'ignore' });
   await until('dnsmasq', () => existsSync(join(h.dir, 'dnsmasq.pid')));
@@ -291,6 +292,31 @@ test('measured: a UDP socket on an interface without an address gets the OFFER o
     closeFd(fd);
     closeFd(ns);
   }
+});
+
+test('ipam keys: provide (fromArg from CNI_ARGS), request (option 33, skipDefault), priority', async () => {
+  const ipam = (extra: object) => ({ cniVersion: '1.0.0', name: 'dhcw', type: 'dhcp', ipam: { type: 'dhcp', daemonSocketPath: sock, ...extra } });
+  const withArgs = (command: CniCall['command'], conf: object, cid: string): CniReply =>
+    ours(h, 'dhcp', { command, hostNs: HOST, netns: `${P}w1`, containerId: cid, ifname: 'eth0', config: conf, args: 'IgnoreUnknown=1;K8S_POD_NAME=web-1' });
+  const full = ipam({ provide: [{ option: 'host-name', fromArg: 'K8S_POD_NAME' }], request: [{ option: '33' }], priority: 50 });
+  const r = ok(withArgs('ADD', full, 'dhc-w1'), 'ADD w1');
+  assert.match(r.ips[0].address, /^10\.80\.0\.\d+\/24$/);
+  assert.is(r.ips[0].gateway, '10.80.0.1');
+  // option 33 routes are classful (10.200.0.0 is class A), then the default via the router; all at the priority
+  assert.equal(r.routes, [{ dst: '10.0.0.0/8', gw: '10.80.0.1', priority: 50 }, { dst: '0.0.0.0/0', gw: '10.80.0.1', priority: 50 }]);
+  assert.is(leases().get(r.ips[0].address.split('/')[0])?.hostname, 'web-1');
+  // skipDefault: the router is not asked for, so no gateway and no default route
+  const bare = ok(withArgs('ADD', ipam({ request: [{ skipDefault: true, option: 'subnet-mask' }] }), 'dhc-w2'), 'ADD w2');
+  assert.is(bare.ips[0].gateway, undefined, JSON.stringify(bare));
+  assert.is(bare.routes, undefined, JSON.stringify(bare));
+  // a bad option name is the reference's error
+  const bad = withArgs('ADD', ipam({ request: [{ option: 'nope' }] }), 'dhc-w3');
+  assert.is(bad.json.code, 7);
+  assert.match(bad.json.msg, 'Can not parse option "nope"');
+  // as the plugin that delegated would have: the leased addresses on the interface (a release comes from them)
+  for (const a of [r.ips[0].address, bare.ips[0].address]) nsExec(`${P}w1`, ['ip', 'addr', 'add', a, 'dev', 'eth0']);
+  for (const [c, cid] of [[full, 'dhc-w1'], [ipam({}), 'dhc-w2']] as const) ok(withArgs('DEL', c, cid), `DEL ${cid}`);
+  await until('the w leases released', () => ![...leases().keys()].some((ip) => ip.startsWith('10.80.0.')));
 });
 
 test('the native shim runs `dhcp daemon` as well (its arguments pass on)', async () => {

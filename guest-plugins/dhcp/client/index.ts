@@ -297,6 +297,16 @@ function exchange(j: Job, packet: Array<u8>, xid: u32, to: string, want: Array<u
 
 // ---- leases -----------------------------------------------------------------
 
+/** "a.b.c.d/w" with the host bits cleared (the kernel refuses a route to 10.200.0.0/8) */
+function network(b: Array<u8>, at: i32, w: i32): string {
+  const d: Array<u8> = [0, 0, 0, 0];
+  for (let k = 0; k < 4; k++) {
+    const bits = min(8, max(0, w - k * 8));
+    d[k] = <u8>(<i32>b[at + k] & (0xff << (8 - bits)));
+  }
+  return ipString(d, 0) + "/" + w.toString();
+}
+
 function routesOf(ack: Msg, router: string): JSONValue {
   const a = JSONValue.newArray();
   const cl = ack.get(OPT_CLASSLESS_ROUTES);
@@ -310,7 +320,7 @@ function routesOf(ack: Msg, router: string): JSONValue {
       const dst: Array<u8> = [0, 0, 0, 0];
       for (let k = 0; k < n; k++) dst[k] = cl[i + 1 + k];
       const gw = ipString(cl, i + 1 + n);
-      const r = JSONValue.newObject().set("dst", JSONValue.fromString(ipString(dst, 0) + "/" + w.toString()));
+      const r = JSONValue.newObject().set("dst", JSONValue.fromString(network(dst, 0, w)));
       const onLink = gw == "0.0.0.0";
       r.set("gw", JSONValue.fromString(onLink ? "" : gw)).set("onLink", JSONValue.fromBool(onLink));
       a.push(r);
@@ -323,9 +333,10 @@ function routesOf(ack: Msg, router: string): JSONValue {
   if (st !== null) {
     for (let i = 0; i + 8 <= st.length; i += 8) {
       const first = st[i];
-      const bits = first < 128 ? 8 : first < 192 ? 16 : 24; // classful, as the reference
+      // classful, as the reference (which prints the destination unmasked: 10.200.0.0/8)
+      const bits = first < 128 ? 8 : first < 192 ? 16 : 24;
       a.push(JSONValue.newObject()
-        .set("dst", JSONValue.fromString(ipString(st, i) + "/" + bits.toString()))
+        .set("dst", JSONValue.fromString(network(st, i, bits)))
         .set("gw", JSONValue.fromString(ipString(st, i + 4))).set("onLink", JSONValue.fromBool(false)));
     }
   }
@@ -438,7 +449,10 @@ function release(j: Job): Result<string, CniError> {
   const r = new Opts();
   for (let i = 0; i < j.opts.list.length; i++) if (j.opts.list[i].code == OPT_CLIENT_ID) r.set(OPT_CLIENT_ID, j.opts.list[i].data);
   r.set(OPT_SERVER_ID, ipBytes(server)!);
-  const e = dhcpWire.send(build(RELEASE, wireRandom(), ip, false, j.chaddr, r), server);
+  const msg = build(RELEASE, wireRandom(), ip, false, j.chaddr, r);
+  let e = dhcpWire.send(msg, server);
+  // no route to the server (the address is no longer on the interface): broadcast it
+  if (e !== null) e = dhcpWire.send(msg, "");
   if (e !== null) return fail("failed to send DHCPRELEASE: " + e.message, e.code);
   return answer("released", j.lease, 0);
 }
