@@ -24,6 +24,7 @@ import { instantiate, withTimeLimit } from '../sandbox/sandbox.js';
 import { readRegularFile } from '../sandbox/files.js';
 
 export const CLIENT_TYPE = 'dhcp-client';
+const GRACE_MS = 500;
 export const componentDir = (): string => join(packageRoot(), 'dist/components', CLIENT_TYPE);
 
 let loaded: LoadedPlugin | undefined;
@@ -78,7 +79,9 @@ export function runClient(policy: Policy, t: Target, input: Record<string, unkno
   const wire = openWire(t);
   const audit = new AuditLog(policy.auditLog);
   const ns = new Namespaces('');
-  const deadline = Date.now() + timeoutMs;
+  // the component stops waiting at timeoutMs (its budget); the host calls it
+  // makes to wind up after that are still allowed for GRACE_MS
+  const deadline = Date.now() + timeoutMs + GRACE_MS;
   const op = String(input.op ?? 'op');
   const ctx: CallContext = {
     plugin: { type: CLIENT_TYPE, sha256: plugin.manifest.sha256, grants: plugin.grants },
@@ -88,10 +91,10 @@ export function runClient(policy: Policy, t: Target, input: Record<string, unkno
     delegate: () => { throw new ClientFailure('EDENIED', 'the DHCP client delegates to nothing'); },
   };
   try {
-    const guest = instantiate(plugin, ctx, timeoutMs + 1000);
+    const guest = instantiate(plugin, ctx, timeoutMs + 2 * GRACE_MS);
     const req = { config: JSON.stringify(input), containerId: t.containerId, ifname: t.ifname, args: [], hasNetns: true, netnsPath: t.netns };
     // the host calls' waits end at the deadline; the watchdog leaves room for the last one
-    const out = withTimeLimit(ctx, op, timeoutMs + 1000, () => guest.add(req));
+    const out = withTimeLimit(ctx, op, timeoutMs + 2 * GRACE_MS, () => guest.add(req));
     return JSON.parse(String(out)) as Record<string, unknown>;
   } catch (e) {
     if (e instanceof ClientFailure) throw e;

@@ -15,15 +15,16 @@
 // after a restart still releases (containernetworking/plugins #235, #767);
 // CHECK reports the lease it holds and never acquires one.
 //
-// Operations run one at a time (a DORA blocks the loop for at most its time
-// limit); that keeps one client per lease without locks.
+// Lease operations run in worker threads (workers.ts), a few at once; the
+// operations of one lease run one after another.
 import net from 'node:net';
 import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { loadPolicy, type Policy } from '../gate/policy.js';
 import { peerCred } from '../kernel/native.js';
 import { BANNER, DEFAULT_SOCKET, MAX_REQUEST, type DaemonLease, type DaemonReply, type DaemonRequest } from './protocol.js';
-import { ClientFailure, runClient, type Target } from './client.js';
+import { ClientFailure, type Target } from './client.js';
+import { ClientWorkers } from './workers.js';
 
 export interface DhcpDaemonOptions {
   socketPath: string;
@@ -40,6 +41,8 @@ const MAX_LEASES = 4096;
 const MAX_TIMER_MS = 0x7fffffff;
 /** A lease operation started by a timer (renew, rebind) may take this long. */
 const MAINTAIN_BUDGET_MS = 30_000;
+/** Lease operations at once (each waits for a server, mostly). */
+const WORKERS = 4;
 
 const log = (s: string): void => { process.stderr.write(`${new Date().toISOString()} dhcp daemon[${process.pid}]: ${s}\n`); };
 
@@ -147,6 +150,23 @@ export async function runDhcpDaemon(args: string[], policyFile?: string): Promis
   const book = new LeaseBook(o.stateDir);
   book.load();
   const timers = new Map<string, NodeJS.Timeout>();
+  const workers = new ClientWorkers(WORKERS, log);
+  const chains = new Map<string, Promise<unknown>>();
+
+  /** One lease's operations, one after another. */
+  function serial<T>(clientId: string, f: () => Promise<T>): Promise<T> {
+    const p = (chains.get(clientId) ?? Promise.resolve()).then(f, f);
+    const tail = p.catch(() => undefined);
+    chains.set(clientId, tail);
+    void tail.then(() => { if (chains.get(clientId) === tail) chains.delete(clientId); });
+    return p;
+  }
+
+  async function client(r: LeaseRecord, op: string, budgetMs: number): Promise<Record<string, unknown>> {
+    const d = await workers.run(policy, targetOf(r), clientInput(r, op, budgetMs), budgetMs);
+    if (d.error) throw new ClientFailure(d.error.code, d.error.message);
+    return d.out!;
+  }
 
   const clientInput = (r: LeaseRecord, op: string, budgetMs: number): Record<string, unknown> => ({
     op, clientId: r.clientId, provide: r.provide, request: r.request, broadcast: o.broadcast,
@@ -165,11 +185,15 @@ export async function runDhcpDaemon(args: string[], policyFile?: string): Promis
   }
 
   /** The component decides: renew, rebind, or nothing yet; the daemon keeps what it says. */
-  function maintain(clientId: string): void {
+  function maintain(clientId: string): Promise<void> {
+    return serial(clientId, () => maintainNow(clientId));
+  }
+
+  async function maintainNow(clientId: string): Promise<void> {
     const r = book.leases.get(clientId);
     if (!r) return;
     try {
-      const out = runClient(policy, targetOf(r), clientInput(r, 'maintain', MAINTAIN_BUDGET_MS), MAINTAIN_BUDGET_MS);
+      const out = await client(r, 'maintain', MAINTAIN_BUDGET_MS);
       if (out.lease && typeof out.lease === 'object') r.lease = out.lease as Record<string, unknown>;
       r.nextAt = Number(out.nextAt) || 0;
       if (out.event) log(`${clientId}: ${String(out.event)}${r.lease.address ? ` ${String(r.lease.address)}` : ''}${r.nextAt ? `, next step at ${new Date(r.nextAt).toISOString()}` : ''}`);
@@ -184,11 +208,12 @@ export async function runDhcpDaemon(args: string[], policyFile?: string): Promis
         r.nextAt = Date.now() + 10_000;
       }
     }
+    if (book.leases.get(clientId) !== r) return; // released meanwhile
     book.save();
     schedule(r);
   }
 
-  function handle(req: DaemonRequest): DaemonReply {
+  async function handle(req: DaemonRequest): Promise<DaemonReply> {
     for (const k of ['containerId', 'network', 'ifname', 'netns'] as const) {
       if (typeof req[k] !== 'string' || (k !== 'netns' && !req[k])) return { error: { code: 'EINVAL', message: `request without ${k}` } };
     }
@@ -199,20 +224,29 @@ export async function runDhcpDaemon(args: string[], policyFile?: string): Promis
       if (!have) return { error: { code: 'ENOENT', message: `the DHCP daemon holds no lease for ${clientId}` } };
       return { lease: resultOf(have.lease) };
     }
-    if (req.op === 'del') {
-      if (!have) return {};
-      try {
-        runClient(policy, targetOf(have), clientInput(have, 'release', Math.min(budget, 3000)), Math.min(budget, 3000));
-        log(`${clientId}: released ${String(have.lease.address ?? '')}`);
-      } catch (e) {
-        log(`${clientId}: failed to release DHCP lease: ${(e as Error).message}`);
-      }
-      book.leases.delete(clientId);
-      schedule({ ...have, nextAt: 0 });
-      book.save();
-      return {};
-    }
+    if (req.op === 'del') return serial(clientId, () => release(clientId, budget));
     if (req.op !== 'add') return { error: { code: 'EINVAL', message: `unknown operation '${String(req.op)}'` } };
+    return serial(clientId, () => acquire(req, clientId, budget));
+  }
+
+  async function release(clientId: string, budget: number): Promise<DaemonReply> {
+    const have = book.leases.get(clientId);
+    if (!have) return {};
+    try {
+      await client(have, 'release', Math.min(budget, 3000));
+      log(`${clientId}: released ${String(have.lease.address ?? '')}`);
+    } catch (e) {
+      // as the reference: the lease is forgotten all the same (the server lets it expire)
+      log(`${clientId}: failed to release DHCP lease: ${(e as Error).message}`);
+    }
+    book.leases.delete(clientId);
+    schedule({ ...have, nextAt: 0 });
+    book.save();
+    return {};
+  }
+
+  async function acquire(req: DaemonRequest, clientId: string, budget: number): Promise<DaemonReply> {
+    const have = book.leases.get(clientId);
     if (have) {
       // the reference's l.Check(): the lease it has, maintenance looks at it now
       if (have.netns === req.netns) {
@@ -231,7 +265,7 @@ export async function runDhcpDaemon(args: string[], policyFile?: string): Promis
     log(`${clientId}: acquiring lease`);
     let out: Record<string, unknown>;
     try {
-      out = runClient(policy, targetOf(rec), clientInput(rec, 'acquire', budget), budget);
+      out = await client(rec, 'acquire', budget);
     } catch (e) {
       const f = e as ClientFailure;
       return { error: { code: f.code ?? 'EIO', message: f.message } };
@@ -249,7 +283,8 @@ export async function runDhcpDaemon(args: string[], policyFile?: string): Promis
     let peer: { uid: number } | undefined;
     try { peer = peerCred((sock as unknown as { _handle: { fd: number } })._handle.fd); } catch { peer = undefined; }
     if (!peer || peer.uid !== 0) { sock.destroy(); return; }
-    sock.setTimeout(10_000, () => sock.destroy());
+    // a request arrives at once; its answer may take the caller's whole budget
+    sock.setTimeout(10_000, () => { if (!chunks.length) sock.destroy(); });
     const chunks: Buffer[] = [];
     let size = 0;
     sock.on('data', (d: Buffer) => {
@@ -258,13 +293,17 @@ export async function runDhcpDaemon(args: string[], policyFile?: string): Promis
       chunks.push(d);
     });
     sock.on('end', () => {
-      let reply: DaemonReply;
+      let req: DaemonRequest;
       try {
-        reply = handle(JSON.parse(Buffer.concat(chunks).toString('utf8')) as DaemonRequest);
+        req = JSON.parse(Buffer.concat(chunks).toString('utf8')) as DaemonRequest;
       } catch (e) {
-        reply = { error: { code: 'EINVAL', message: `bad request: ${(e as Error).message}` } };
+        sock.end(JSON.stringify({ error: { code: 'EINVAL', message: `bad request: ${(e as Error).message}` } }));
+        return;
       }
-      sock.end(JSON.stringify(reply));
+      handle(req).then(
+        (reply) => { if (!sock.destroyed) sock.end(JSON.stringify(reply)); },
+        (e) => { if (!sock.destroyed) sock.end(JSON.stringify({ error: { code: 'EIO', message: (e as Error).message } })); },
+      );
     });
     sock.on('error', () => sock.destroy());
     sock.write(BANNER);

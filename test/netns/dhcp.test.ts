@@ -106,7 +106,9 @@ test.before(async () => {
   if (!mvGrants.dhcp) writePolicy(h, { ...mv, plugins: { macvlan: { grants: { ...mvGrants, dhcp: true } } } });
   makeNetns(HOST);
   makeNetns(LAN);
-  for (const c of ['m1', 'm2', 'b1', 'r1', 'n1', 'x1', 'w1']) makeNetns(`${P}${c}`);
+  for (const c of ['m1', 'm2', 'b1', 'r1', 'n1', 'x1', 'w1', 'q1']) makeNetns(`${P}${c}`);
+  // q1's interface leads to a port nothing answers on
+  spawnSync('ip', ['-n', `${P}q1`, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'dhcq0', 'netns', HOST]);
   const ip = (...a: string[]) => spawnSync('ip', a, { encoding: 'utf8' });
   ip('-n', HOST, 'link', 'add', 'dhcm0', 'type', 'veth', 'peer', 'name', 'lan0', 'netns', LAN);
   ip('-n', HOST, 'link', 'add', 'dhcb0', 'type', 'veth', 'peer', 'name', 'lan1', 'netns', LAN);
@@ -317,6 +319,35 @@ test('ipam keys: provide (fromArg from CNI_ARGS), request (option 33, skipDefaul
   for (const a of [r.ips[0].address, bare.ips[0].address]) nsExec(`${P}w1`, ['ip', 'addr', 'add', a, 'dev', 'eth0']);
   for (const [c, cid] of [[full, 'dhc-w1'], [ipam({}), 'dhc-w2']] as const) ok(withArgs('DEL', c, cid), `DEL ${cid}`);
   await until('the w leases released', () => ![...leases().keys()].some((ip) => ip.startsWith('10.80.0.')));
+});
+
+/** A CNI call as a child process, for calls that run at the same time. */
+function callAsync(type: string, command: string, config: object, netns: string, cid: string): Promise<{ code: number; json: any; ms: number }> {
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    const c = spawn('ip', ['netns', 'exec', HOST, join(h.bin, type)], {
+      env: { PATH: process.env.PATH, CNI_COMMAND: command, CNI_CONTAINERID: cid, CNI_NETNS: netnsPath(netns), CNI_IFNAME: 'eth0', CNI_PATH: h.bin },
+    });
+    let out = '';
+    c.stdout.on('data', (d) => { out += d; });
+    c.on('exit', (code) => { let json: any; try { json = JSON.parse(out); } catch { json = undefined; } resolve({ code: code ?? -1, json, ms: Date.now() - t0 }); });
+    c.stdin.end(JSON.stringify(config));
+  });
+}
+
+test('a lease that waits for a silent server holds up no other: operations run side by side', async () => {
+  const conf = { cniVersion: '1.0.0', name: 'dhcq', type: 'dhcp', ipam: { type: 'dhcp', daemonSocketPath: sock } };
+  const silent = callAsync('dhcp', 'ADD', conf, `${P}q1`, 'dhc-q1');
+  await sleep(300);
+  const served = await callAsync('dhcp', 'ADD', conf, `${P}w1`, 'dhc-w4');
+  assert.is(served.code, 0, JSON.stringify(served.json));
+  assert.ok(served.ms < 2500, `an ADD took ${served.ms} ms behind the silent one`);
+  const s = await silent;
+  assert.is(s.code, 1);
+  assert.is(s.json.code, 999); // as the reference: "error calling DHCP.Allocate: ..."
+  assert.match(s.json.msg, 'error calling DHCP.Allocate: no DHCPOFFER', s.json.msg);
+  ok(call('dhcp', 'DEL', conf, `${P}w1`, 'dhc-w4'), 'DEL w4');
+  ok(call('dhcp', 'DEL', conf, `${P}q1`, 'dhc-q1'), 'DEL q1 (never leased)');
 });
 
 test('the native shim runs `dhcp daemon` as well (its arguments pass on)', async () => {
