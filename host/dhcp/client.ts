@@ -69,6 +69,19 @@ function openWire(t: Target): WireSocket {
   }
 }
 
+function linkDown(t: Target): void {
+  const nsFd = openContainerNetns(t.netns);
+  if (nsFd === null) return;
+  try {
+    const rt = Rtnl.open(nsFd);
+    try { rt.setLink(t.ifname, { up: false }); } finally { rt.close(); }
+  } catch {
+    // gone already
+  } finally {
+    closeFd(nsFd);
+  }
+}
+
 /**
  * One operation of the component: `input` is its request document (op,
  * client id, options, the lease so far); the answer is its JSON document.
@@ -95,7 +108,10 @@ export function runClient(policy: Policy, t: Target, input: Record<string, unkno
     const req = { config: JSON.stringify(input), containerId: t.containerId, ifname: t.ifname, args: [], hasNetns: true, netnsPath: t.netns };
     // the host calls' waits end at the deadline; the watchdog leaves room for the last one
     const out = withTimeLimit(ctx, op, timeoutMs + 2 * GRACE_MS, () => guest.add(req));
-    return JSON.parse(String(out)) as Record<string, unknown>;
+    const doc = JSON.parse(String(out)) as Record<string, unknown>;
+    // as the reference: a lease that expired unrenewed takes its interface down
+    if (doc.event === 'expired') linkDown(t);
+    return doc;
   } catch (e) {
     if (e instanceof ClientFailure) throw e;
     if (e instanceof CniError) throw new ClientFailure(e.details || `CNI${e.code}`, e.msg);

@@ -350,6 +350,23 @@ test('a lease that waits for a silent server holds up no other: operations run s
   ok(call('dhcp', 'DEL', conf, `${P}q1`, 'dhc-q1'), 'DEL q1 (never leased)');
 });
 
+test('systemd socket activation: the daemon takes the listening socket it is given (LISTEN_FDS)', async () => {
+  if (!existsSync('/usr/bin/systemd-socket-activate')) return;
+  const s = join(h.dir, 'activated.sock');
+  const d = spawn('ip', ['netns', 'exec', HOST, '/usr/bin/systemd-socket-activate', '-l', s,
+    join(h.bin, 'dhcp'), 'daemon', '-socketpath', join(h.dir, 'unused.sock'), '-statedir', join(h.dir, 'activated-state')], { stdio: 'ignore' });
+  try {
+    await until('the activation socket', () => existsSync(s));
+    const conf = { cniVersion: '1.0.0', name: 'dhca', type: 'dhcp', ipam: { type: 'dhcp', daemonSocketPath: s } };
+    const r = ok(call('dhcp', 'ADD', conf, `${P}w1`, 'dhc-w5'), 'ADD through the activated daemon');
+    assert.match(r.ips[0].address, /^10\.80\.0\./);
+    assert.not.ok(existsSync(join(h.dir, 'unused.sock')));
+    ok(call('dhcp', 'DEL', conf, `${P}w1`, 'dhc-w5'), 'DEL through the activated daemon');
+  } finally {
+    d.kill('SIGTERM');
+  }
+});
+
 test('the native shim runs `dhcp daemon` as well (its arguments pass on)', async () => {
   const bin = join(h.dir, 'native-bin');
   const r = spawnSync(process.execPath, [CLI, 'install', '--bin-dir', bin, '--policy', h.policyFile, '--only', 'dhcp', '--native'], { encoding: 'utf8' });
