@@ -9,18 +9,25 @@
 // ipam.priority (the metric of the routes). ADD returns the lease (ips,
 // routes); DEL releases it (DHCPRELEASE); CHECK asks the daemon for the
 // lease it holds and never acquires one (the reference's CHECK calls
-// Allocate, which acquires a lease when the daemon has none).
+// Allocate, which acquires a lease when the daemon has none). GC releases
+// the network's leases of attachments not in cni.dev/valid-attachments;
+// STATUS is error 50 when no daemon serves the socket (the reference has
+// neither).
 import {
   CniError, CniPlugin, DhcpOption, ERR_INTERNAL, ERR_INVALID_CONFIG, ERR_TRY_AGAIN, JSONValue, Lease, LeaseOptions,
   Request, Result, cniArg, cniError, configDecodeError, dhcp, parseConfig, registerPlugin,
 } from "../sdk";
-import { HostError } from "../sdk/generated/types";
+import { HostError, Tuple2 } from "../sdk/generated/types";
+
+/** CNI 1.1: the plugin is not available (STATUS). */
+const ERR_NOT_AVAILABLE: u32 = 50;
 
 const OPT_SUBNET_MASK: u8 = 1;
 const OPT_ROUTER: u8 = 3;
 
 class Conf {
   socket: string = "";
+  valid: Array<Tuple2<string, string>> = new Array<Tuple2<string, string>>();
   opts: LeaseOptions = new LeaseOptions();
   priority: i32 = 0;
   ips: Array<string> = new Array<string>();
@@ -103,6 +110,10 @@ function loadConf(req: Request): Result<Conf, CniError> {
     if (!c.opts.request.includes(OPT_ROUTER)) c.opts.request.push(OPT_ROUTER);
     if (!c.opts.request.includes(OPT_SUBNET_MASK)) c.opts.request.push(OPT_SUBNET_MASK);
   }
+  const va = v.getArray("cni.dev/valid-attachments");
+  if (va !== null) {
+    for (let i = 0; i < va.length; i++) c.valid.push(new Tuple2<string, string>(va[i].getString("containerID"), va[i].getString("ifname")));
+  }
   const prev = v.getObject("prevResult");
   if (prev !== null) {
     const ips = prev.getArray("ips");
@@ -166,6 +177,23 @@ class Dhcp extends CniPlugin {
     }
     if (ips.length == 0) return null;
     return cniError(ERR_INTERNAL, "the DHCP lease is " + r.value.address + ", not the prevResult's " + ips.join(", "));
+  }
+
+  /** Releases the network's leases that no valid attachment holds (the reference has no GC). */
+  gc(req: Request): CniError | null {
+    const c = loadConf(req);
+    if (!c.ok) return c.error!;
+    const e = dhcp.collect(c.value.socket, c.value.valid);
+    return e !== null ? daemonError("DHCP.GC", e) : null;
+  }
+
+  /** Ready when a daemon serves the socket. */
+  status(req: Request): CniError | null {
+    const c = loadConf(req);
+    if (!c.ok) return c.error!;
+    const e = dhcp.ready(c.value.socket);
+    if (e === null) return null;
+    return cniError(ERR_NOT_AVAILABLE, e.message, e.code);
   }
 }
 

@@ -1,5 +1,6 @@
 // dhcp: the dhcp IPAM plugin's three requests to the DHCP daemon (`dhcp
-// daemon`, host/dhcp/daemon.ts): acquire, check, release a lease.
+// daemon`, host/dhcp/daemon.ts): acquire, check, release a lease; ready
+// (STATUS) and collect (GC: the network's leases no attachment holds).
 //
 // The host names the attachment (container id, the invocation's network,
 // CNI_IFNAME, CNI_NETNS), never the plugin, so a plugin can only ask about
@@ -17,6 +18,7 @@ import { BANNER, DEFAULT_SOCKET, type DaemonReply, type DaemonRequest } from '..
 const MAX_REPLY = 64 << 10;
 const MAX_PROVIDE = 32;
 const MAX_REQUEST = 64;
+const MAX_VALID = 4096;
 
 function checkSocket(path: string): string | null {
   if (path === '') return null;
@@ -92,5 +94,18 @@ export const dhcp: HostInterface = {
     grant,
     check: (_ctx, socketPath: string) => checkSocket(socketPath),
     run: (ctx, socketPath: string) => { call(ctx, socketPath, { op: 'del', provide: [], request: [] }); },
+  },
+  ready: {
+    grant, reads: true,
+    check: (_ctx, socketPath: string) => checkSocket(socketPath),
+    run: (ctx, socketPath: string) => { call(ctx, socketPath, { op: 'ready', provide: [], request: [] }); },
+  },
+  collect: {
+    grant,
+    check: (_ctx, socketPath: string, valid: [string, string][]) => checkSocket(socketPath) ?? (valid.length > MAX_VALID ? `at most ${MAX_VALID} valid attachments` : null),
+    // the network is the invocation's: a GC can only collect its own network's leases
+    run: (ctx, socketPath: string, valid: [string, string][]) => {
+      call(ctx, socketPath, { op: 'gc', provide: [], request: [], valid: valid.map(([c, i]) => [String(c), String(i)] as [string, string]) });
+    },
   },
 };

@@ -215,7 +215,8 @@ export async function runDhcpDaemon(args: string[], policyFile?: string): Promis
 
   async function handle(req: DaemonRequest): Promise<DaemonReply> {
     for (const k of ['containerId', 'network', 'ifname', 'netns'] as const) {
-      if (typeof req[k] !== 'string' || (k !== 'netns' && !req[k])) return { error: { code: 'EINVAL', message: `request without ${k}` } };
+      // GC and STATUS name no attachment
+      if (typeof req[k] !== 'string' || (k === 'network' || (req.op !== 'gc' && req.op !== 'ready' && k !== 'netns')) && !req[k]) return { error: { code: 'EINVAL', message: `request without ${k}` } };
     }
     const clientId = clientIdOf(req.containerId, req.network, req.ifname);
     const have = book.leases.get(clientId);
@@ -223,6 +224,14 @@ export async function runDhcpDaemon(args: string[], policyFile?: string): Promis
     if (req.op === 'check') {
       if (!have) return { error: { code: 'ENOENT', message: `the DHCP daemon holds no lease for ${clientId}` } };
       return { lease: resultOf(have.lease) };
+    }
+    if (req.op === 'ready') return {};
+    if (req.op === 'gc') {
+      const keep = new Set((Array.isArray(req.valid) ? req.valid : []).map((v) => clientIdOf(String(v[0]), req.network, String(v[1]))));
+      const gone = [...book.leases.values()].filter((r) => r.network === req.network && !keep.has(r.clientId));
+      for (const r of gone) log(`${r.clientId}: not a valid attachment of ${req.network} (GC)`);
+      await Promise.all(gone.map((r) => serial(r.clientId, () => release(r.clientId, budget))));
+      return {};
     }
     if (req.op === 'del') return serial(clientId, () => release(clientId, budget));
     if (req.op !== 'add') return { error: { code: 'EINVAL', message: `unknown operation '${String(req.op)}'` } };

@@ -7,7 +7,7 @@ export const DEFAULT_SOCKET = '/run/cni/dhcp.sock';
 export const MAX_REQUEST = 64 << 10;
 
 export interface DaemonRequest {
-  op: 'add' | 'check' | 'del';
+  op: 'add' | 'check' | 'del' | 'ready' | 'gc';
   containerId: string;
   network: string;
   ifname: string;
@@ -16,6 +16,8 @@ export interface DaemonRequest {
   request: number[];
   /** how long the caller waits for the answer (the CNI call's time left) */
   budgetMs?: number;
+  /** gc: the attachments (container id, ifname) of the network that stay */
+  valid?: [string, string][];
 }
 
 export interface LeaseRoute { dst: string; gw: string; onLink: boolean }

@@ -350,6 +350,24 @@ test('a lease that waits for a silent server holds up no other: operations run s
   ok(call('dhcp', 'DEL', conf, `${P}q1`, 'dhc-q1'), 'DEL q1 (never leased)');
 });
 
+test('STATUS (1.1): ready with a daemon, error 50 naming the socket without; GC releases the leases no valid attachment holds', async () => {
+  const conf = (socket: string) => ({ cniVersion: '1.1.0', name: 'dhcg', type: 'dhcp', ipam: { type: 'dhcp', daemonSocketPath: socket } });
+  ok(call('dhcp', 'STATUS', conf(sock), '', 'dhc-st'), 'STATUS');
+  const none = call('dhcp', 'STATUS', conf(join(h.dir, 'absent.sock')), '', 'dhc-st');
+  assert.is(none.json?.code, 50, none.stdout);
+  assert.match(none.json.msg, 'absent.sock');
+  const g1 = ok(call('dhcp', 'ADD', conf(sock), `${P}w1`, 'dhc-g1'), 'ADD g1');
+  const g2 = ok(call('dhcp', 'ADD', conf(sock), `${P}w1`, 'dhc-g2'), 'ADD g2');
+  for (const r of [g1, g2]) nsExec(`${P}w1`, ['ip', 'addr', 'replace', r.ips[0].address, 'dev', 'eth0']);
+  const ip = (r: any) => r.ips[0].address.split('/')[0];
+  assert.ok(leases().has(ip(g1)) && leases().has(ip(g2)));
+  ok(call('dhcp', 'GC', { ...conf(sock), 'cni.dev/valid-attachments': [{ containerID: 'dhc-g1', ifname: 'eth0' }] }, '', ''), 'GC');
+  await until('g2 collected', () => !leases().has(ip(g2)));
+  assert.ok(leases().has(ip(g1)), 'GC released a valid attachment\'s lease');
+  ok(call('dhcp', 'DEL', conf(sock), `${P}w1`, 'dhc-g1'), 'DEL g1');
+  await until('g1 released', () => !leases().has(ip(g1)));
+});
+
 test('systemd socket activation: the daemon takes the listening socket it is given (LISTEN_FDS)', async () => {
   if (!existsSync('/usr/bin/systemd-socket-activate')) return;
   const s = join(h.dir, 'activated.sock');
