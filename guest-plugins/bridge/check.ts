@@ -4,8 +4,8 @@
 // a host veth enslaved to the bridge, the container's addresses with their
 // prefix routes, and every result route.
 import {
-  CniError, CniResult, Command, Link, Netns, Request, ResultInterface,
-  ERR_INTERNAL, checkExpectedRoutes, checkInterfaceIPs, cniError, delegate, links,
+  CniError, Link, Netns, Request, ResultInterface,
+  ERR_INTERNAL, checkExpectedRoutes, checkInterfaceIPs, checkIpamAndPrevResult, cniError, links,
 } from "../sdk";
 import { BridgeConf } from "./config";
 
@@ -37,13 +37,9 @@ function lookup(intf: ResultInterface, ns: Netns, expectInSandbox: bool): Found 
 export function checkAttachment(req: Request, c: BridgeConf): CniError | null {
   if (!req.hasNetns) return cniError(3, "failed to open netns " + q(req.netnsPath) + ": no such network namespace");
 
-  if (c.isLayer3()) {
-    const r = delegate.run(c.ipamType, Command.Check, req.config);
-    if (!r.ok) return r.error!;
-  }
-  const prev = c.prevResult;
-  if (prev === null) return fail("Required prevResult missing");
-  const result = CniResult.fromJSON(prev);
+  const pr = checkIpamAndPrevResult(c.ipamType, req, c.prevResult);
+  if (!pr.ok) return pr.error!;
+  const result = pr.value;
 
   let brMap = new ResultInterface(), contMap = new ResultInterface();
   for (let i = 0; i < result.interfaces.length; i++) {

@@ -13,7 +13,7 @@ import {
   CniError, CniPlugin, CniResult, Command, HostError, IPNet, IpFamily, Level, Link,
   MacSpoofCheck, Masquerade, Netns, PortOptions, Request, Result, ResultRoute, Route, VethSpec,
   ERR_INTERNAL, ERR_UNSUPPORTED_FIELD, addresses, cniError, configureIface, delegate, firewall, hostFailure, links, log,
-  masqueradeEntries, parseCIDR, parseIP, registerPlugin, sysctl, trySysctl,
+  Undoable, ipamRun, masqueradeEntries, parseCIDR, parseIP, registerPlugin, sysctl, trySysctl, undoIfFailed,
 } from "../sdk";
 import { BridgeConf, loadConf } from "./config";
 import { checkAttachment } from "./check";
@@ -34,7 +34,7 @@ function q(s: string): string {
 }
 
 /** What this ADD has made so far, so a failure can take it back. */
-class Attachment {
+class Attachment extends Undoable {
   createdBridge: bool = false;
   vethCreated: bool = false;
   hostVeth: string = "";
@@ -44,7 +44,7 @@ class Attachment {
   /** the bridge's MAC before any port joined: ensureAddr pins it */
   bridgeMac: string = "";
 
-  constructor(public req: Request, public conf: BridgeConf) {}
+  constructor(public req: Request, public conf: BridgeConf) { super(); }
 
   undo(): void {
     if (this.masq.length > 0) firewall.masqueradeDel(this.masq);
@@ -394,9 +394,7 @@ function isGlobalUnicast(n: IPNet): bool {
 }
 
 function ipamDel(c: BridgeConf, req: Request): CniError | null {
-  if (!c.isLayer3()) return null;
-  const r = delegate.run(c.ipamType, Command.Del, req.config);
-  return r.ok ? null : r.error!;
+  return ipamRun(c.ipamType, Command.Del, req);
 }
 
 function ifaceAddresses(ifname: string, out: Array<IPNet>): HostError | null {
@@ -447,12 +445,7 @@ class Bridge extends CniPlugin {
     if (pe !== null) return Result.failure<string, CniError>(pe);
 
     const a = new Attachment(req, c);
-    const r = addAttachment(a);
-    if (!r.ok) {
-      debug("ADD failed (" + r.error!.msg + "): undoing what it made");
-      a.undo();
-    }
-    return r;
+    return undoIfFailed(addAttachment(a), a);
   }
 
   del(req: Request): CniError | null {
@@ -523,10 +516,7 @@ class Bridge extends CniPlugin {
 
 function ipamOnly(req: Request, cmd: Command): CniError | null {
   const cr = loadConf(req);
-  if (!cr.ok) return cr.error!;
-  if (!cr.value.isLayer3()) return null;
-  const r = delegate.run(cr.value.ipamType, cmd, req.config);
-  return r.ok ? null : r.error!;
+  return cr.ok ? ipamRun(cr.value.ipamType, cmd, req) : cr.error!;
 }
 
 registerPlugin(new Bridge());

@@ -14,8 +14,8 @@
 // fails). DEL needs neither the master nor the namespace.
 import {
   CniError, CniPlugin, CniResult, Command, Level, Link, MacvlanSpec, Netns, Request, Result,
-  ERR_INTERNAL, ERR_UNKNOWN_CONTAINER, checkExpectedRoutes, checkInterfaceIPs, cniError, configureIface,
-  delegate, hostFailure, links, log, registerPlugin, trySysctl,
+  ERR_INTERNAL, ERR_UNKNOWN_CONTAINER, checkExpectedRoutes, checkInterfaceIPs, checkIpamAndPrevResult, cniError, configureIface,
+  Undoable, delegate, hostFailure, ipamRun, links, log, registerPlugin, trySysctl, undoIfFailed,
 } from "../sdk";
 import { MacvlanConf, loadConf, modeName } from "./config";
 
@@ -25,6 +25,13 @@ function q(s: string): string { return "\"" + s + "\""; }
 
 function noNetns(req: Request): CniError {
   return cniError(ERR_UNKNOWN_CONTAINER, "failed to open netns " + q(req.netnsPath) + ": no such network namespace");
+}
+
+/** The kernel's reason as Go prints an errno ("invalid argument"), from the host's "what: Reason". */
+function errnoText(message: string): string {
+  const at = message.lastIndexOf(": ");
+  const why = at >= 0 ? message.substring(at + 2) : message;
+  return why.length > 0 ? why.charAt(0).toLowerCase() + why.substring(1) : why;
 }
 
 // ---------------------------------------------------------------- master
@@ -65,10 +72,10 @@ function resolveMaster(c: MacvlanConf): Result<Link, CniError> {
 // ---------------------------------------------------------------- ADD
 
 /** What this ADD has made so far, so a failure can take it back. */
-class Attachment {
+class Attachment extends Undoable {
   linkMade: bool = false;
   ipamDone: bool = false;
-  constructor(public req: Request, public conf: MacvlanConf) {}
+  constructor(public req: Request, public conf: MacvlanConf) { super(); }
 
   undo(): void {
     if (this.ipamDone) {
@@ -97,7 +104,7 @@ function createMacvlan(a: Attachment): Result<Link, CniError> {
     const e = r.error!;
     // the temporary name is the host's random pick: EEXIST is the rename to CNI_IFNAME
     if (e.code == "EEXIST") return Result.failure<Link, CniError>(fail("failed to rename macvlan to " + q(a.req.ifname) + ": file exists", e.message));
-    return Result.failure<Link, CniError>(hostFailure("failed to create macvlan", e));
+    return Result.failure<Link, CniError>(fail("failed to create macvlan: " + errnoText(e.message), e.message));
   }
   a.linkMade = true;
   return Result.success<Link, CniError>(r.value);
@@ -147,13 +154,9 @@ function addAttachment(a: Attachment): Result<string, CniError> {
 function checkAttachment(req: Request, c: MacvlanConf): CniError | null {
   const mr = resolveMaster(c);
   if (!mr.ok) return mr.error!;
-  if (c.isLayer3()) {
-    const r = delegate.run(c.ipamType, Command.Check, req.config);
-    if (!r.ok) return r.error!;
-  }
-  const prev = c.prevResult;
-  if (prev === null) return fail("Required prevResult missing");
-  const result = CniResult.fromJSON(prev);
+  const pr = checkIpamAndPrevResult(c.ipamType, req, c.prevResult);
+  if (!pr.ok) return pr.error!;
+  const result = pr.value;
 
   let name = "", mac = "", sandbox = "";
   for (let i = 0; i < result.interfaces.length; i++) {
@@ -181,12 +184,10 @@ function checkAttachment(req: Request, c: MacvlanConf): CniError | null {
 
 // ---------------------------------------------------------------- the plugin
 
+/** DEL, GC and STATUS need only the IPAM type (lenient: as the reference's DEL, nothing else must decode). */
 function ipamOnly(req: Request, cmd: Command): CniError | null {
   const cr = loadConf(req, true);
-  if (!cr.ok) return cr.error!;
-  if (!cr.value.isLayer3()) return null;
-  const r = delegate.run(cr.value.ipamType, cmd, req.config);
-  return r.ok ? null : r.error!;
+  return cr.ok ? ipamRun(cr.value.ipamType, cmd, req) : cr.error!;
 }
 
 class Macvlan extends CniPlugin {
@@ -195,12 +196,7 @@ class Macvlan extends CniPlugin {
     if (!cr.ok) return Result.failure<string, CniError>(cr.error!);
     if (!req.hasNetns) return Result.failure<string, CniError>(noNetns(req));
     const a = new Attachment(req, cr.value);
-    const r = addAttachment(a);
-    if (!r.ok) {
-      debug("ADD failed (" + r.error!.msg + "): undoing what it made");
-      a.undo();
-    }
-    return r;
+    return undoIfFailed(addAttachment(a), a);
   }
 
   /**

@@ -1,14 +1,29 @@
 // What CHECK verifies inside the container for every interface plugin, as
 // the reference's ip.ValidateExpectedInterfaceIPs and ValidateExpectedRoute
 // do: each result address on the interface with its prefix route, and each
-// result route in the table.
-import { CniError, IpFamily, Netns, Route } from "./generated/types";
-import { addresses, routes } from "./generated/imports";
+// result route in the table; and what comes before, IPAM's CHECK and the prevResult.
+import { CniError, Command, IpFamily, Netns, Request, Result, Route } from "./generated/types";
+import { addresses, delegate, routes } from "./generated/imports";
 import { CniResult, ERR_INTERNAL, cniError, hostFailure } from "./cni";
+import { JSONValue } from "./json";
 import { IPNet, parseCIDR, parseIP } from "./ip";
 
 function fail(msg: string): CniError { return cniError(ERR_INTERNAL, msg); }
 function q(s: string): string { return "\"" + s + "\""; }
+
+/**
+ * CHECK's first steps for an interface plugin, as the reference's: the IPAM
+ * plugin's CHECK (when the config has IPAM), then the prevResult, which must
+ * be there.
+ */
+export function checkIpamAndPrevResult(ipamType: string, req: Request, prev: JSONValue | null): Result<CniResult, CniError> {
+  if (ipamType.length > 0) {
+    const r = delegate.run(ipamType, Command.Check, req.config);
+    if (!r.ok) return Result.failure<CniResult, CniError>(r.error!);
+  }
+  if (prev === null) return Result.failure<CniResult, CniError>(fail("Required prevResult missing"));
+  return Result.success<CniResult, CniError>(CniResult.fromJSON(prev));
+}
 
 function sameNet(a: IPNet, b: IPNet): bool {
   return a.prefix == b.prefix && a.network().equals(b.network());

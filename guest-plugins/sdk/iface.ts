@@ -1,9 +1,9 @@
 // Chores every interface plugin shares, written once: configure the
 // container interface from an IPAM result (the reference's
-// ipam.ConfigureIface), best-effort sysctls, and the masquerade entries of a
-// set of addresses.
-import { CniError, HostError, IpFamily, Level, Masquerade, Netns, Route } from "./generated/types";
-import { addresses, links, log, routes, sysctl } from "./generated/imports";
+// ipam.ConfigureIface), best-effort sysctls, the masquerade entries of a
+// set of addresses, running the IPAM plugin, undoing a failed ADD.
+import { CniError, Command, HostError, IpFamily, Level, Masquerade, Netns, Request, Result, Route } from "./generated/types";
+import { addresses, delegate, links, log, routes, sysctl } from "./generated/imports";
 import { CniResult, ERR_INTERNAL, cniError, hostFailure } from "./cni";
 import { IPNet, parseCIDR, parseIP } from "./ip";
 
@@ -85,3 +85,24 @@ export function configureIface(ifname: string, result: CniResult, noDad: bool, s
   return null;
 }
 
+
+/** Runs the config's IPAM plugin for `cmd` (nothing to do without IPAM: an L2-only attachment). */
+export function ipamRun(ipamType: string, cmd: Command, req: Request): CniError | null {
+  if (ipamType.length == 0) return null;
+  const r = delegate.run(ipamType, cmd, req.config);
+  return r.ok ? null : r.error!;
+}
+
+/** What an ADD has made so far, taken back when it fails. */
+export abstract class Undoable {
+  abstract undo(): void;
+}
+
+/** An ADD's result, after undoing what it made if it failed. */
+export function undoIfFailed(r: Result<string, CniError>, made: Undoable): Result<string, CniError> {
+  if (!r.ok) {
+    debug("ADD failed (" + r.error!.msg + "): undoing what it made");
+    made.undo();
+  }
+  return r;
+}

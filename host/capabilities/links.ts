@@ -204,7 +204,17 @@ export const links: HostInterface = {
   },
   setUp: onLink('change', (ctx, ns, name, up: boolean) => { ctx.ns.rtnl(ns).setLink(name, { up }); }),
   setMtu: onLink('change', (ctx, ns, name, mtu: number) => { ctx.ns.rtnl(ns).setLink(name, { mtu }); }),
-  setMac: onLink('change', (ctx, ns, name, mac: string) => { ctx.ns.rtnl(ns).setLink(name, { mac }); }),
+  setMac: {
+    ...onLink('change', (ctx, ns, name, mac: string) => { ctx.ns.rtnl(ns).setLink(name, { mac }); }),
+    // A passthru macvlan's MAC is its master's: the kernel would change the
+    // master (a host link this attachment may only use as a parent).
+    check: (ctx, ns: Role, name: string) => {
+      let l: LinkInfo;
+      try { l = ctx.ns.rtnl(ns).getLink(name); } catch { return null; } // let the kernel say it is gone
+      return l.kind === 'macvlan' && l.macvlanMode === 'passthru'
+        ? `'${name}' is a passthru macvlan: its MAC is its master's, which this attachment may not change` : null;
+    },
+  },
   setPromisc: onLink('change', (ctx, ns, name, on: boolean) => { ctx.ns.rtnl(ns).setLink(name, { promisc: on }); }),
   setMaster: {
     grant,

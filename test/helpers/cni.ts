@@ -104,7 +104,56 @@ export function hasReference(): boolean {
   return existsSync(join(REFERENCE_BIN, 'bridge'));
 }
 
+/** `cni-wasm --policy <harness policy> <args>` (the runner: add, del, check ...) inside netns `ns`, with only cnitool's environment. */
+export function cniWasmIn(h: Harness, ns: string, args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, CLI, '--policy', h.policyFile, ...args], {
+    encoding: 'utf8', timeout: 120_000,
+    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_PATH: REFERENCE_BIN, ...env },
+  });
+  if (r.error) throw r.error;
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
 export function readAudit(h: Harness): any[] {
   if (!existsSync(h.auditLog)) return [];
   return readFileSync(h.auditLog, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
+export interface Sequence {
+  /** exit codes, one per call */
+  codes: number[];
+  /** "COMMAND: stdout stderr" of each call that failed */
+  errors: string[];
+  version: CniReply;
+  add: CniReply;
+}
+
+/** CNI versions from 0.4.0 on have CHECK. */
+export const hasCheck = (version: string): boolean => !/^0\.[0-3]\./.test(version);
+
+/**
+ * The calls libcni makes for one attachment, at the config's own cniVersion:
+ * VERSION, ADD, CHECK (0.4.0 and later), DEL with the cached ADD result as
+ * prevResult, then DEL again. `call` runs one command with one config;
+ * `afterAdd` looks at the kernel and the state between ADD and the rest.
+ */
+export function libcniSequence(
+  call: (command: CniCall['command'], config: object) => CniReply, conf: { cniVersion: string } & Record<string, unknown>,
+  afterAdd?: (add: CniReply) => void,
+): Sequence {
+  const t: Sequence = { codes: [], errors: [], version: undefined as unknown as CniReply, add: undefined as unknown as CniReply };
+  const step = (command: CniCall['command'], config: object) => {
+    const r = call(command, config);
+    t.codes.push(r.code);
+    if (r.code !== 0) t.errors.push(`${command}: ${r.stdout.trim()} ${r.stderr.trim()}`);
+    return r;
+  };
+  t.version = step('VERSION', { cniVersion: conf.cniVersion });
+  t.add = step('ADD', conf);
+  afterAdd?.(t.add);
+  const cached = { ...conf, prevResult: t.add.json };
+  if (hasCheck(conf.cniVersion)) step('CHECK', cached);
+  step('DEL', cached);
+  step('DEL', cached);
+  return t;
 }

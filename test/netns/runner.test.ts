@@ -13,7 +13,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSy
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CLI, type Harness, REFERENCE_BIN, hasReference, makeHarness, reference, removeHarness, writePolicy } from '../helpers/cni.js';
+import { CLI, type Harness, REFERENCE_BIN, cniWasmIn, hasReference, makeHarness, reference, removeHarness, writePolicy } from '../helpers/cni.js';
 import { cleanupAll, ipJson, makeNetns, netnsPath, nsExec } from '../helpers/netns.js';
 
 const P = 'rn-';
@@ -25,12 +25,7 @@ interface Run { status: number | null; stdout: string; stderr: string }
 
 /** `cni-wasm <args>` inside the host netns, with only cnitool's environment. */
 function runner(args: string[], env: Record<string, string> = {}, ns = HOST): Run {
-  const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, CLI, '--policy', h.policyFile, ...args], {
-    encoding: 'utf8', timeout: 120_000,
-    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_PATH: REFERENCE_BIN, ...env },
-  });
-  if (r.error) throw r.error;
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  return cniWasmIn(h, ns, args, env);
 }
 
 function ok(r: Run, what: string): Run {

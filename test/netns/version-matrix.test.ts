@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  type CniCall, type CniReply, type Harness, REFERENCE_BIN, hasReference, makeHarness, ours, reference, removeHarness,
+  type CniCall, type CniReply, type Harness, REFERENCE_BIN, hasReference, libcniSequence, makeHarness, ours, reference, removeHarness,
 } from '../helpers/cni.js';
 import { cleanupAll, ipJson, makeNetns } from '../helpers/netns.js';
 
@@ -17,7 +17,6 @@ const P = 'vm-';
 type Impl = 'ref' | 'ours';
 const VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
 const REF_VERSIONS = new Set(VERSIONS.slice(0, 6));
-const atLeast = (v: string, min: string) => VERSIONS.indexOf(v) >= VERSIONS.indexOf(min);
 
 let h: Harness;
 const host = (impl: Impl) => `${P}${impl}-host`;
@@ -60,26 +59,10 @@ function sequence(impl: Impl, version: string): Trace {
   makeNetns(host(impl));
   makeNetns(cont(impl));
   rmSync(dataDir(impl), { recursive: true, force: true });
-  const c = conf(impl, version);
-  const t: Trace = { codes: [], add: null, leasesAfterAdd: [], leasesAfter: [], vethsAfter: [], errors: [] };
-  const step = (command: CniCall['command'], config: object) => {
-    const r = call(impl, command, config);
-    t.codes.push(r.code);
-    if (r.code !== 0) t.errors.push(`${command}: ${r.stdout.trim()} ${r.stderr.trim()}`);
-    return r;
-  };
-  const v = step('VERSION', { cniVersion: version });
-  assert.ok(v.json?.supportedVersions?.includes(version), `${impl} VERSION lists ${version}`);
-  const add = step('ADD', c);
-  t.add = normalize(add.json);
-  t.leasesAfterAdd = leases(impl);
-  const cached = { ...c, prevResult: add.json };
-  if (atLeast(version, '0.4.0')) step('CHECK', cached);
-  step('DEL', cached);
-  step('DEL', cached);
-  t.leasesAfter = leases(impl);
-  t.vethsAfter = veths(impl);
-  return t;
+  let leasesAfterAdd: string[] = [];
+  const s = libcniSequence((command, config) => call(impl, command, config), conf(impl, version) as { cniVersion: string }, () => { leasesAfterAdd = leases(impl); });
+  assert.ok(s.version.json?.supportedVersions?.includes(version), `${impl} VERSION lists ${version}`);
+  return { codes: s.codes, add: normalize(s.add.json), leasesAfterAdd, leasesAfter: leases(impl), vethsAfter: veths(impl), errors: s.errors };
 }
 
 test.before(() => {
