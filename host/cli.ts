@@ -115,10 +115,34 @@ function execArgs(args: string[]): { type?: string; policy?: string } | null {
   return out;
 }
 
+/** [--type dhcp] [--policy P] daemon FLAGS...: the DHCP daemon's arguments, else null. */
+function dhcpDaemonArgs(args: string[], invokedAs: string): { args: string[]; policy?: string } | null {
+  let type = invokedAs;
+  let policy: string | undefined;
+  let i = 0;
+  for (; i + 1 < args.length && (args[i] === '--type' || args[i] === '--policy'); i += 2) {
+    if (args[i] === '--type') type = args[i + 1];
+    else policy = args[i + 1];
+  }
+  if (type !== 'dhcp' || args[i] !== 'daemon') return null;
+  return { args: args.slice(i + 1), policy: policy ?? process.env.CNI_WASM_POLICY };
+}
+
 export function main(argv: string[]): void {
   const invokedAs = basename(argv[1] ?? '').replace(/\.c?js$/, '');
   const fast = process.env.CNI_COMMAND ? execArgs(argv.slice(2)) : null;
   if (fast) execMode(fast.type ?? invokedAs, fast.policy);
+  if (!process.env.CNI_COMMAND) {
+    // `dhcp daemon [flags]`: the dhcp shim run as the reference's daemon is (host/dhcp/daemon.ts)
+    const d = dhcpDaemonArgs(argv.slice(2), invokedAs);
+    if (d) {
+      import('./dhcp/daemon.js').then((m) => m.runDhcpDaemon(d.args, d.policy)).catch((e) => {
+        console.error(`dhcp daemon: ${(e as Error).message}`);
+        process.exit(1);
+      });
+      return;
+    }
+  }
   if (!process.env.CNI_COMMAND && argv[2] === '--type' && argv[3]) {
     // A shim (it always starts with --type) run by hand, without
     // CNI_COMMAND, whatever else it is given: what the reference plugins

@@ -11,3 +11,5 @@ export type { Tbf, Qdisc, QdiscParent, Filter } from './generated/interfaces/cni
 export type { Resolver } from './generated/interfaces/cni-wasm-plugin-dns.js';
 export type { Command } from './generated/interfaces/cni-wasm-plugin-delegate.js';
 export type { Neighbour } from './generated/interfaces/cni-wasm-plugin-neighbours.js';
+export type { Lease, LeaseOptions, DhcpOption, LeaseRoute } from './generated/interfaces/cni-wasm-plugin-dhcp.js';
+export type { Datagram } from './generated/interfaces/cni-wasm-plugin-dhcp-wire.js';

@@ -55,8 +55,8 @@ export function compileCore(pluginDir: string, outWasm: string, maxPages: number
   if (r.status !== 0) throw new Error(`asc failed for ${pluginDir}:\n${r.stdout}${r.stderr}`);
 }
 
-async function buildOne(srcDir: string, type: string, outRoot: string): Promise<void> {
-  const pluginDir = join(srcDir, type);
+async function buildOne(srcDir: string, type: string, outRoot: string, sub = type): Promise<void> {
+  const pluginDir = join(srcDir, sub);
   const grantsFile = join(pluginDir, 'grants.json');
   const declared = existsSync(grantsFile) ? JSON.parse(readFileSync(grantsFile, 'utf8')) : {};
   const maxPages = declared.maxMemoryPages ?? DEFAULT_MAX_PAGES;
@@ -86,7 +86,7 @@ async function main(): Promise<void> {
   }
   generateSdk();
   writeSignatures(outRoot);
-  const types = only.length ? only : readdirSync(srcDir, { withFileTypes: true })
+  const types = only.length ? only.filter((t) => !DAEMON_COMPONENTS.some((c) => c.type === t)) : readdirSync(srcDir, { withFileTypes: true })
     .filter((d) => d.isDirectory() && existsSync(join(srcDir, d.name, 'index.ts')) && d.name !== 'sdk')
     .map((d) => d.name);
   for (const t of types) {
@@ -94,7 +94,17 @@ async function main(): Promise<void> {
     await buildOne(srcDir, t, outRoot);
     console.log(`built ${t} (${Date.now() - t0} ms)`);
   }
+  // Components the host runs itself (not CNI plugins: no shim, not loadable by type):
+  // the DHCP daemon's client, built with the dhcp plugin.
+  for (const c of DAEMON_COMPONENTS) {
+    if (only.length && !only.includes(c.with) && !only.includes(c.type)) continue;
+    const t0 = Date.now();
+    await buildOne(srcDir, c.type, join(root, 'dist/components'), c.src);
+    console.log(`built ${c.type} (${Date.now() - t0} ms)`);
+  }
 }
+
+const DAEMON_COMPONENTS = [{ type: 'dhcp-client', src: 'dhcp/client', with: 'dhcp' }];
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   main().catch((e) => { console.error(e instanceof Error ? e.message : e); process.exit(1); });

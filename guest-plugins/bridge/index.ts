@@ -455,6 +455,14 @@ class Bridge extends CniPlugin {
     // No namespace (never given, or already gone): only the lease is left to release.
     if (!req.hasNetns) return ipamDel(c, req);
 
+    // A DHCP lease is released by a DHCPRELEASE sent from the container's
+    // interface, so dhcp goes before the veth does (the reference releases
+    // after deleting it, when its daemon can no longer send the release).
+    const dhcpFirst = c.ipamType == "dhcp";
+    if (dhcpFirst) {
+      const de = ipamDel(c, req);
+      if (de !== null) return de;
+    }
     const ips = new Array<IPNet>();
     let removed = false, contMac = "";
     const l = links.get(Netns.Container, req.ifname);
@@ -487,8 +495,10 @@ class Bridge extends CniPlugin {
     // no prevResult to name the port) the host's ledger sweep removes the check.
     if (c.macSpoofChk && removed) spoofCheckDel(c, req, contMac);
 
-    const ie = ipamDel(c, req);
-    if (ie !== null) return ie;
+    if (!dhcpFirst) {
+      const ie = ipamDel(c, req);
+      if (ie !== null) return ie;
+    }
 
     return null;
   }

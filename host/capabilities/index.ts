@@ -2,6 +2,8 @@
 import type { HostInterface } from '../gate/gate.js';
 import { addresses } from './addresses.js';
 import { delegate } from './delegate.js';
+import { dhcp } from './dhcp.js';
+import { dhcpWire } from './dhcp-wire.js';
 import { dns } from './dns.js';
 import { files } from './files.js';
 import { firewall } from './firewall.js';
@@ -19,4 +21,5 @@ import { uplinks } from './uplinks.js';
 
 export const HOST_INTERFACES: Record<string, HostInterface> = {
   links, addresses, routes, sysctl, firewall: { ...firewall, ...forwardAccept }, portmap, tc, store, delegate, dns, log, files, neighbours, groups, uplinks,
+  dhcp, 'dhcp-wire': dhcpWire,
 };

@@ -50,6 +50,10 @@ export interface Grants {
   groups?: boolean;
   /** lending a declared uplink (right 'lend') to a bridge of the attachment, and its layer-2 rewrites (host/capabilities/uplinks.ts) */
   uplinks?: boolean;
+  /** the dhcp IPAM plugin's calls to the DHCP daemon (host/capabilities/dhcp.ts) */
+  dhcp?: boolean;
+  /** packet I/O of the DHCP daemon's client component (only the daemon offers it) */
+  dhcpWire?: boolean;
 }
 
 export const GRANT_KEYS: Record<keyof Grants, readonly string[] | 'bool'> = {
@@ -68,6 +72,8 @@ export const GRANT_KEYS: Record<keyof Grants, readonly string[] | 'bool'> = {
   neighbours: ['host', 'container'],
   groups: 'bool',
   uplinks: 'bool',
+  dhcp: 'bool',
+  dhcpWire: 'bool',
 };
 
 export interface PluginPolicy {
@@ -239,6 +245,8 @@ export function intersectGrants(caller: Grants, callee: Grants): Grants {
   if (neighbours) out.neighbours = neighbours;
   if (caller.groups && callee.groups) out.groups = true;
   if (caller.uplinks && callee.uplinks) out.uplinks = true;
+  if (caller.dhcp && callee.dhcp) out.dhcp = true;
+  if (caller.dhcpWire && callee.dhcpWire) out.dhcpWire = true;
   return out;
 }
 

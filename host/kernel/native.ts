@@ -17,6 +17,11 @@ interface Addon {
   flock(fd: number, exclusive: boolean, wait?: boolean): void;
   funlock(fd: number): void;
   peerCred(fd: number): { pid: number; uid: number; gid: number };
+  udpOpen(ifname: string): number;
+  udpSend(fd: number, data: Buffer, ip: string, port: number): void;
+  udpRecv(fd: number, maxBytes: number, timeoutMs: number): { data: Buffer; source: string } | null;
+  ifHwaddr(fd: number, ifname: string): Buffer;
+  unixExchange(path: string, banner: string, req: Buffer, timeoutMs: number, maxBytes: number): Buffer;
 }
 
 const ADDON = join('build', 'Release', 'cniwasm_native.node');
@@ -72,6 +77,16 @@ export const funlock = (fd: number): void => call('funlock', () => load().funloc
 
 /** Who is at the other end of a unix socket (SO_PEERCRED). */
 export const peerCred = (fd: number): { pid: number; uid: number; gid: number } => call('SO_PEERCRED', () => load().peerCred(fd));
+
+// The DHCP daemon's sockets (host/kernel/native/dhcp.inc.c).
+/** UDP port 68 on `ifname` of the thread's current netns (use withNetns). */
+export const udpOpen = (ifname: string): number => call(`DHCP socket on ${ifname}`, () => load().udpOpen(ifname));
+export const udpSend = (fd: number, data: Buffer, ip: string, port: number): void => call(`send to ${ip}:${port}`, () => load().udpSend(fd, data, ip, port));
+export const udpRecv = (fd: number, maxBytes: number, timeoutMs: number): { data: Buffer; source: string } | null => call('receive', () => load().udpRecv(fd, maxBytes, timeoutMs));
+export const ifHwaddr = (fd: number, ifname: string): Buffer => call(`hardware address of ${ifname}`, () => load().ifHwaddr(fd, ifname));
+/** One request to a root-owned unix socket that greets with `banner`; the reply read to EOF. */
+export const unixExchange = (path: string, banner: string, req: Buffer, timeoutMs: number, maxBytes: number): Buffer =>
+  call(path, () => load().unixExchange(path, banner, req, timeoutMs, maxBytes));
 
 let homeFd: number | undefined;
 // The netns the main thread is in right now; null = home.

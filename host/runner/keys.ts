@@ -64,6 +64,7 @@ export const IPAM_KEYS: Record<string, Record<string, KeySpec>> = {
     ranges: k('array'), rangeStart: k('string'), rangeEnd: k('string'), subnet: k('string'), gateway: k('string'),
   },
   static: { type: k('string'), routes: k('array'), addresses: k('array'), dns: k('object') },
+  dhcp: { type: k('string'), daemonSocketPath: k('string'), provide: k('array'), request: k('array'), priority: k('int') },
 };
 
 export const RANGE_KEYS: Record<string, KeySpec> = { subnet: k('string'), rangeStart: k('string'), rangeEnd: k('string'), gateway: k('string') };

@@ -204,18 +204,27 @@ static void config_version(char *out, size_t cap)
   out[q - s] = 0;
 }
 
+/* the shim's own arguments, passed on in exec mode when run by hand */
+#define MAX_PASSED_ARGS 64
+static int shim_argc;
+static char **shim_argv;
+
 static void exec_mode(const char *type, const char *why) __attribute__((noreturn));
 static void exec_mode(const char *type, const char *why)
 {
   note("cni-wasm-shim: exec mode (%s)\n", why);
   restore_stdin();
-  char *argv[8];
+  char *argv[8 + MAX_PASSED_ARGS];
   int i = 0;
   argv[i++] = cfg_node;
   argv[i++] = cfg_entry;
   argv[i++] = "--type";
   argv[i++] = (char *)type;
   if (cfg_policy[0]) { argv[i++] = "--policy"; argv[i++] = cfg_policy; }
+  /* run by hand (no CNI_COMMAND), its own arguments go on: `dhcp daemon -socketpath ...` */
+  const char *command = getenv("CNI_COMMAND");
+  if (!command || !*command)
+    for (int k = 1; k < shim_argc && k <= MAX_PASSED_ARGS; k++) argv[i++] = shim_argv[k];
   argv[i] = NULL;
   execv(cfg_node, argv);
   char msg[1400];
@@ -324,7 +333,8 @@ static const char *find_key(const char *body, const char *end, const char *key)
 
 int main(int argc, char **argv)
 {
-  (void)argc;
+  shim_argc = argc;
+  shim_argv = argv;
   debug = getenv("CNI_WASM_SHIM_DEBUG") != NULL;
   read_config();
   const char *type = cfg_type;

@@ -334,11 +334,11 @@ test('install: an unknown --only type is an error; types the config dir uses tha
   assert.is(bad.status, 1);
   assert.match(bad.stderr, /unknown plugin type in --only: frobnicate/);
   const confs = dir('install-confs', {
-    '10.conflist': JSON.stringify({ cniVersion: '1.0.0', name: 'x', plugins: [{ type: 'bridge', ipam: { type: 'dhcp' } }, { type: 'sbr' }] }),
+    '10.conflist': JSON.stringify({ cniVersion: '1.0.0', name: 'x', plugins: [{ type: 'bridge', ipam: { type: 'whereabouts' } }, { type: 'sbr' }] }),
   });
   const ok = cli(['install', '--bin-dir', bin, '--conf-dir', confs], { env: ENV });
   assert.is(ok.status, 0, ok.stderr);
-  assert.match(ok.stderr, /plugin type 'dhcp', which cni-wasm does not provide/);
+  assert.match(ok.stderr, /plugin type 'whereabouts', which cni-wasm does not provide/);
   assert.match(ok.stderr, /plugin type 'sbr', which cni-wasm does not provide/);
   assert.not.match(ok.stderr, /'bridge'/);
 });

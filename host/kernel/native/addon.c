@@ -463,6 +463,8 @@ static napi_value PeerCred(napi_env env, napi_callback_info info)
   return out;
 }
 
+#include "dhcp.inc.c"
+
 NAPI_MODULE_INIT()
 {
   napi_property_descriptor props[] = {
@@ -475,6 +477,11 @@ NAPI_MODULE_INIT()
     { "flock", NULL, Flock, NULL, NULL, NULL, napi_enumerable, NULL },
     { "funlock", NULL, Funlock, NULL, NULL, NULL, napi_enumerable, NULL },
     { "peerCred", NULL, PeerCred, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "udpOpen", NULL, UdpOpen, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "udpSend", NULL, UdpSend, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "udpRecv", NULL, UdpRecv, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "ifHwaddr", NULL, IfHwaddr, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "unixExchange", NULL, UnixExchange, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
