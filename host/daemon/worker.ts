@@ -8,6 +8,7 @@ import { parentPort, threadId } from 'node:worker_threads';
 import { invoke } from '../invoke.js';
 import { setTmpTag } from '../lazy.js';
 import { keepWarm } from '../sandbox/loader.js';
+import { makeInstancesAhead, makeSpare } from '../sandbox/sandbox.js';
 
 export interface Job { id: number; type: string; env: Record<string, string>; stdin: string; policy: string | undefined }
 export interface Done { id: number; stdout: string; exitCode: number }
@@ -17,6 +18,20 @@ const port = parentPort;
 // temp files (write-then-rename) are named per thread, not only per process
 setTmpTag(`${process.pid}.t${threadId}`);
 keepWarm();
+makeInstancesAhead();
+
+// While idle, the next call's instances are made ahead, one per turn of the
+// event loop, so a call that arrives meanwhile waits for one at most.
+let making = false;
+function makeAhead(): void {
+  if (making) return;
+  making = true;
+  const step = () => {
+    if (makeSpare()) setImmediate(step);
+    else making = false;
+  };
+  setImmediate(step);
+}
 
 port.on('message', (job: Job) => {
   let done: Done;
@@ -33,5 +48,6 @@ port.on('message', (job: Job) => {
     done = { id: job.id, stdout: JSON.stringify({ cniVersion: '1.1.0', code: 999, msg: `cni-wasm daemon worker: ${(e as Error)?.message ?? String(e)}` }) + '\n', exitCode: 1 };
   }
   port.postMessage(done);
+  makeAhead();
 });
 port.postMessage({ ready: true });
