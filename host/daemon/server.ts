@@ -116,7 +116,7 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
       if (req.op === 'status') {
         const m = process.memoryUsage();
         answer(sock, { status: {
-          pid: process.pid, socket: socketPath, workers: pool.size, busy: pool.busy, queued: pool.queued,
+          pid: process.pid, socket: socketPath, workers: pool.size, busy: pool.busy, queued: pool.queued, instancesAhead: pool.ahead,
           ...stats, uptimeMs: Date.now() - stats.started, rss: m.rss, heapUsed: m.heapUsed, netns: home,
         } });
         return;

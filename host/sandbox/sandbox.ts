@@ -306,6 +306,9 @@ const recent = new Map<string, LoadedPlugin>();
 const spares = new Map<string, { plugin: LoadedPlugin; made: Made }>();
 const spareKey = (p: LoadedPlugin): string => `${p.dir}\u0000${p.manifest.sha256}`;
 
+/** Instances made ahead that calls used, and calls that made their own (resident mode). */
+export const aheadStats = { used: 0, made: 0 };
+
 /** Turns making instances ahead on (the daemon's workers). */
 export function makeInstancesAhead(): void { sparesOn = true; }
 
@@ -323,6 +326,7 @@ export function makeSpare(): boolean {
         }
       });
       spares.set(key, { plugin, made });
+      aheadStats.made++;
     } catch {
       // not made ahead (a host call during start-up, a limit): its calls make their own
       recent.delete(key);
@@ -349,6 +353,7 @@ function takeSpare(plugin: LoadedPlugin): Made | null {
   if (s.plugin.instantiate !== plugin.instantiate) return null;
   // a third-party cache is checked on every call, as exec mode does
   if (!plugin.manifest.bundled) for (const p of s.made.files) verifiedFile(plugin.dir, plugin.manifest, p, LIMITS.moduleBytes);
+  aheadStats.used++;
   return s.made;
 }
 

@@ -15,7 +15,7 @@ import { Worker } from 'node:worker_threads';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CLI, ROOT, type CniCall, type CniReply, type Harness, execPlugin, makeHarness, removeHarness } from '../helpers/cni.js';
-import { cli } from '../helpers/fixtures.js';
+import { buildFixtures, cli, componentPath, installThirdParty } from '../helpers/fixtures.js';
 import { cleanupAll, ipJson, makeNetns, netnsPath, nsExec } from '../helpers/netns.js';
 
 const P = 'dm-';
@@ -55,6 +55,7 @@ function callAsync(hostNs: string, command: string, config: object, netns: strin
       try { json = JSON.parse(stdout); } catch { json = undefined; }
       res({ code: code ?? -1, stdout, stderr, json });
     });
+    c.stdin.on('error', () => { /* the shim exited first; its reply says why */ });
     c.stdin.end(JSON.stringify(config));
   });
 }
@@ -194,6 +195,39 @@ test('dm-parity: bridge + host-local ADD/CHECK/DEL through the daemon equal exec
   assert.equal(leases('daemon', 'dmpar'), []);
   assert.equal(hostVeths(HOST), []);
   assert.ok(status().served >= before + 6);
+});
+
+test('dm-fresh: every call gets a fresh instance (guest globals from one call are not in the next; made-ahead instances too)', () => {
+  // a third-party fixture that counts its calls in module globals (test/fixtures/guests/fresh)
+  const h2 = makeHarness(`${P}fr-`);
+  try {
+    buildFixtures(join(h2.dir, 'built'), ['fresh']);
+    installThirdParty(h2, [{ type: 'fresh', component: componentPath(join(h2.dir, 'built'), 'fresh') }]);
+    const nbin = join(h2.dir, 'nbin');
+    const r = cli(['install', '--bin-dir', nbin, '--policy', h2.policyFile, '--socket', sock, '--only', 'fresh', '--conf-dir', h2.dir]);
+    assert.is(r.status, 0, r.stdout + r.stderr);
+    const c = { cniVersion: '1.0.0', name: 'dmfresh', type: 'fresh' };
+    makeNetns(`${P}c-f`);
+    const ahead0 = status().instancesAhead;
+    for (let i = 0; i < 6; i++) {
+      // ADD and DEL alternate on the same worker (the pool takes the first idle one): each sees a new instance
+      const a = execPlugin(nbin, 'fresh', { command: 'ADD', hostNs: HOST, netns: `${P}c-f`, containerId: `dm-fr${i}`, config: c, env: { CNI_WASM_SHIM_DEBUG: '1' } });
+      assert.is(a.code, 0, a.stdout + a.stderr);
+      assert.match(a.stderr, /served by the daemon/);
+      assert.equal(a.json.dns, { domain: 'calls-1', search: ['prev-'] }, `call ${i}: ${a.stdout}`);
+      const d = execPlugin(nbin, 'fresh', { command: 'DEL', hostNs: HOST, netns: `${P}c-f`, containerId: `dm-fr${i}`, config: c, env: { CNI_WASM_SHIM_DEBUG: '1' } });
+      assert.is(d.code, 0, d.stdout + d.stderr);
+    }
+    // the calls after the first used instances made while the worker was idle
+    const ahead1 = status().instancesAhead;
+    assert.ok(ahead1.used - ahead0.used >= 8, `instances made ahead and used: ${JSON.stringify(ahead0)} -> ${JSON.stringify(ahead1)}`);
+    // exec mode says the same
+    const e = execPlugin(nbin, 'fresh', { command: 'ADD', hostNs: HOST, netns: `${P}c-f`, containerId: 'dm-fre', config: c, env: { CNI_WASM_SHIM_DEBUG: '1', CNI_WASM_NO_DAEMON: '1' } });
+    assert.match(e.stderr, /exec mode/);
+    assert.equal(e.json.dns, { domain: 'calls-1', search: ['prev-'] });
+  } finally {
+    removeHarness(h2);
+  }
 });
 
 test('dm-other-netns: a caller in another netns runs the call itself', () => {
