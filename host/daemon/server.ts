@@ -23,7 +23,9 @@ import { Pool } from './pool.js';
 import { peerCred } from '../kernel/native.js';
 import { loadPolicy } from '../gate/policy.js';
 
-export const DEFAULT_SOCKET = '/run/cni-wasm/cni-wasm.sock';
+import { DEFAULT_SOCKET } from './client.js';
+
+export { DEFAULT_SOCKET };
 /** Time to receive a whole request once connected. */
 const READ_TIMEOUT_MS = 10_000;
 /** Calls waiting for a worker beyond this are sent back to exec mode. */

@@ -17,6 +17,7 @@ interface Addon {
   flock(fd: number, exclusive: boolean, wait?: boolean): void;
   funlock(fd: number): void;
   peerCred(fd: number): { pid: number; uid: number; gid: number };
+  unixConnect(path: string, timeoutMs: number): number;
 }
 
 const ADDON = join('build', 'Release', 'cniwasm_native.node');
@@ -72,6 +73,9 @@ export const funlock = (fd: number): void => call('funlock', () => load().funloc
 
 /** Who is at the other end of a unix socket (SO_PEERCRED). */
 export const peerCred = (fd: number): { pid: number; uid: number; gid: number } => call('SO_PEERCRED', () => load().peerCred(fd));
+
+/** A blocking unix stream socket connected to path; reads and writes time out after timeoutMs. */
+export const unixConnect = (path: string, timeoutMs: number): number => call(`connect ${path}`, () => load().unixConnect(path, timeoutMs));
 
 let homeFd: number | undefined;
 // The netns the main thread is in right now; null = home.

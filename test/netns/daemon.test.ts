@@ -7,7 +7,7 @@
 // modes see the same world and their results can be compared word for word.
 // CNI_WASM_SHIM_DEBUG=1 makes the shim say on stderr who served the call.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -228,6 +228,50 @@ test('dm-fresh: every call gets a fresh instance (guest globals from one call ar
   } finally {
     removeHarness(h2);
   }
+});
+
+test('dm-runner: `cni-wasm add|check|del` run their components in the daemon when it serves, with exec mode\'s results', () => {
+  makeNetns(`${P}c-rd`);
+  makeNetns(`${P}c-re`);
+  // the same network in each mode's own config dir; only the IPAM dir differs
+  for (const mode of ['daemon', 'exec']) {
+    mkdirSync(join(h.dir, `runner-conf-${mode}`), { recursive: true });
+    const { name: _n, cniVersion: _v, ...plugin } = conf('dmrun', mode, '10.89.0.0/24', 'dmbr5');
+    writeFileSync(join(h.dir, `runner-conf-${mode}`, '10-dmrun.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'dmrun', plugins: [plugin] }));
+  }
+  const run = (ns: string, mode: string, cmd: string, env: Record<string, string> = {}) => nsExec(ns, [
+    process.execPath, CLI, '--policy', h.policyFile, cmd, 'dmrun', netnsPath(`${P}c-r${mode[0]}`), '--conf-dir', join(h.dir, `runner-conf-${mode}`),
+    '--cache-dir', join(h.dir, `runner-cache-${mode}`), '--container-id', 'dm-run', '--socket', sock, '--json',
+  ], { check: false, env: { ...process.env, CNI_WASM_SHIM_DEBUG: '1', ...env } });
+  const before = status().served;
+  const d = run(HOST, 'daemon', 'add');
+  const e = run(EXEC_HOST, 'exec', 'add', { CNI_WASM_NO_DAEMON: '1' });
+  assert.is(d.status, 0, d.stdout + d.stderr);
+  assert.is(e.status, 0, e.stdout + e.stderr);
+  assert.match(d.stderr, /bridge ADD served by the daemon/);
+  assert.match(e.stderr, /bridge ADD ran here \(CNI_WASM_NO_DAEMON/);
+  const strip = (t: string) => { const c = normal(JSON.parse(t)); for (const i of c.interfaces) delete i.sandbox; return c; };
+  assert.equal(strip(d.stdout), strip(e.stdout));
+  assert.equal(leases('daemon', 'dmrun'), leases('exec', 'dmrun'));
+  assert.is(leases('daemon', 'dmrun').length, 1);
+  for (const cmd of ['check', 'del']) {
+    const dd = run(HOST, 'daemon', cmd);
+    const ee = run(EXEC_HOST, 'exec', cmd, { CNI_WASM_NO_DAEMON: '1' });
+    assert.is(dd.status, 0, `${cmd}: ${dd.stdout}${dd.stderr}`);
+    assert.is(ee.status, 0, `${cmd}: ${ee.stdout}${ee.stderr}`);
+    assert.is(dd.stdout, ee.stdout, cmd);
+    assert.match(dd.stderr, new RegExp(`bridge ${cmd.toUpperCase()} served by the daemon`));
+  }
+  assert.ok(status().served >= before + 3);
+  // the runner in another netns than the daemon's: the daemon sends it back and it runs the call itself
+  const o = run(EXEC_HOST, 'exec', 'add');
+  assert.is(o.status, 0, o.stdout + o.stderr);
+  assert.match(o.stderr, /bridge ADD ran here \(not here: the caller is in another network namespace/);
+  assert.is(run(EXEC_HOST, 'exec', 'del').status, 0);
+  assert.equal(leases('daemon', 'dmrun'), []);
+  assert.equal(leases('exec', 'dmrun'), []);
+  assert.equal(hostVeths(HOST), []);
+  assert.equal(hostVeths(EXEC_HOST), []);
 });
 
 test('dm-other-netns: a caller in another netns runs the call itself', () => {
