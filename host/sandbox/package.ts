@@ -268,13 +268,14 @@ export function guardLifts(src: string): string {
 // enclosing function to print the call site: the whole ~6000-line
 // instantiation body, ~4.5 ms each time, 9 of bridge's ~10 ms of
 // instantiation (a CPU profile of the daemon's workers showed it). The probe
-// is replaced by one that throws a TypeError of its own, which costs nothing:
+// is replaced by one that throws a TypeError made once, which costs nothing:
 // the same outcome on every Node.
 export function cheapProbes(src: string): string {
   const header = /^(?:export )?function instantiate\(getCoreModule, imports, [^\n]*\) \{$/m.exec(src);
   if (!header || !src.includes('WebAssembly.promising(')) return src;
   const out = src.replace(/WebAssembly\.promising\(/g, '__cniPromising(');
-  const helper = `\nconst __cniPromising = (f) => { if (typeof WebAssembly.promising !== 'function') throw new TypeError('no JSPI'); return WebAssembly.promising(f); };\n`;
+  // one error object, thrown where JSPI is absent: not even a stack trace to capture
+  const helper = `\nconst __cniNoJspi = new TypeError('no JSPI');\nconst __cniPromising = (f) => { if (typeof WebAssembly.promising !== 'function') throw __cniNoJspi; return WebAssembly.promising(f); };\n`;
   const at = header.index + header[0].length;
   return out.slice(0, at) + helper + out.slice(at);
 }
