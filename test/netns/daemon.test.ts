@@ -386,18 +386,23 @@ test('dm-reload: SIGHUP starts fresh workers; calls keep working', async () => {
   assert.match(v.stderr, /served by the daemon/);
 });
 
-test('dm-kill: SIGKILL during concurrent ADDs loses no lease; DELs leave nothing', async () => {
-  const N = 20;
-  for (let i = 0; i < N; i++) makeNetns(`${P}k${i}`);
-  const c = conf('dmkill', 'daemon', '10.91.0.0/24', 'dmbr3');
-  const pending = Array.from({ length: N }, (_, i) => callAsync(HOST, 'ADD', c, `${P}k${i}`, `dm-x${i}`));
+/** n concurrent ADDs (container netns <P><tag><i>, ids <cid><i>), the daemon SIGKILLed once a few are back. */
+async function addsKilledMidway(n: number, c: object, tag: string, cid: string): Promise<CniReply[]> {
+  for (let i = 0; i < n; i++) makeNetns(`${P}${tag}${i}`);
+  const pending = Array.from({ length: n }, (_, i) => callAsync(HOST, 'ADD', c, `${P}${tag}${i}`, `${cid}${i}`));
   // kill once a few ADDs are back: others are in flight or queued
   let back = 0;
   for (const p of pending) void p.then(() => { back++; });
   while (back < 5) await new Promise((r) => setTimeout(r, 2));
   daemon!.kill('SIGKILL');
   await stopped(daemon!);
-  const adds = await Promise.all(pending);
+  return Promise.all(pending);
+}
+
+test('dm-kill: SIGKILL during concurrent ADDs loses no lease; DELs leave nothing', async () => {
+  const N = 20;
+  const c = conf('dmkill', 'daemon', '10.91.0.0/24', 'dmbr3');
+  const adds = await addsKilledMidway(N, c, 'k', 'dm-x');
   const okd = adds.filter((r) => r.code === 0);
   const lost = adds.filter((r) => r.code !== 0);
   console.log(`    killed mid-load: ${okd.length} ADDs succeeded (${okd.filter((r) => /exec mode/.test(r.stderr)).length} in exec mode after the kill), ${lost.length} failed`);
@@ -416,6 +421,31 @@ test('dm-kill: SIGKILL during concurrent ADDs loses no lease; DELs leave nothing
   assert.equal(leases('daemon', 'dmkill'), []);
   assert.equal(hostVeths(HOST), []);
   for (let i = 0; i < N; i++) assert.equal(ipJson<any[]>(`${P}k${i}`, ['link', 'show']).map((l) => l.ifname), ['lo']);
+  assert.equal(ledgerFiles(), []);
+});
+
+test('dm-kill-gc: SIGKILL during concurrent ADDs; a runtime GC (no DELs) keeps the listed attachments and removes the rest', async () => {
+  await startDaemon();
+  const N = 20;
+  const c = { ...conf('dmkgc', 'daemon', '10.92.0.0/24', 'dmbr4'), cniVersion: '1.1.0' };
+  const adds = await addsKilledMidway(N, c, 'g', 'dm-g');
+  const okIdx = adds.map((r, i) => (r.code === 0 ? i : -1)).filter((i) => i >= 0);
+  const lost = N - okIdx.length;
+  console.log(`    killed mid-load: ${okIdx.length} ADDs succeeded, ${lost} failed; GC instead of DELs`);
+  // the runtime lists what it knows to be attached: the ADDs that succeeded
+  const valid = okIdx.map((i) => ({ containerID: `dm-g${i}`, ifname: 'eth0' }));
+  const g = call(HOST, 'GC', { ...c, 'cni.dev/valid-attachments': valid }, '', 'dm-gc');
+  assert.is(g.code, 0, g.stdout + g.stderr);
+  const ips = okIdx.map((i) => adds[i].json.ips[0].address.split('/')[0]).sort();
+  assert.equal(leases('daemon', 'dmkgc'), ips, 'exactly the listed attachments keep their leases');
+  assert.is(hostVeths(HOST).length, okIdx.length, 'and their veths; the rest are gone');
+  for (let i = 0; i < N; i++) {
+    if (!okIdx.includes(i)) assert.equal(ipJson<any[]>(`${P}g${i}`, ['link', 'show']).map((l) => l.ifname), ['lo'], `dm-g${i} swept`);
+  }
+  // then the runtime DELs the live ones: nothing is left at all
+  for (const i of okIdx) assert.is(call(HOST, 'DEL', c, `${P}g${i}`, `dm-g${i}`).code, 0);
+  assert.equal(leases('daemon', 'dmkgc'), []);
+  assert.equal(hostVeths(HOST), []);
   assert.equal(ledgerFiles(), []);
 });
 
