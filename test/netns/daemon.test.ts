@@ -115,6 +115,9 @@ test.before(async () => {
   await startDaemon();
 });
 
+// a test process that dies early (an uncaught error) must not leave its daemon behind
+process.on('exit', () => { if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL'); });
+
 test.after(() => {
   if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL');
   cleanupAll(P);
