@@ -79,8 +79,26 @@ const conf = (m: Mode, c: Cfg, subnetBase = `10.198.${c.i}`): object => ({
 const hostNs = (m: Mode) => `${P}${m}`;
 const hostFd: Partial<Record<Mode, number>> = {};
 
+// CPU time (user + sys, clock ticks of 10 ms) from /proc/<pid>/stat: a process's
+// own (all its threads), or that of its waited-for children
+function ticks(pid: number | 'self', children: boolean): number {
+  const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+  return children ? Number(f[13]) + Number(f[14]) : Number(f[11]) + Number(f[12]);
+}
+/** CPU ms spent by each mode's calls: the plugin processes, and for resident mode the daemon too */
+const cpuMs: Record<Mode, number> = { resident: 0, exec: 0, reference: 0 };
+let cpuCounting = false;
+
 interface Reply { code: number; stdout: string; ms: number; stderr: string }
 function exec(m: Mode, command: string, config: object, netns: string, cid: string, wrap: string[] = []): Reply {
+  if (!cpuCounting) return execOnce(m, command, config, netns, cid, wrap);
+  const c0 = ticks('self', true), d0 = m === 'resident' ? ticks(daemon!.pid!, false) : 0;
+  const r = execOnce(m, command, config, netns, cid, wrap);
+  cpuMs[m] += (ticks('self', true) - c0 + (m === 'resident' ? ticks(daemon!.pid!, false) - d0 : 0)) * 10;
+  return r;
+}
+function execOnce(m: Mode, command: string, config: object, netns: string, cid: string, wrap: string[] = []): Reply {
   const path = m === 'reference' ? REF : bin;
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH, CNI_COMMAND: command, CNI_CONTAINERID: cid, CNI_NETNS: `/run/netns/${netns}`, CNI_IFNAME: 'eth0', CNI_PATH: path,
@@ -170,6 +188,7 @@ async function main(): Promise<void> {
 
   const add: Record<string, Record<Mode, number[]>> = {};
   const del: Record<string, Record<Mode, number[]>> = {};
+  cpuCounting = true;
   for (const c of CFGS) {
     add[c.key] = { resident: [], exec: [], reference: [] };
     del[c.key] = { resident: [], exec: [], reference: [] };
@@ -186,6 +205,8 @@ async function main(): Promise<void> {
     }
     log(`${c.label}: ADD ${MODES.map((m) => `${m} ${med(add[c.key][m]).toFixed(1)}`).join(', ')}`);
   }
+  cpuCounting = false;
+  const pairs = CFGS.length * (ITER + 1);
   // the resident numbers are the daemon's: check that it served them
   const st = spawnSync(process.execPath, [CLI, 'daemon', '--socket', sock, '--check'], { encoding: 'utf8' });
   const served = JSON.parse(st.stdout).served as number;
@@ -224,6 +245,8 @@ async function main(): Promise<void> {
     const dt = c.key === 'dsm' ? 0.5 : 0.8;
     rows.push([`DEL ${c.label}`, fmt(rd), fmt(ed), fmt(fd), ratio(med(rd), med(fd)), ratio(med(ed), med(fd)), target('DEL', med(rd) / med(fd), dt)]);
   }
+  rows.push(['CPU per ADD+DEL pair, all four configs (ms; user+sys of the plugin processes, resident: shim + daemon)',
+    ...MODES.map((m) => (cpuMs[m] / pairs).toFixed(1)), ratio(cpuMs.resident, cpuMs.reference), ratio(cpuMs.exec, cpuMs.reference), '']);
   const cw = (m: Mode) => `${conc[m].toFixed(0)}${concFailed[m] ? ` (${concFailed[m]} failed)` : ''}`;
   rows.push([`${CONC} concurrent ADDs, wall (IPv4)`, cw('resident'), cw('exec'), cw('reference'), ratio(conc.resident, conc.reference), ratio(conc.exec, conc.reference), target('wall', conc.resident / conc.reference, 0.7)]);
   rows.push(['peak RSS of one ADD (MiB; resident: the shim only)', (rss.resident / 1024).toFixed(1), (rss.exec / 1024).toFixed(1), (rss.reference / 1024).toFixed(1), '', '', `shim <= 8 MiB: ${rss.resident <= 8192 ? 'pass' : 'MISS'}`]);

@@ -330,9 +330,11 @@ async function main(): Promise<void> {
   const lo = (c: typeof CONTAINERS[number]): RuntimeConf => ({ ...rt(c), ifname: 'lo' });
 
   section('ADD: the loopback network (lo), then each plugin of the conflist in order (eth0)');
+  const execSteps: Step[] = [];
   for (const c of CONTAINERS) {
     const l = runner.add(LOOPBACK, lo(c));
     const r = runner.add(list, rt(c));
+    if (c === CONTAINERS[0]) execSteps.push(...l.steps, ...r.steps);
     const res = r.result as Attachment;
     results.set(c.name, res);
     out(`  container ${c.name}: ${describeSteps([...l.steps, ...r.steps])}`);
@@ -415,6 +417,53 @@ async function main(): Promise<void> {
     cli(['check', NETWORK, `/run/netns/${RUNNER_NS}`]);
     cli(['del', NETWORK, `/run/netns/${RUNNER_NS}`]);
     check(readdirSync(join(cacheDir, 'results')).length === 0, 'DEL removed the cache entry');
+    await step();
+  }
+
+  if (!useReference) {
+    section('Resident mode: the same calls through `cni-wasm daemon` and native shims');
+    // The shims a runtime execs are now a small native binary; it forwards
+    // each call (env, stdin, its netns) to the daemon, which keeps the
+    // compiled components warm and gives every call a fresh instance.
+    const nbin = join(tmp!, 'bin-native');
+    const sock = join(tmp!, 'run', 'cni-wasm.sock');
+    out(`  $ cni-wasm install --bin-dir <temp>/bin-native --socket <temp>/run/cni-wasm.sock --policy ...`);
+    const inst = must([process.execPath, CLI, 'install', '--bin-dir', nbin, '--policy', policyFile, '--socket', sock, '--only', 'loopback,bridge,host-local']);
+    if (!/native shim/.test(inst)) {
+      check(false, 'native shims written', 'the native shim is not built (npm run build:shim needs a C compiler)');
+    } else {
+      out(`  $ ip netns exec ${HOST} cni-wasm daemon --socket <temp>/run/cni-wasm.sock`);
+      const d = spawn('ip', ['netns', 'exec', HOST, process.execPath, CLI, '--policy', policyFile, 'daemon', '--socket', sock], { stdio: ['ignore', 'ignore', 'pipe'] });
+      children.add(d);
+      let dlog = '';
+      d.stderr!.on('data', (b: Buffer) => { dlog += b; });
+      for (let i = 0; i < 600 && !/serving/.test(dlog) && d.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+      if (check(/serving/.test(dlog), 'the daemon serves', dlog.trim().split('\n').pop()?.replace(tmp!, '<temp>'))) {
+        const resident = new ConflistRunner({ path: [nbin], hostNs: HOST });
+        const c = CONTAINERS[0];
+        const ms = (steps: Step[]) => steps.reduce((a, x) => a + x.ms, 0);
+        // the first call of each plugin warms its worker (loads and compiles it); then container a again, as above
+        resident.add(LOOPBACK, lo(c));
+        const w = resident.add(list, rt(c));
+        resident.del(list, rt(c), w.result as Attachment);
+        resident.del(LOOPBACK, lo(c));
+        const l = resident.add(LOOPBACK, lo(c));
+        const r = resident.add(list, rt(c));
+        const res = r.result as Attachment;
+        out(`  container ${c.name}, resident: ${describeSteps([...l.steps, ...r.steps])}`);
+        out(`  container ${c.name}, exec mode (above): ${describeSteps(execSteps)}`);
+        check(ms([...l.steps, ...r.steps]) < ms(execSteps), `resident ADD of lo + eth0: ${ms([...l.steps, ...r.steps]).toFixed(0)} ms, exec mode ${ms(execSteps).toFixed(0)} ms`);
+        out(`    result ips: ${(res.ips ?? []).map((i) => i.address).join(', ')}`);
+        const st = JSON.parse(must(['ip', 'netns', 'exec', HOST, process.execPath, CLI, 'daemon', '--socket', sock, '--check'])) as { served: number; workers: number; rss: number; instancesAhead?: { used: number } };
+        out(`  $ cni-wasm daemon --check: ${st.served} calls served by ${st.workers} workers, ${st.instancesAhead?.used ?? 0} of them with an instance made ahead, RSS ${(st.rss / 1048576).toFixed(0)} MiB`);
+        const dr = resident.del(list, rt(c), res);
+        const dl = resident.del(LOOPBACK, lo(c));
+        out(`  DEL, resident: ${describeSteps([...dr.steps, ...dl.steps])}`);
+      }
+      d.kill('SIGTERM');
+      await new Promise((r) => (d.exitCode !== null ? r(null) : d.once('exit', r)));
+      check(/stopped/.test(dlog), 'SIGTERM: the daemon finished its calls and stopped');
+    }
     await step();
   }
 

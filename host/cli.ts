@@ -230,7 +230,7 @@ function operatorCli(Command: typeof import('commander').Command, runner: Runner
   program.command('daemon')
     .description('serve CNI calls from native shims over a root-only unix socket (resident mode); --check: is one serving?')
     .option('--socket <path>', 'unix socket (default /run/cni-wasm/cni-wasm.sock)')
-    .option('--workers <n>', 'worker threads (default: the machine\'s parallelism, at least 2)')
+    .option('--workers <n>', 'worker threads (default: twice the machine\'s parallelism, at least 4)')
     .option('--check', 'exit 0 if a daemon answers on the socket (prints its status), else 1')
     .action(async (o: { socket?: string; workers?: string; check?: boolean }) => {
       const d = await import('./daemon/server.js');

@@ -11,7 +11,7 @@ export interface Reply { stdout: string; exitCode: number }
 
 interface Pending { job: Job; resolve: (r: Reply) => void; started?: number; timer?: NodeJS.Timeout }
 
-interface Slot { worker: Worker; ready: boolean; current: Pending | null; gone: boolean }
+interface Slot { worker: Worker; ready: boolean; current: Pending | null; gone: boolean; ahead: { made: number; used: number } }
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
 
@@ -41,6 +41,11 @@ export class Pool {
       };
       poll();
     });
+  }
+
+  /** instances the workers made ahead of their calls, and calls that used one (live workers) */
+  get ahead(): { made: number; used: number } {
+    return this.slots.reduce((a, s) => ({ made: a.made + s.ahead.made, used: a.used + s.ahead.used }), { made: 0, used: 0 });
   }
 
   get busy(): number { return this.slots.filter((s) => s.current).length; }
@@ -75,7 +80,7 @@ export class Pool {
   }
 
   private spawn(): Slot {
-    const slot: Slot = { worker: new Worker(WORKER), ready: false, current: null, gone: false };
+    const slot: Slot = { worker: new Worker(WORKER), ready: false, current: null, gone: false, ahead: { made: 0, used: 0 } };
     slot.worker.on('message', (m: Done | { ready: true }) => {
       if ('ready' in m) { slot.ready = true; this.dispatch(); return; }
       const p = slot.current;
@@ -83,6 +88,7 @@ export class Pool {
       clearTimeout(p.timer);
       slot.current = null;
       this.served++;
+      if (m.ahead) slot.ahead = m.ahead;
       p.resolve({ stdout: m.stdout, exitCode: m.exitCode });
       this.dispatch();
     });

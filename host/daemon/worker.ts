@@ -8,15 +8,34 @@ import { parentPort, threadId } from 'node:worker_threads';
 import { invoke } from '../invoke.js';
 import { setTmpTag } from '../lazy.js';
 import { keepWarm } from '../sandbox/loader.js';
+import { aheadStats, makeInstancesAhead, makeSpare } from '../sandbox/sandbox.js';
 
 export interface Job { id: number; type: string; env: Record<string, string>; stdin: string; policy: string | undefined }
-export interface Done { id: number; stdout: string; exitCode: number }
+export interface Done {
+  id: number; stdout: string; exitCode: number;
+  /** this worker's totals so far: instances made ahead, and how many calls used one */
+  ahead: { made: number; used: number };
+}
 
 if (!parentPort) throw new Error('host/daemon/worker.js runs as a worker thread of cni-wasm daemon');
 const port = parentPort;
 // temp files (write-then-rename) are named per thread, not only per process
 setTmpTag(`${process.pid}.t${threadId}`);
 keepWarm();
+makeInstancesAhead();
+
+// While idle, the next call's instances are made ahead, one per turn of the
+// event loop, so a call that arrives meanwhile waits for one at most.
+let making = false;
+function makeAhead(): void {
+  if (making) return;
+  making = true;
+  const step = () => {
+    if (makeSpare()) setImmediate(step);
+    else making = false;
+  };
+  setImmediate(step);
+}
 
 port.on('message', (job: Job) => {
   let done: Done;
@@ -27,11 +46,12 @@ port.on('message', (job: Job) => {
   Object.assign(process.env, job.env);
   try {
     const out = invoke(job.type, job.env, () => job.stdin, job.policy);
-    done = { id: job.id, stdout: out.stdout, exitCode: out.exitCode };
+    done = { id: job.id, stdout: out.stdout, exitCode: out.exitCode, ahead: { ...aheadStats } };
   } catch (e) {
     // invoke() turns every failure into a CNI error; this is a bug, still not a crash
-    done = { id: job.id, stdout: JSON.stringify({ cniVersion: '1.1.0', code: 999, msg: `cni-wasm daemon worker: ${(e as Error)?.message ?? String(e)}` }) + '\n', exitCode: 1 };
+    done = { id: job.id, stdout: JSON.stringify({ cniVersion: '1.1.0', code: 999, msg: `cni-wasm daemon worker: ${(e as Error)?.message ?? String(e)}` }) + '\n', exitCode: 1, ahead: { ...aheadStats } };
   }
   port.postMessage(done);
+  makeAhead();
 });
 port.postMessage({ ready: true });

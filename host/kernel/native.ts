@@ -22,6 +22,7 @@ interface Addon {
   udpRecv(fd: number, maxBytes: number, timeoutMs: number): { data: Buffer; source: string } | null;
   ifHwaddr(fd: number, ifname: string): Buffer;
   unixExchange(path: string, banner: string, req: Buffer, timeoutMs: number, maxBytes: number): Buffer;
+  unixConnect(path: string, timeoutMs: number): number;
 }
 
 const ADDON = join('build', 'Release', 'cniwasm_native.node');
@@ -87,6 +88,8 @@ export const ifHwaddr = (fd: number, ifname: string): Buffer => call(`hardware a
 /** One request to a root-owned unix socket that greets with `banner`; the reply read to EOF. */
 export const unixExchange = (path: string, banner: string, req: Buffer, timeoutMs: number, maxBytes: number): Buffer =>
   call(path, () => load().unixExchange(path, banner, req, timeoutMs, maxBytes));
+/** A blocking unix stream socket connected to path; reads and writes time out after timeoutMs. */
+export const unixConnect = (path: string, timeoutMs: number): number => call(`connect ${path}`, () => load().unixConnect(path, timeoutMs));
 
 let homeFd: number | undefined;
 // The netns the main thread is in right now; null = home.

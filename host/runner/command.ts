@@ -13,7 +13,7 @@ export { DEFAULT_CNI_PATH, DEFAULT_NETCONFPATH } from './runner.js';
 import { DEFAULT_CNI_PATH, DEFAULT_NETCONFPATH, PluginError, type RunCommand, Runner, runtimeFromEnv } from './runner.js';
 import { type FileReport, type TypeResolver, validatePath } from './validate.js';
 
-interface RunFlags { ifname?: string; containerId?: string; cacheDir?: string; confDir?: string; json?: boolean }
+interface RunFlags { ifname?: string; containerId?: string; cacheDir?: string; confDir?: string; json?: boolean; socket?: string }
 
 const out = (s: string) => { if (s) writeSync(1, s); };
 const err = (s: string) => { if (s) writeSync(2, s); };
@@ -179,6 +179,7 @@ export function registerRunner(program: Command, bundledTypes: () => string[]): 
       .option('--cache-dir <dir>', 'libcni result cache', DEFAULT_CACHE_DIR)
       .option('--conf-dir <dir>', 'network config dir (default: $NETCONFPATH or /etc/cni/net.d)')
       .option('--json', 'machine-readable output, also on a terminal')
+      .option('--socket <path>', 'the `cni-wasm daemon` to run components in when one serves it (default /run/cni-wasm/cni-wasm.sock; CNI_WASM_NO_DAEMON=1: never)')
       .addHelpText('after', ENV_HELP)
       .action((network: string, netns: string, flags: RunFlags) => {
         // cnitool's -i is a global flag: `cni-wasm -i eth1 add ...` works too

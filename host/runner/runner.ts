@@ -3,10 +3,13 @@
 // lookup, the same per-plugin configs and the same result cache, except
 // that the bundled plugin types of a list run here, in this process,
 // through invoke() (no exec per plugin). Other types are exec'd from
-// CNI_PATH, only when the policy lists them in allowExec.
+// CNI_PATH, only when the policy lists them in allowExec. When a
+// `cni-wasm daemon` serves its socket (resident mode), the components run
+// there instead, as the native shims' calls do: the same invoke(), warm.
 import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { invoke } from '../invoke.js';
+import { DEFAULT_SOCKET, callDaemon } from '../daemon/client.js';
 import { convertResult } from '../cni/convert.js';
 import { parseCniArgs, validateContainerId, validateIfname } from '../cni/env.js';
 import { CniError } from '../cni/errors.js';
@@ -33,6 +36,8 @@ export interface RunnerOptions {
   cacheDir: string;
   policyFile?: string;
   rt: RuntimeConf;
+  /** the daemon's socket; null: never use a daemon (CNI_WASM_NO_DAEMON) */
+  socket?: string | null;
 }
 
 /** A plugin's own CNI error, with the plugin it came from. */
@@ -46,7 +51,7 @@ export class PluginError extends Error {
 }
 
 /** cnitool's runtime config: its environment variables, our flags over them. */
-export function runtimeFromEnv(env: NodeJS.ProcessEnv, netnsArg: string, flags: { ifname?: string; containerId?: string; cacheDir?: string; confDir?: string; policy?: string }): RunnerOptions {
+export function runtimeFromEnv(env: NodeJS.ProcessEnv, netnsArg: string, flags: { ifname?: string; containerId?: string; cacheDir?: string; confDir?: string; policy?: string; socket?: string }): RunnerOptions {
   let capabilityArgs: Record<string, unknown> = {};
   const cap = env.CAP_ARGS ?? '';
   if (cap !== '') {
@@ -78,6 +83,7 @@ export function runtimeFromEnv(env: NodeJS.ProcessEnv, netnsArg: string, flags: 
     cacheDir: flags.cacheDir || DEFAULT_CACHE_DIR,
     policyFile: flags.policy,
     rt: { containerId, netns, ifname, args, capabilityArgs },
+    socket: env.CNI_WASM_NO_DAEMON ? null : resolve(flags.socket || DEFAULT_SOCKET),
   };
 }
 
@@ -175,9 +181,21 @@ export class Runner {
     let stdout: string;
     let stderr = '';
     if (where.how === 'component') {
-      const out = invoke(p.type, { ...process.env, ...env }, () => stdin, this.o.policyFile);
-      code = out.exitCode;
-      stdout = out.stdout;
+      const full = { ...process.env, ...env } as Record<string, string>;
+      const d = this.o.socket ? callDaemon(this.o.socket, p.type, this.o.policyFile && resolve(this.o.policyFile), full, stdin) : null;
+      if (d?.served) {
+        code = d.exitCode;
+        stdout = d.stdout;
+      } else if (d && 'lost' in d && command === 'ADD') {
+        // as the shim does: an ADD that may have run in part is not repeated (its DEL sweeps what it made)
+        const why = `the cni-wasm daemon went away during ADD (${d.why}); the call may have run in part (a DEL of this attachment removes what it made)`;
+        throw new PluginError(plugin, command, 999, why, '', why);
+      } else {
+        const out = invoke(p.type, full, () => stdin, this.o.policyFile);
+        code = out.exitCode;
+        stdout = out.stdout;
+      }
+      if (process.env.CNI_WASM_SHIM_DEBUG) process.stderr.write(`cni-wasm: ${p.type} ${command} ${d?.served ? `served by the daemon at ${this.o.socket}` : `ran here (${d ? d.why : 'CNI_WASM_NO_DAEMON is set'})`}\n`);
     } else {
       // an external plugin may wait on a daemon (dhcp): its own, longer bound
       const limit = Math.max(this.policy.timeoutMs, EXEC_TIMEOUT_MS);

@@ -132,10 +132,17 @@ let warm: Map<string, unknown> | undefined;
 const warmModules = new Map<string, WebAssembly.Module>();
 export function keepWarm(): void { warm ??= new Map(); }
 
-/** A component's core module, from `compile`; kept per file version in resident mode. */
-export function warmCompile(file: string, compile: () => WebAssembly.Module): WebAssembly.Module {
+/** A component's core module, from `compile` (which reads and checks the
+ *  bytes); kept in resident mode per file version, or per approved digest when
+ *  one is given (a module compiled from bytes of that digest is that code). */
+export function warmCompile(file: string, digest: string | undefined, compile: () => WebAssembly.Module): WebAssembly.Module {
   if (!warm) return compile();
-  const key = `${file}\u0000${statSync(file).mtimeMs}`;
+  let key: string;
+  try {
+    key = digest ? `${file}\u0000sha256:${digest}` : `${file}\u0000${statSync(file).mtimeMs}`;
+  } catch {
+    return compile(); // gone: compile() says why
+  }
   let m = warmModules.get(key);
   if (!m) { m = compile(); warmModules.set(key, m); }
   return m;
@@ -184,10 +191,15 @@ function load(type: string, policy: Policy): LoadedPlugin | null {
 function loadGlue(dir: string, manifest: Manifest): { instantiate: Instantiate } {
   const file = join(dir, manifest.jsFile);
   const src = verifiedFile(dir, manifest, manifest.jsFile, MAX_GLUE_BYTES).toString('utf8');
+  // resident mode: the glue compiled from bytes of the approved digest (still read and checked every call)
+  const key = `${file}\u0000sha256:${manifest.files?.[manifest.jsFile] ?? ''}`;
+  const kept = warm?.get(key) as { instantiate: Instantiate } | undefined;
+  if (kept) return kept;
   const mod = { exports: {} as { instantiate: Instantiate } };
   const fn = new vm.Script(Module.wrap(src), { filename: file }).runInThisContext() as (...a: unknown[]) => void;
   fn(mod.exports, createRequire(file), mod, file, dir);
   if (typeof mod.exports.instantiate !== 'function') throw new PluginRefused(`plugin '${manifest.type}': the prepared glue in ${dir} has no instantiate()`, manifest.sha256);
+  warm?.set(key, mod.exports);
   return mod.exports;
 }
 

@@ -203,7 +203,7 @@ export async function writeTranspiled(
     if (name.endsWith('.d.ts')) continue;
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new PackageError(`component '${type}': unexpected file '${name}' from the transpiler`);
     if (name === 'plugin.js') {
-      out['plugin.cjs'] = Buffer.from(toCommonJs(guardLifts(Buffer.from(bytes).toString('utf8'))));
+      out['plugin.cjs'] = Buffer.from(toCommonJs(cheapProbes(guardLifts(Buffer.from(bytes).toString('utf8')))));
       continue;
     }
     if (name.endsWith('.wasm')) {
@@ -259,6 +259,25 @@ export function guardLifts(src: string): string {
   if (decoders > 0 && /new TextDecoder\(/.test(out)) throw new PackageError('unexpected transpiled component: a string decoder was left unguarded');
   if (/\bTextDecoder\b/.test(out)) throw new PackageError('unexpected transpiled component: it uses TextDecoder in a way the lift guard does not cover');
   return out;
+}
+
+// ---- cheap feature probes -----------------------------------------------------
+// The glue probes for JSPI with `try { x = WebAssembly.promising(f) } catch
+// { x = f }` twice per instantiation. Where JSPI is absent (Node 20), the
+// TypeError "WebAssembly.promising is not a function" makes V8 re-parse the
+// enclosing function to print the call site: the whole ~6000-line
+// instantiation body, ~4.5 ms each time, 9 of bridge's ~10 ms of
+// instantiation (a CPU profile of the daemon's workers showed it). The probe
+// is replaced by one that throws a TypeError made once, which costs nothing:
+// the same outcome on every Node.
+export function cheapProbes(src: string): string {
+  const header = /^(?:export )?function instantiate\(getCoreModule, imports, [^\n]*\) \{$/m.exec(src);
+  if (!header || !src.includes('WebAssembly.promising(')) return src;
+  const out = src.replace(/WebAssembly\.promising\(/g, '__cniPromising(');
+  // one error object, thrown where JSPI is absent: not even a stack trace to capture
+  const helper = `\nconst __cniNoJspi = new TypeError('no JSPI');\nconst __cniPromising = (f) => { if (typeof WebAssembly.promising !== 'function') throw __cniNoJspi; return WebAssembly.promising(f); };\n`;
+  const at = header.index + header[0].length;
+  return out.slice(0, at) + helper + out.slice(at);
 }
 
 /** jco emits an ES module; as CommonJS it can be loaded with require(), so a

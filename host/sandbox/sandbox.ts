@@ -209,28 +209,79 @@ function bounded(
   return out;
 }
 
-export function instantiate(plugin: LoadedPlugin, ctx: CallContext, timeoutMs: number): GuestExports {
+type BoundImports = Record<string, Record<string, (...a: unknown[]) => unknown>>;
+
+/**
+ * One component instance, used for one export call. Its imports are stubs
+ * that dispatch through `late`: the gate's functions bound to the call are
+ * put there before the export runs (before start-up, for an instance made
+ * for the call) and taken away when the export returns. An instance made
+ * ahead of time (resident mode, below) has no call bound while it is made:
+ * a host call from its start-up is refused and the instance thrown away.
+ */
+interface Made {
+  exports: GuestExports;
+  budget: LiftBudget;
+  late: { bound: BoundImports | null };
+  /** core module files it was made from (re-checked when a made-ahead third-party instance is used) */
+  files: string[];
+}
+
+function stubImports(plugin: LoadedPlugin, budget: LiftBudget, late: Made['late']): Record<string, unknown> {
   const sigs = witSignatures();
-  const budget = new LiftBudget();
   const imports: Record<string, unknown> = { [LIFT_GUARD_KEY]: guardedDecoderFactory(budget) };
   for (const iface of plugin.manifest.imports) {
-    const impl = HOST_INTERFACES[iface];
-    if (!impl || !sigs[iface]) continue; // 'types' has no functions
-    const bound = bounded(ctx, iface, bindInterface(ctx, iface, impl, sigs[iface]), sigs[iface], budget);
+    if (!HOST_INTERFACES[iface] || !sigs[iface]) continue; // 'types' has no functions
+    const stubs: Record<string, (...a: unknown[]) => unknown> = {};
+    for (const name of Object.keys(sigs[iface])) {
+      stubs[name] = (...a: unknown[]) => {
+        const f = late.bound?.[iface]?.[name];
+        if (!f) throw new Error(`host call ${iface}.${sigs[iface][name].wit} outside a CNI call`);
+        return f(...a);
+      };
+    }
     // jco's JS reads the key without the version; its .d.ts names it with it
-    imports[`${WIT_PACKAGE}/${iface}`] = bound;
-    imports[`${WIT_PACKAGE}/${iface}@${WIT_VERSION}`] = bound;
+    imports[`${WIT_PACKAGE}/${iface}`] = stubs;
+    imports[`${WIT_PACKAGE}/${iface}@${WIT_VERSION}`] = stubs;
   }
+  return imports;
+}
+
+/** The gate's functions for this call, bounded, as the instance's imports see them. */
+function bindCall(plugin: LoadedPlugin, ctx: CallContext, made: Made): void {
+  const sigs = witSignatures();
+  const bound: BoundImports = {};
+  for (const iface of plugin.manifest.imports) {
+    const impl = HOST_INTERFACES[iface];
+    if (!impl || !sigs[iface]) continue;
+    bound[iface] = bounded(ctx, iface, bindInterface(ctx, iface, impl, sigs[iface]), sigs[iface], made.budget);
+  }
+  made.late.bound = bound;
+}
+
+/** Instantiates the component (its start-up runs inside `guard`). */
+function make(plugin: LoadedPlugin, guard: (start: () => GuestExports) => GuestExports, bind?: (m: Made) => void): Made {
+  const made: Made = { exports: {}, budget: new LiftBudget(), late: { bound: null }, files: [] };
+  const imports = stubImports(plugin, made.budget, made.late);
+  bind?.(made);
   let compiles = 0;
   const getCoreModule = (p: string) => {
     if (++compiles > MAX_CORE_COMPILES) throw new CniError(ERR_PLUGIN_REFUSED, `plugin '${plugin.manifest.type}' asked for more than ${MAX_CORE_COMPILES} core modules`);
-    const bytes = verifiedFile(plugin.dir, plugin.manifest, p, LIMITS.moduleBytes);
-    try {
-      checkCoreModule(bytes, `plugin '${plugin.manifest.type}' (${p})`);
-    } catch (e) {
-      throw new CniError(ERR_PLUGIN_REFUSED, (e as Error).message);
-    }
-    return new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
+    made.files.push(p);
+    // Resident mode keeps the module compiled from the checked bytes, per file
+    // version (bundled) or per approved digest (a third-party cache, whose
+    // bytes are still read and checked on every call, as in exec mode).
+    const read = () => verifiedFile(plugin.dir, plugin.manifest, p, LIMITS.moduleBytes);
+    const checked = plugin.manifest.bundled ? null : read();
+    return warmCompile(join(plugin.dir, p), checked ? plugin.manifest.files?.[p] : undefined, () => {
+      const bytes = checked ?? read();
+      try {
+        checkCoreModule(bytes, `plugin '${plugin.manifest.type}' (${p})`);
+      } catch (e) {
+        throw new CniError(ERR_PLUGIN_REFUSED, (e as Error).message);
+      }
+      return new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
+    });
   };
   let instances = 0;
   const instantiateCore = (m: WebAssembly.Module, imp?: WebAssembly.Imports) => {
@@ -238,12 +289,84 @@ export function instantiate(plugin: LoadedPlugin, ctx: CallContext, timeoutMs: n
     return new WebAssembly.Instance(m, imp);
   };
   const start = () => plugin.instantiate(getCoreModule, imports, instantiateCore);
-  const exports = withTimeLimit(ctx, 'start-up', timeoutMs, plugin.manifest.bundled ? start : () => withV8Limits(start));
-  return boundedExports(plugin.manifest.type, exports, budget);
+  made.exports = guard(plugin.manifest.bundled ? start : () => withV8Limits(start));
+  return made;
+}
+
+// ---- resident mode: the next instance made ahead of time ------------------------
+// A daemon worker makes, while it is idle, one fresh instance of each plugin
+// it has run, so a call finds one ready instead of paying for the component's
+// instantiation (jco's glue, the core instances). Each is used by exactly one
+// call and dropped; it never saw another call (its imports had nothing bound
+// until its call bound them, and lose them when that call's export returns).
+const MAX_SPARE_KINDS = 16;
+const SPARE_STARTUP_MS = 5_000;
+let sparesOn = false;
+const recent = new Map<string, LoadedPlugin>();
+const spares = new Map<string, { plugin: LoadedPlugin; made: Made }>();
+const spareKey = (p: LoadedPlugin): string => `${p.dir}\u0000${p.manifest.sha256}`;
+
+/** Instances made ahead that calls used, and calls that made their own (resident mode). */
+export const aheadStats = { used: 0, made: 0 };
+
+/** Turns making instances ahead on (the daemon's workers). */
+export function makeInstancesAhead(): void { sparesOn = true; }
+
+/** Makes one missing instance ahead; true if there may be more to make. */
+export function makeSpare(): boolean {
+  for (const [key, plugin] of recent) {
+    if (spares.has(key)) continue;
+    try {
+      const made = make(plugin, (start) => {
+        limiter.call = start;
+        try {
+          return vm.runInContext('call()', limiter, { timeout: SPARE_STARTUP_MS, displayErrors: false }) as GuestExports;
+        } finally {
+          limiter.call = null;
+        }
+      });
+      spares.set(key, { plugin, made });
+      aheadStats.made++;
+    } catch {
+      // not made ahead (a host call during start-up, a limit): its calls make their own
+      recent.delete(key);
+    }
+    return true;
+  }
+  return false;
+}
+
+function takeSpare(plugin: LoadedPlugin): Made | null {
+  const key = spareKey(plugin);
+  if (!recent.has(key)) {
+    if (recent.size >= MAX_SPARE_KINDS) {
+      const oldest = recent.keys().next().value as string;
+      recent.delete(oldest);
+      spares.delete(oldest);
+    }
+    recent.set(key, plugin);
+  }
+  const s = spares.get(key);
+  if (!s) return null;
+  spares.delete(key);
+  // made from another load of the plugin (its glue reloaded): not this one
+  if (s.plugin.instantiate !== plugin.instantiate) return null;
+  // a third-party cache is checked on every call, as exec mode does
+  if (!plugin.manifest.bundled) for (const p of s.made.files) verifiedFile(plugin.dir, plugin.manifest, p, LIMITS.moduleBytes);
+  aheadStats.used++;
+  return s.made;
+}
+
+export function instantiate(plugin: LoadedPlugin, ctx: CallContext, timeoutMs: number): GuestExports {
+  let made = sparesOn ? takeSpare(plugin) : null;
+  if (made) bindCall(plugin, ctx, made);
+  else made = make(plugin, (start) => withTimeLimit(ctx, 'start-up', timeoutMs, start), (m) => bindCall(plugin, ctx, m));
+  return boundedExports(plugin.manifest.type, made);
 }
 
 /** The guest's exports, with what they hand back bounded. */
-function boundedExports(type: string, exports: GuestExports, budget: LiftBudget): GuestExports {
+function boundedExports(type: string, made: Made): GuestExports {
+  const { exports, budget, late } = made;
   const out: GuestExports = {};
   for (const [name, fn] of Object.entries(exports)) {
     if (typeof fn !== 'function') continue;
@@ -251,11 +374,15 @@ function boundedExports(type: string, exports: GuestExports, budget: LiftBudget)
       budget.take();
       let val: unknown;
       try {
+        if (!late.bound) throw new CniError(ERR_PLUGIN_TRAPPED, `plugin '${type}': an instance serves one call only`);
         val = fn(...args);
       } catch (e) {
         const over = budget.take();
         if (over) throw new CniError(ERR_PLUGIN_TRAPPED, `plugin '${type}' returned an error with ${over}`);
         throw e;
+      } finally {
+        // the call is over for this instance: its imports reach nothing any more
+        late.bound = null;
       }
       const over = budget.take();
       if (over) throw new CniError(ERR_PLUGIN_TRAPPED, `plugin '${type}' returned ${over}`);

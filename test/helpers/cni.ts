@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { netnsPath } from './netns.js';
+import { RESIDENT, residentBinary, residentStderr } from './resident.js';
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');
 export const CLI = join(ROOT, 'bin/cni-wasm.cjs');
@@ -85,14 +86,18 @@ export function execPlugin(binDir: string, type: string, call: CniCall): CniRepl
     ...(call.args !== undefined ? { CNI_ARGS: call.args } : {}),
     ...call.env,
   };
-  const cmd = call.hostNs ? ['ip', 'netns', 'exec', call.hostNs, bin] : [bin];
+  // CNI_WASM_TEST_MODE=resident: through a native shim and a daemon in the host netns (resident.ts)
+  const exe = residentBinary(binDir, type, call.hostNs) ?? bin;
+  const notes = !!env.CNI_WASM_SHIM_DEBUG;
+  if (RESIDENT) env.CNI_WASM_SHIM_DEBUG = '1';
+  const cmd = call.hostNs ? ['ip', 'netns', 'exec', call.hostNs, exe] : [exe];
   const r = spawnSync(cmd[0], cmd.slice(1), {
     input: typeof call.config === 'string' ? call.config : JSON.stringify(call.config),
     env, encoding: 'utf8', timeout: 60_000,
   });
   let json: any;
   try { json = r.stdout.trim() ? JSON.parse(r.stdout) : undefined; } catch { json = undefined; }
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, json };
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: residentStderr(r.stderr ?? '', notes), json };
 }
 
 /** Our plugin, through the installed shim. */

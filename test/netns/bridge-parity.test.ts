@@ -109,7 +109,10 @@ function addrs(netns: string, dev: string, opts: { dadState?: boolean } = {}): a
   const info = ipJson<any[]>(netns, ['addr', 'show', 'dev', dev])[0]?.addr_info ?? [];
   return sortJson(info.map((a: any) => ({
     family: a.family, local: a.scope === 'link' ? 'LINK-LOCAL' : a.local, prefixlen: a.prefixlen, scope: a.scope,
-    broadcast: a.broadcast, nodad: a.nodad, ...(opts.dadState === false ? {} : { tentative: a.tentative, dadfailed: a.dadfailed }),
+    broadcast: a.broadcast, nodad: a.nodad,
+    // a link-local address's DAD is the kernel's own (neither plugin waits for it): whether it is still
+    // tentative says only how soon after the ADD the state was read (in resident mode: very soon)
+    ...(opts.dadState === false ? {} : { tentative: a.scope === 'link' ? undefined : a.tentative, dadfailed: a.dadfailed }),
   })));
 }
 

@@ -7,7 +7,7 @@
 // modes see the same world and their results can be compared word for word.
 // CNI_WASM_SHIM_DEBUG=1 makes the shim say on stderr who served the call.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import { Worker } from 'node:worker_threads';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CLI, ROOT, type CniCall, type CniReply, type Harness, execPlugin, makeHarness, removeHarness } from '../helpers/cni.js';
-import { cli } from '../helpers/fixtures.js';
+import { buildFixtures, cli, componentPath, installThirdParty } from '../helpers/fixtures.js';
 import { cleanupAll, ipJson, makeNetns, netnsPath, nsExec } from '../helpers/netns.js';
 
 const P = 'dm-';
@@ -55,6 +55,7 @@ function callAsync(hostNs: string, command: string, config: object, netns: strin
       try { json = JSON.parse(stdout); } catch { json = undefined; }
       res({ code: code ?? -1, stdout, stderr, json });
     });
+    c.stdin.on('error', () => { /* the shim exited first; its reply says why */ });
     c.stdin.end(JSON.stringify(config));
   });
 }
@@ -113,6 +114,9 @@ test.before(async () => {
   for (const n of [HOST, EXEC_HOST, OTHER]) makeNetns(n);
   await startDaemon();
 });
+
+// a test process that dies early (an uncaught error) must not leave its daemon behind
+process.on('exit', () => { if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL'); });
 
 test.after(() => {
   if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL');
@@ -194,6 +198,83 @@ test('dm-parity: bridge + host-local ADD/CHECK/DEL through the daemon equal exec
   assert.equal(leases('daemon', 'dmpar'), []);
   assert.equal(hostVeths(HOST), []);
   assert.ok(status().served >= before + 6);
+});
+
+test('dm-fresh: every call gets a fresh instance (guest globals from one call are not in the next; made-ahead instances too)', () => {
+  // a third-party fixture that counts its calls in module globals (test/fixtures/guests/fresh)
+  const h2 = makeHarness(`${P}fr-`);
+  try {
+    buildFixtures(join(h2.dir, 'built'), ['fresh']);
+    installThirdParty(h2, [{ type: 'fresh', component: componentPath(join(h2.dir, 'built'), 'fresh') }]);
+    const nbin = join(h2.dir, 'nbin');
+    const r = cli(['install', '--bin-dir', nbin, '--policy', h2.policyFile, '--socket', sock, '--only', 'fresh', '--conf-dir', h2.dir]);
+    assert.is(r.status, 0, r.stdout + r.stderr);
+    const c = { cniVersion: '1.0.0', name: 'dmfresh', type: 'fresh' };
+    makeNetns(`${P}c-f`);
+    const ahead0 = status().instancesAhead;
+    for (let i = 0; i < 6; i++) {
+      // ADD and DEL alternate on the same worker (the pool takes the first idle one): each sees a new instance
+      const a = execPlugin(nbin, 'fresh', { command: 'ADD', hostNs: HOST, netns: `${P}c-f`, containerId: `dm-fr${i}`, config: c, env: { CNI_WASM_SHIM_DEBUG: '1' } });
+      assert.is(a.code, 0, a.stdout + a.stderr);
+      assert.match(a.stderr, /served by the daemon/);
+      assert.equal(a.json.dns, { domain: 'calls-1', search: ['prev-'] }, `call ${i}: ${a.stdout}`);
+      const d = execPlugin(nbin, 'fresh', { command: 'DEL', hostNs: HOST, netns: `${P}c-f`, containerId: `dm-fr${i}`, config: c, env: { CNI_WASM_SHIM_DEBUG: '1' } });
+      assert.is(d.code, 0, d.stdout + d.stderr);
+    }
+    // the calls after the first used instances made while the worker was idle
+    const ahead1 = status().instancesAhead;
+    assert.ok(ahead1.used - ahead0.used >= 8, `instances made ahead and used: ${JSON.stringify(ahead0)} -> ${JSON.stringify(ahead1)}`);
+    // exec mode says the same
+    const e = execPlugin(nbin, 'fresh', { command: 'ADD', hostNs: HOST, netns: `${P}c-f`, containerId: 'dm-fre', config: c, env: { CNI_WASM_SHIM_DEBUG: '1', CNI_WASM_NO_DAEMON: '1' } });
+    assert.match(e.stderr, /exec mode/);
+    assert.equal(e.json.dns, { domain: 'calls-1', search: ['prev-'] });
+  } finally {
+    removeHarness(h2);
+  }
+});
+
+test('dm-runner: `cni-wasm add|check|del` run their components in the daemon when it serves, with exec mode\'s results', () => {
+  makeNetns(`${P}c-rd`);
+  makeNetns(`${P}c-re`);
+  // the same network in each mode's own config dir; only the IPAM dir differs
+  for (const mode of ['daemon', 'exec']) {
+    mkdirSync(join(h.dir, `runner-conf-${mode}`), { recursive: true });
+    const { name: _n, cniVersion: _v, ...plugin } = conf('dmrun', mode, '10.89.0.0/24', 'dmbr5');
+    writeFileSync(join(h.dir, `runner-conf-${mode}`, '10-dmrun.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'dmrun', plugins: [plugin] }));
+  }
+  const run = (ns: string, mode: string, cmd: string, env: Record<string, string> = {}) => nsExec(ns, [
+    process.execPath, CLI, '--policy', h.policyFile, cmd, 'dmrun', netnsPath(`${P}c-r${mode[0]}`), '--conf-dir', join(h.dir, `runner-conf-${mode}`),
+    '--cache-dir', join(h.dir, `runner-cache-${mode}`), '--container-id', 'dm-run', '--socket', sock, '--json',
+  ], { check: false, env: { ...process.env, CNI_WASM_SHIM_DEBUG: '1', ...env } });
+  const before = status().served;
+  const d = run(HOST, 'daemon', 'add');
+  const e = run(EXEC_HOST, 'exec', 'add', { CNI_WASM_NO_DAEMON: '1' });
+  assert.is(d.status, 0, d.stdout + d.stderr);
+  assert.is(e.status, 0, e.stdout + e.stderr);
+  assert.match(d.stderr, /bridge ADD served by the daemon/);
+  assert.match(e.stderr, /bridge ADD ran here \(CNI_WASM_NO_DAEMON/);
+  const strip = (t: string) => { const c = normal(JSON.parse(t)); for (const i of c.interfaces) delete i.sandbox; return c; };
+  assert.equal(strip(d.stdout), strip(e.stdout));
+  assert.equal(leases('daemon', 'dmrun'), leases('exec', 'dmrun'));
+  assert.is(leases('daemon', 'dmrun').length, 1);
+  for (const cmd of ['check', 'del']) {
+    const dd = run(HOST, 'daemon', cmd);
+    const ee = run(EXEC_HOST, 'exec', cmd, { CNI_WASM_NO_DAEMON: '1' });
+    assert.is(dd.status, 0, `${cmd}: ${dd.stdout}${dd.stderr}`);
+    assert.is(ee.status, 0, `${cmd}: ${ee.stdout}${ee.stderr}`);
+    assert.is(dd.stdout, ee.stdout, cmd);
+    assert.match(dd.stderr, new RegExp(`bridge ${cmd.toUpperCase()} served by the daemon`));
+  }
+  assert.ok(status().served >= before + 3);
+  // the runner in another netns than the daemon's: the daemon sends it back and it runs the call itself
+  const o = run(EXEC_HOST, 'exec', 'add');
+  assert.is(o.status, 0, o.stdout + o.stderr);
+  assert.match(o.stderr, /bridge ADD ran here \(not here: the caller is in another network namespace/);
+  assert.is(run(EXEC_HOST, 'exec', 'del').status, 0);
+  assert.equal(leases('daemon', 'dmrun'), []);
+  assert.equal(leases('exec', 'dmrun'), []);
+  assert.equal(hostVeths(HOST), []);
+  assert.equal(hostVeths(EXEC_HOST), []);
 });
 
 test('dm-other-netns: a caller in another netns runs the call itself', () => {
@@ -308,18 +389,23 @@ test('dm-reload: SIGHUP starts fresh workers; calls keep working', async () => {
   assert.match(v.stderr, /served by the daemon/);
 });
 
-test('dm-kill: SIGKILL during concurrent ADDs loses no lease; DELs leave nothing', async () => {
-  const N = 20;
-  for (let i = 0; i < N; i++) makeNetns(`${P}k${i}`);
-  const c = conf('dmkill', 'daemon', '10.91.0.0/24', 'dmbr3');
-  const pending = Array.from({ length: N }, (_, i) => callAsync(HOST, 'ADD', c, `${P}k${i}`, `dm-x${i}`));
+/** n concurrent ADDs (container netns <P><tag><i>, ids <cid><i>), the daemon SIGKILLed once a few are back. */
+async function addsKilledMidway(n: number, c: object, tag: string, cid: string): Promise<CniReply[]> {
+  for (let i = 0; i < n; i++) makeNetns(`${P}${tag}${i}`);
+  const pending = Array.from({ length: n }, (_, i) => callAsync(HOST, 'ADD', c, `${P}${tag}${i}`, `${cid}${i}`));
   // kill once a few ADDs are back: others are in flight or queued
   let back = 0;
   for (const p of pending) void p.then(() => { back++; });
   while (back < 5) await new Promise((r) => setTimeout(r, 2));
   daemon!.kill('SIGKILL');
   await stopped(daemon!);
-  const adds = await Promise.all(pending);
+  return Promise.all(pending);
+}
+
+test('dm-kill: SIGKILL during concurrent ADDs loses no lease; DELs leave nothing', async () => {
+  const N = 20;
+  const c = conf('dmkill', 'daemon', '10.91.0.0/24', 'dmbr3');
+  const adds = await addsKilledMidway(N, c, 'k', 'dm-x');
   const okd = adds.filter((r) => r.code === 0);
   const lost = adds.filter((r) => r.code !== 0);
   console.log(`    killed mid-load: ${okd.length} ADDs succeeded (${okd.filter((r) => /exec mode/.test(r.stderr)).length} in exec mode after the kill), ${lost.length} failed`);
@@ -338,6 +424,31 @@ test('dm-kill: SIGKILL during concurrent ADDs loses no lease; DELs leave nothing
   assert.equal(leases('daemon', 'dmkill'), []);
   assert.equal(hostVeths(HOST), []);
   for (let i = 0; i < N; i++) assert.equal(ipJson<any[]>(`${P}k${i}`, ['link', 'show']).map((l) => l.ifname), ['lo']);
+  assert.equal(ledgerFiles(), []);
+});
+
+test('dm-kill-gc: SIGKILL during concurrent ADDs; a runtime GC (no DELs) keeps the listed attachments and removes the rest', async () => {
+  await startDaemon();
+  const N = 20;
+  const c = { ...conf('dmkgc', 'daemon', '10.92.0.0/24', 'dmbr4'), cniVersion: '1.1.0' };
+  const adds = await addsKilledMidway(N, c, 'g', 'dm-g');
+  const okIdx = adds.map((r, i) => (r.code === 0 ? i : -1)).filter((i) => i >= 0);
+  const lost = N - okIdx.length;
+  console.log(`    killed mid-load: ${okIdx.length} ADDs succeeded, ${lost} failed; GC instead of DELs`);
+  // the runtime lists what it knows to be attached: the ADDs that succeeded
+  const valid = okIdx.map((i) => ({ containerID: `dm-g${i}`, ifname: 'eth0' }));
+  const g = call(HOST, 'GC', { ...c, 'cni.dev/valid-attachments': valid }, '', 'dm-gc');
+  assert.is(g.code, 0, g.stdout + g.stderr);
+  const ips = okIdx.map((i) => adds[i].json.ips[0].address.split('/')[0]).sort();
+  assert.equal(leases('daemon', 'dmkgc'), ips, 'exactly the listed attachments keep their leases');
+  assert.is(hostVeths(HOST).length, okIdx.length, 'and their veths; the rest are gone');
+  for (let i = 0; i < N; i++) {
+    if (!okIdx.includes(i)) assert.equal(ipJson<any[]>(`${P}g${i}`, ['link', 'show']).map((l) => l.ifname), ['lo'], `dm-g${i} swept`);
+  }
+  // then the runtime DELs the live ones: nothing is left at all
+  for (const i of okIdx) assert.is(call(HOST, 'DEL', c, `${P}g${i}`, `dm-g${i}`).code, 0);
+  assert.equal(leases('daemon', 'dmkgc'), []);
+  assert.equal(hostVeths(HOST), []);
   assert.equal(ledgerFiles(), []);
 });
 
