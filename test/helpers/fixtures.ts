@@ -103,6 +103,8 @@ export interface ThirdParty {
   pin?: boolean | string;
   /** default: the fixture's grants.json */
   grants?: Record<string, unknown>;
+  /** the config keys that name objects, with their rights (policy "objects") */
+  objects?: unknown[];
 }
 
 /** The whole third-party flow for each plugin, then one policy for all of them. */
@@ -115,7 +117,7 @@ export function installThirdParty(h: Harness, plugins: ThirdParty[], policy: Rec
     if (a.status !== 0 || !a.sha256) throw new Error(`cni-wasm approve ${wasm} failed (${a.status}): ${a.stderr}${a.stdout}`);
     digests[p.type] = a.sha256;
     const pin = p.pin ?? true;
-    if (pin !== false) entries[p.type] = { sha256: pin === true ? a.sha256 : pin, grants: p.grants ?? fixtureGrants(p.type) };
+    if (pin !== false) entries[p.type] = { sha256: pin === true ? a.sha256 : pin, grants: p.grants ?? fixtureGrants(p.type), ...(p.objects ? { objects: p.objects } : {}) };
     writeShim(h, p.type);
   }
   writePolicy(h, { pluginDirs: [pluginDir(h)], ...policy, plugins: { ...entries, ...(policy.plugins as object ?? {}) } });
