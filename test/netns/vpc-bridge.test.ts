@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CLI, type CniCall, type CniReply, type Harness, makeHarness, ours, readAudit, removeHarness } from '../helpers/cni.js';
+import { CLI, type CniCall, type CniReply, type Harness, libcniSequence, makeHarness, ours, readAudit, removeHarness } from '../helpers/cni.js';
 import { cleanupAll, deleteNetns, ipJson, makeNetns, nsExec } from '../helpers/netns.js';
 import { Ledger } from '../../host/gate/ledger.js';
 
@@ -367,6 +367,24 @@ test('bad configs: clear errors with the right codes, nothing left behind', () =
   assert.equal(Ledger.all(h.stateDir), []);
   assert.ok(!readAudit(h).some((r) => /stack|at Object\./.test(String(r.outcome))), 'no stack traces');
   assert.ok(existsSync(h.auditLog));
+});
+
+test('libcni\'s sequence (VERSION, ADD, CHECK from 0.4.0, DEL with the cached result, DEL again) at every version vpc-bridge claims; 0.2.0 refused', () => {
+  world();
+  const before = snapshot();
+  for (const cniVersion of ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0']) {
+    const seq = libcniSequence((command, config) => run(command, config, 'c1'), conf({ cniVersion }), (add) => {
+      assert.is(add.json?.cniVersion, cniVersion, `${cniVersion}: the result is at the config's version`);
+      assert.ok(ping(C.c1, '192.168.1.1'), `${cniVersion}: c1 reaches the gateway`);
+    });
+    assert.equal(seq.errors, [], cniVersion);
+    assert.ok((seq.version.json?.supportedVersions ?? []).includes(cniVersion), `${cniVersion}: VERSION lists it`);
+    assert.is(snapshot(), before, `${cniVersion}: the host as before`);
+  }
+  const old = run('ADD', conf({ cniVersion: '0.2.0' }), 'c1');
+  assert.is(old.code, 1, old.stdout);
+  assert.is(old.json?.code, 1);
+  assert.is(snapshot(), before, '0.2.0: nothing made');
 });
 
 test.run();
