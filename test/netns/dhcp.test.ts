@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  CLI, type CniCall, type CniReply, type Harness, REFERENCE_BIN, makeHarness, ours, readAudit, reference, removeHarness,
+  CLI, type CniCall, type CniReply, type Harness, REFERENCE_BIN, libcniSequence, makeHarness, ours, readAudit, reference, removeHarness,
 } from '../helpers/cni.js';
 import { cleanupAll, ipJson, makeNetns, netnsPath, nsExec } from '../helpers/netns.js';
 import { closeFd, ifHwaddr, openNetns, udpOpen, udpRecv, udpSend, withNetns } from '../../host/kernel/native.js';
@@ -233,6 +233,20 @@ test('DEL releases (gone from dnsmasq), DEL again succeeds, the daemon holds not
   ok(call('macvlan', 'DEL', macvlanConf(sock), `${P}m1`, 'dhc-m1'), 'DEL m1 again');
   const saved = JSON.parse(readFileSync(join(stateDir, 'leases.json'), 'utf8'));
   assert.equal(saved.leases, []);
+});
+
+test('libcni\'s sequence with macvlan + dhcp at every version (VERSION, ADD, CHECK from 0.4.0, DEL with the cached result, DEL again): each lease taken, then released', async () => {
+  for (const cniVersion of ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0']) {
+    let ip = '';
+    const seq = libcniSequence((command, config) => call('macvlan', command, config, `${P}m1`, 'dhc-seq'), { ...macvlanConf(sock), cniVersion }, (add) => {
+      ip = String(add.json?.ip4?.ip ?? add.json?.ips?.[0]?.address ?? '').split('/')[0];
+      assert.ok(leases().has(ip), `${cniVersion}: dnsmasq holds ${ip}`);
+    });
+    assert.equal(seq.errors, [], cniVersion);
+    assert.is(seq.add.json?.cniVersion, cniVersion);
+    await until(`${cniVersion}: ${ip} released`, () => !leases().has(ip));
+    assert.not.match(nsExec(`${P}m1`, ['ip', '-br', 'link']).stdout, /eth0/, `${cniVersion}: no interface left`);
+  }
 });
 
 test('the dhcp host function talks only to a server that greets as the daemon', async () => {
