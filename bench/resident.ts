@@ -37,6 +37,10 @@ const num = (flag: string, dflt: number): number => { const i = args.indexOf(fla
 const ITER = num('--iterations', quick ? 5 : 20);
 const CYCLES = num('--cycles', quick ? 100 : 1000);
 const CONC = num('--concurrent', quick ? 10 : 50);
+/** Untimed ADD/DEL pairs per config before the timed ones, for resident mode and
+ *  the reference (a daemon on a node has long been warm: its JIT has compiled
+ *  the hot paths; exec mode starts cold on every call whatever one does). */
+const WARM = num('--warmup', quick ? 5 : 30);
 
 const log = (s: string): void => { process.stderr.write(s + '\n'); };
 const sh = (cmd: string[], check = true): string => {
@@ -188,12 +192,21 @@ async function main(): Promise<void> {
 
   const add: Record<string, Record<Mode, number[]>> = {};
   const del: Record<string, Record<Mode, number[]>> = {};
-  cpuCounting = true;
   for (const c of CFGS) {
     add[c.key] = { resident: [], exec: [], reference: [] };
     del[c.key] = { resident: [], exec: [], reference: [] };
     for (let it = -1; it < ITER; it++) { // -1: untimed warm-up
       const order = it % 2 ? MODES : [...MODES].reverse();
+      if (it === -1) {
+        for (let w = 0; w < WARM; w++) {
+          for (const m of ['resident', 'reference'] as Mode[]) {
+            const cid = `warm-${c.key}-${w}`;
+            const result = ok(exec(m, 'ADD', conf(m, c), `${P}c-${m}`, cid), `${m} warm-up ADD ${c.label}`);
+            ok(exec(m, 'DEL', { ...conf(m, c), prevResult: result }, `${P}c-${m}`, cid), `${m} warm-up DEL ${c.label}`);
+          }
+        }
+      }
+      cpuCounting = it >= 0;
       for (const m of order) {
         const cid = `res-${c.key}-${it + 1}`;
         const a = exec(m, 'ADD', conf(m, c), `${P}c-${m}`, cid);
@@ -206,7 +219,7 @@ async function main(): Promise<void> {
     log(`${c.label}: ADD ${MODES.map((m) => `${m} ${med(add[c.key][m]).toFixed(1)}`).join(', ')}`);
   }
   cpuCounting = false;
-  const pairs = CFGS.length * (ITER + 1);
+  const pairs = CFGS.length * ITER;
   // the resident numbers are the daemon's: check that it served them
   const st = spawnSync(process.execPath, [CLI, 'daemon', '--socket', sock, '--check'], { encoding: 'utf8' });
   const served = JSON.parse(st.stdout).served as number;
@@ -263,7 +276,7 @@ async function main(): Promise<void> {
     '',
     `- machine: ${availableParallelism()} CPUs, ${cpus()[0]?.model ?? '?'}; kernel ${release()}; Node ${process.version}; daemon with ${workers} worker threads`,
     `- run: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}, ${ITER} iterations per row, ${((Date.now() - t0) / 1000).toFixed(0)} s, load average ${load0.toFixed(2)} -> ${load1.toFixed(2)}`,
-    '- resident: our native shim (host/shim/shim.c) forwarding to the daemon in the same host netns; exec: the same shim with CNI_WASM_NO_DAEMON=1 (it execs node, as the script shims do); reference: /usr/lib/cni. Same method as above: the exec of the plugin binary from inside a netns playing the host, modes taking turns, one untimed warm-up; DEL gets prevResult.',
+    `- resident: our native shim (host/shim/shim.c) forwarding to the daemon in the same host netns; exec: the same shim with CNI_WASM_NO_DAEMON=1 (it execs node, as the script shims do); reference: /usr/lib/cni. Same method as above: the exec of the plugin binary from inside a netns playing the host, modes taking turns, DEL gets prevResult; before each config's timed pairs, ${WARM} untimed ADD/DEL pairs for resident mode and the reference (a node's daemon is long warm) and one for exec mode (every exec-mode call starts cold anyway). CPU: user + sys of the timed calls only.`,
     `- peak RSS: \`${TIME_BIN} -f %M\` of one IPv4 ADD, median of 5 (for resident mode that is the shim alone: the work happens in the daemon). Daemon RSS: VmRSS of the daemon process (main thread + workers), sampled every ${Math.max(1, Math.floor(CYCLES / 10))} cycles (${(cycMs / 1000).toFixed(0)} s for ${CYCLES} cycles).`,
     '',
     table,

@@ -464,7 +464,8 @@ class Bridge extends CniPlugin {
       if (de !== null) return de;
     }
     const ips = new Array<IPNet>();
-    let removed = false, contMac = "";
+    let removed = false, ipamReleased = false, contMac = "";
+    let ipamErr: CniError | null = null;
     const l = links.get(Netns.Container, req.ifname);
     if (!l.ok) {
       const e = l.error!;
@@ -473,7 +474,8 @@ class Bridge extends CniPlugin {
       // Already gone (DEL twice): nothing to remove, and no masquerade to find by it.
     } else {
       contMac = l.value.mac;
-      const ae = ifaceAddresses(req.ifname, ips);
+      // The addresses only name the masquerade entries to remove.
+      const ae = c.isLayer3() && c.ipMasq ? ifaceAddresses(req.ifname, ips) : null;
       if (ae !== null) {
         if (ae.code == "ENETNS") return ipamDel(c, req);
         if (ae.code != "ENODEV") return hostFailure("failed to get IP addresses for " + q(req.ifname), ae);
@@ -483,9 +485,16 @@ class Bridge extends CniPlugin {
       // instead of holding up the end of the call.
       const me = teardownMasquerade(c, ips);
       if (me !== null) return me;
-      const e = links.remove(Netns.Container, req.ifname);
+      // The kernel confirms a deletion only after RCU grace periods: the
+      // lease is released meanwhile (the order of the two does not show).
+      let e = links.beginRemove(Netns.Container, req.ifname);
+      if (e === null) {
+        if (!dhcpFirst) ipamErr = ipamDel(c, req);
+        ipamReleased = true;
+        e = links.finishRemove(Netns.Container, req.ifname);
+      }
       if (e !== null) {
-        if (e.code == "ENETNS") return ipamDel(c, req);
+        if (e.code == "ENETNS") return ipamReleased ? ipamErr : ipamDel(c, req);
         if (e.code != "ENODEV") return hostFailure("failed to delete " + q(req.ifname), e);
       } else {
         removed = true;
@@ -495,12 +504,8 @@ class Bridge extends CniPlugin {
     // no prevResult to name the port) the host's ledger sweep removes the check.
     if (c.macSpoofChk && removed) spoofCheckDel(c, req, contMac);
 
-    if (!dhcpFirst) {
-      const ie = ipamDel(c, req);
-      if (ie !== null) return ie;
-    }
-
-    return null;
+    if (!dhcpFirst && !ipamReleased) ipamErr = ipamDel(c, req);
+    return ipamErr;
   }
 
   check(req: Request): CniError | null {

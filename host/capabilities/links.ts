@@ -68,6 +68,38 @@ function onLink(right: 'change' | 'delete', run: (ctx: CallContext, ns: Role, na
   };
 }
 
+const forgetsLink = (_ctx: CallContext, ns: Role, name: string) => (e: LedgerEntry) => e.kind === 'link' && e.name === name && (e.ns ?? 'host') === ns;
+
+/** Removals begun and not yet finished in one plugin call (links.begin-remove). */
+const MAX_REMOVALS = 4;
+class Removals {
+  private pending = new Map<string, { join(): void }>();
+  begin(ns: Role, name: string, start: () => { join(): void }): void {
+    const key = `${ns}/${name}`;
+    if (this.pending.has(key)) throw new HostError('EBUSY', `the removal of ${name} is already under way`);
+    if (this.pending.size >= MAX_REMOVALS) throw new HostError('EAGAIN', `${MAX_REMOVALS} removals are already under way in this call; finish one first`);
+    this.pending.set(key, start());
+  }
+  finish(ns: Role, name: string): void {
+    const key = `${ns}/${name}`;
+    const r = this.pending.get(key);
+    if (!r) throw new HostError('EINVAL', `no removal of ${name} was begun in this call`);
+    this.pending.delete(key);
+    r.join();
+  }
+  /** at the end of the plugin call: what was never finished is waited for (the ledger still names it, so the sweep sees it gone) */
+  close(): void {
+    for (const r of this.pending.values()) { try { r.join(); } catch { /* the sweep deals with what is left */ } }
+    this.pending.clear();
+  }
+}
+const REMOVALS = 'links.removals';
+function removals(ctx: CallContext): Removals {
+  let r = ctx.session.get(REMOVALS) as Removals | undefined;
+  if (!r) { r = new Removals(); ctx.session.set(REMOVALS, r); }
+  return r;
+}
+
 export const links: HostInterface = {
   get: {
     grant, reads: true,
@@ -303,6 +335,14 @@ export const links: HostInterface = {
   },
   remove: {
     ...onLink('delete', (ctx, ns, name) => { ctx.ns.rtnl(ns).deleteLink(name); }),
-    removes: (_ctx, ns: Role, name: string) => (e) => e.kind === 'link' && e.name === name && (e.ns ?? 'host') === ns,
+    removes: forgetsLink,
+  },
+  // remove in two halves (the kernel's RCU wait overlaps the plugin's next
+  // calls): begin needs the same right, finish forgets the ledger entry once
+  // the kernel confirmed, as remove does
+  beginRemove: onLink('delete', (ctx, ns, name) => removals(ctx).begin(ns, name, () => ctx.ns.rtnl(ns).beginDeleteLink(name))),
+  finishRemove: {
+    ...onLink('delete', (ctx, ns, name) => removals(ctx).finish(ns, name)),
+    removes: forgetsLink,
   },
 };

@@ -52,7 +52,8 @@ function openPrivate(path: string): number {
 
 function line(rec: AuditRecord): string {
   let text = JSON.stringify(rec);
-  if (Buffer.byteLength(text) > MAX_RECORD_BYTES) {
+  // (a UTF-16 unit is at most 3 bytes of UTF-8: most records need no count)
+  if (text.length * 3 > MAX_RECORD_BYTES && Buffer.byteLength(text) > MAX_RECORD_BYTES) {
     text = JSON.stringify({ ...rec, args: shortenArgs(rec.args), outcome: rec.outcome.slice(0, 4096) });
   }
   return text + '\n';

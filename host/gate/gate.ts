@@ -173,10 +173,13 @@ export function bindInterface(
       }
       const t0 = nowMs();
       let args: Args = raw;
+      // the arguments as recorded: made once per call (the intent and the outcome record share them)
+      let recorded: Record<string, unknown> | null = null;
       const named = () => {
+        if (recorded) return recorded;
         const o: Record<string, unknown> = {};
         sig.params.forEach((p, i) => { o[p] = auditValue(args[i]); });
-        return o;
+        return (recorded = o);
       };
       const record = (verdict: 'allow' | 'deny', outcome: string) => ctx.audit.write({
         time: new Date().toISOString(), plugin: ctx.plugin.type, sha256: ctx.plugin.sha256,
@@ -204,7 +207,7 @@ export function bindInterface(
       }
       let creates: LedgerEntry[] = [];
       try {
-        if (fn.prepare) args = fn.prepare(ctx, ...raw);
+        if (fn.prepare) { args = fn.prepare(ctx, ...raw); recorded = null; }
         const need = fn.grant?.(ctx, ...args);
         const reason = (need ? grantReason(ctx, need) : null)
           ?? (fn.objects?.(ctx, ...args) ?? []).reduce<string | null>((r, o) => r ?? objectReason(ctx, o), null)

@@ -23,6 +23,8 @@ interface Addon {
   ifHwaddr(fd: number, ifname: string): Buffer;
   unixExchange(path: string, banner: string, req: Buffer, timeoutMs: number, maxBytes: number): Buffer;
   unixConnect(path: string, timeoutMs: number): number;
+  nlStart(fd: number, req: Buffer): object;
+  nlJoin(handle: object): void;
 }
 
 const ADDON = join('build', 'Release', 'cniwasm_native.node');
@@ -72,6 +74,15 @@ export const nlRequest = (fd: number, req: Buffer): Buffer[] => load().nlRequest
  * throws the first error. The kernel applies it all or nothing.
  */
 export const nlBatch = (fd: number, batch: Buffer): void => load().nlBatch(fd, batch);
+/**
+ * Sends one acked request from a thread of its own and returns at once; the
+ * socket must serve nothing else until nlJoin returns. For requests the
+ * kernel answers long after it made the change (a link deletion waits for
+ * RCU grace periods), so the caller can work meanwhile.
+ */
+export const nlStart = (fd: number, req: Buffer): object => load().nlStart(fd, req);
+/** Waits for a request nlStart sent; throws what the kernel answered, as nlRequest does. */
+export const nlJoin = (handle: object): void => load().nlJoin(handle);
 /** Blocks until the lock is held. */
 export const flock = (fd: number, exclusive: boolean, wait = true): void => call('flock', () => load().flock(fd, exclusive, wait));
 export const funlock = (fd: number): void => call('funlock', () => load().funlock(fd));

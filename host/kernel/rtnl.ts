@@ -7,7 +7,7 @@ import * as S from 'netlink/dist/structs.js';
 import type { StreamData, AttrStream as AttrStreamT } from 'netlink/dist/structs.js';
 import * as rt from 'netlink/dist/rt/gen_structs.js';
 import * as ifla from 'netlink/dist/rt/ifla.js';
-import { closeFd, kernelError, nlOpen, nlRequest, withNetns } from './native.js';
+import { closeFd, kernelError, nlJoin, nlOpen, nlRequest, nlStart, withNetns } from './native.js';
 import { KernelError, type AddressInfo, type LinkInfo, type RouteInfo } from './types.js';
 
 const NLM_F_REQUEST = 0x1;
@@ -278,7 +278,7 @@ export class Rtnl {
   private seq = Math.floor(Math.random() * 0x7fffffff);
   private fd: number;
 
-  private constructor(fd: number) {
+  private constructor(fd: number, private readonly nsFd: number | null) {
     this.fd = fd;
   }
 
@@ -287,7 +287,7 @@ export class Rtnl {
    * stays bound to that netns for life, so the thread switches back at once.
    */
   static open(nsFd: number | null): Rtnl {
-    return new Rtnl(withNetns(nsFd, () => nlOpen()));
+    return new Rtnl(withNetns(nsFd, () => nlOpen()), nsFd);
   }
 
   close(): void {
@@ -510,6 +510,43 @@ export class Rtnl {
 
   deleteLink(name: string): void {
     this.ack(`delete link ${name}`, rt.MessageType.DELLINK, 0, rt.formatLink({}), ifla.formatLinkAttrs({ ifname: name }));
+  }
+
+  /**
+   * deleteLink from a thread of its own, on a socket of its own in this
+   * socket's netns: the link is gone from the kernel's tables within a
+   * millisecond or so, but the kernel answers only after RCU grace periods
+   * (~15-25 ms), which the caller can spend on other work. join() waits for
+   * the answer and throws what deleteLink would have.
+   */
+  beginDeleteLink(name: string): { join(): void } {
+    const what = `delete link ${name}`;
+    const req = Buffer.concat(S.formatMessage({
+      type: rt.MessageType.DELLINK, flags: NLM_F_REQUEST | NLM_F_ACK, seq: 1, port: 0,
+      data: encode(rt.formatLink({}), ifla.formatLinkAttrs({ ifname: name })),
+    }));
+    const fd = withNetns(this.nsFd, () => nlOpen());
+    let handle: object;
+    try {
+      handle = nlStart(fd, req);
+    } catch (e) {
+      closeFd(fd);
+      throw kernelError(e, what);
+    }
+    let joined = false;
+    return {
+      join: () => {
+        if (joined) return;
+        joined = true;
+        try {
+          nlJoin(handle);
+        } catch (e) {
+          throw kernelError(e, what);
+        } finally {
+          closeFd(fd);
+        }
+      },
+    };
   }
 
   // ---------------------------------------------------------------- addresses

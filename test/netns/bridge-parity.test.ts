@@ -355,6 +355,13 @@ test('DEL removes the veth, the masquerade and the leases, like the reference', 
   assert.equal(masqSet('ours', 'masq6'), []);
   assert.equal(refMasqRules().filter((l) => !l.includes('bp-check')), []);
   assert.equal(kernelState('ours', 'bpbr0', []), kernelState('ref', 'bpbr0', []));
+  // ours releases the lease while the kernel finishes deleting the veth
+  const del = readAudit(h).filter((a) => a.command === 'DEL' && a.containerId === CID.c1 && a.outcome !== 'pending')
+    .map((a) => `${a.plugin} ${a.call} ${a.outcome}`);
+  const at = (x: string) => del.indexOf(x);
+  assert.ok(at('bridge links.begin-remove ok') >= 0, del.join('\n'));
+  assert.ok(at('bridge links.begin-remove ok') < at('host-local invoke.del ok'), del.join('\n'));
+  assert.ok(at('host-local invoke.del ok') < at('bridge links.finish-remove ok'), del.join('\n'));
 });
 
 test('DEL is idempotent: twice, without a netns, and after the netns is gone', () => {

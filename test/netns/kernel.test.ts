@@ -299,6 +299,27 @@ test('delete a link (veth takes its peer with it)', () => {
   assert.not.ok(linkNames(B).includes('eth0'));
 });
 
+test('a deletion begun from its own thread: the link is gone when join returns, work runs meanwhile', () => {
+  ra.createVeth('veth-bg', 'eth9', { peerNsFd: fdB });
+  const del = ra.beginDeleteLink('veth-bg');
+  // the socket of the netns keeps serving while the kernel finishes the deletion
+  assert.is(ra.getLink('br0').kind, 'bridge');
+  del.join();
+  del.join(); // twice is once
+  assert.not.ok(linkNames(A).includes('veth-bg'));
+  assert.not.ok(linkNames(B).includes('eth9'));
+  // the kernel's refusal comes back from join, as deleteLink throws it
+  const missing = ra.beginDeleteLink('nope0');
+  const e = kerr(() => missing.join());
+  assert.is(e.code, 'ENODEV');
+  assert.match(e.message, /delete link nope0/);
+  // many at once, each on its own socket and thread
+  for (let i = 0; i < 6; i++) ra.createVeth(`vbg${i}`, `pbg${i}`, {});
+  const all = Array.from({ length: 6 }, (_, i) => ra.beginDeleteLink(`vbg${i}`));
+  for (const d of all) d.join();
+  assert.equal(linkNames(A).filter((n) => n.startsWith('vbg') || n.startsWith('pbg')), []);
+});
+
 test('errno names', () => {
   const e1 = kerr(() => ra.createBridge('br0'));
   assert.is(e1.code, 'EEXIST');

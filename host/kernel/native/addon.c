@@ -5,7 +5,8 @@
  * promise. This addon gives it blocking primitives only: setns, open/close of
  * namespace files, NETLINK_ROUTE and NETLINK_NETFILTER sockets with a
  * send-one-request/read-all-replies call and an nfnetlink batch call, and
- * flock. All message encoding/decoding stays in TypeScript.
+ * flock, and a netlink request sent from a thread of its own
+ * (background.inc.c). All message encoding/decoding stays in TypeScript.
  *
  * Errors are thrown as Error objects with .code = errno name ("EEXIST") and
  * .errno = the positive errno number.
@@ -278,17 +279,26 @@ static napi_value throw_nlerr(napi_env env, struct nlmsghdr *h, int err)
  * Returns every other reply with that seq as a full message (nlmsghdr
  * included). An NLMSG_ERROR with error != 0 throws.
  */
-static napi_value NlRequest(napi_env env, napi_callback_info info)
+/* The (fd, request) arguments: a socket and one whole netlink message.
+ * Returns 0 after throwing a TypeError. */
+static int get_request(napi_env env, napi_callback_info info, int *fd, void **req, size_t *reqlen)
 {
   napi_value argv[2];
+  if (!get_args(env, info, 2, argv) || !get_fd(env, argv[0], fd)) return 0;
+  if (napi_get_buffer_info(env, argv[1], req, reqlen) != napi_ok) { type_error(env, "request must be a Buffer"); return 0; }
+  if (*reqlen < NLMSG_HDRLEN || ((struct nlmsghdr *)*req)->nlmsg_len != *reqlen) {
+    type_error(env, "request must be one netlink message with a correct nlmsg_len");
+    return 0;
+  }
+  return 1;
+}
+
+static napi_value NlRequest(napi_env env, napi_callback_info info)
+{
   int fd;
   void *req;
   size_t reqlen;
-  if (!get_args(env, info, 2, argv) || !get_fd(env, argv[0], &fd)) return NULL;
-  if (napi_get_buffer_info(env, argv[1], &req, &reqlen) != napi_ok)
-    return type_error(env, "request must be a Buffer");
-  if (reqlen < NLMSG_HDRLEN || ((struct nlmsghdr *)req)->nlmsg_len != reqlen)
-    return type_error(env, "request must be one netlink message with a correct nlmsg_len");
+  if (!get_request(env, info, &fd, &req, &reqlen)) return NULL;
   struct nlmsghdr *rh = req;
   uint32_t seq = rh->nlmsg_seq;
   /* Same rule rtnetlink itself uses to decide a request is a dump. */
@@ -465,6 +475,7 @@ static napi_value PeerCred(napi_env env, napi_callback_info info)
 }
 
 #include "dhcp.inc.c"
+#include "background.inc.c"
 /* unixConnect(path, timeoutMs): a connected, blocking unix stream socket
  * (close-on-exec) whose reads and writes give up after timeoutMs; for
  * callers that talk to `cni-wasm daemon` synchronously (the runner). */
@@ -510,6 +521,8 @@ NAPI_MODULE_INIT()
     { "ifHwaddr", NULL, IfHwaddr, NULL, NULL, NULL, napi_enumerable, NULL },
     { "unixExchange", NULL, UnixExchange, NULL, NULL, NULL, napi_enumerable, NULL },
     { "unixConnect", NULL, UnixConnect, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "nlStart", NULL, NlStart, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "nlJoin", NULL, NlJoin, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
