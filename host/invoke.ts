@@ -47,6 +47,14 @@ interface Shared {
   deadline: number;
   /** the top plugin's grants: what the sweep's own delegated DEL may use */
   topGrants: Grants | null;
+  /** where each type's component is, looked up once per call */
+  located: Map<string, ReturnType<typeof locatePlugin>>;
+}
+
+/** locatePlugin, once per type and call (it reads the manifest; a delegation asks three times). */
+function located(sh: Shared, type: string): ReturnType<typeof locatePlugin> {
+  if (!sh.located.has(type)) sh.located.set(type, locatePlugin(type, sh.policy));
+  return sh.located.get(type)!;
 }
 
 export function invoke(type: string, env: NodeJS.ProcessEnv, stdin: () => string, policyFile?: string): Outcome {
@@ -89,7 +97,7 @@ export function invoke(type: string, env: NodeJS.ProcessEnv, stdin: () => string
       throw new CniError(CniErrorCode.IoFailure, `cni-wasm cannot record this call, so it was not made: ${(e as Error).message}`,
         `check that the policy's stateDir (${policy.stateDir}) is writable`);
     }
-    shared = { inv, policy, audit, ns, network: conf.name, ledger, top: type, conf, owned: null, deadline, topGrants: null };
+    shared = { inv, policy, audit, ns, network: conf.name, ledger, top: type, conf, owned: null, deadline, topGrants: null, located: new Map() };
     let out: string;
     try {
       out = runPlugin(shared, type, inv.command, guestConfig(conf), 0, null);
@@ -206,7 +214,7 @@ function runtimeShape(text: string): string {
 function runPlugin(sh: Shared, type: string, command: string, config: string, depth: number, callerGrants: Grants | null): string {
   let plugin: ReturnType<typeof loadPlugin>;
   try {
-    plugin = loadPlugin(type, sh.policy);
+    plugin = loadPlugin(type, sh.policy, located(sh, type));
     if (!plugin) {
       throw new CniError(CniErrorCode.InvalidNetworkConfig, `no plugin component named '${type}' (looked in the bundled plugins and ${sh.policy.pluginDirs.join(', ') || 'no plugin dirs'})`);
     }
@@ -276,7 +284,7 @@ function attachmentRights(sh: Shared, decls: ObjectDecl[]): Ownership {
 
 /** The digest of a bundled or pinned component of this type ('' for an external binary). */
 function locatePluginDigest(sh: Shared, type: string): string {
-  const where = locatePlugin(type, sh.policy);
+  const where = located(sh, type);
   return where && 'manifest' in where ? where.manifest.sha256 : sh.policy.plugins[type]?.sha256 ?? '';
 }
 
@@ -302,7 +310,7 @@ function delegateSync(sh: Shared, type: string, cmd: DelegateCommand, guestText:
   }
   let out: string;
   try {
-    if (locatePlugin(type, sh.policy)) out = runPlugin(sh, type, command, guestConfig(conf), depth, callerGrants);
+    if (located(sh, type)) out = runPlugin(sh, type, command, guestConfig(conf), depth, callerGrants);
     else if (sh.policy.allowExec.includes(type)) out = execExternal(sh, type, command, config);
     else {
       const refusal = new CniError(CniErrorCode.InvalidNetworkConfig, `no plugin component named '${type}', and the policy does not allow running a '${type}' binary (allowExec)`);

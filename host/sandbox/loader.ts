@@ -149,9 +149,9 @@ export function warmCompile(file: string, digest: string | undefined, compile: (
 }
 
 /** Synchronous: delegation loads plugins while a guest call is in progress. */
-export function loadPlugin(type: string, policy: Policy): LoadedPlugin | null {
+export function loadPlugin(type: string, policy: Policy, where?: ReturnType<typeof locatePlugin>): LoadedPlugin | null {
   try {
-    return load(type, policy);
+    return load(type, policy, where);
   } catch (e) {
     // the invocation's load-refusal record names the component it refused
     if (e instanceof PluginRefused && e.sha256) noteRefusedDigest(type, e.sha256);
@@ -159,8 +159,8 @@ export function loadPlugin(type: string, policy: Policy): LoadedPlugin | null {
   }
 }
 
-function load(type: string, policy: Policy): LoadedPlugin | null {
-  const where = locatePlugin(type, policy);
+function load(type: string, policy: Policy, located?: ReturnType<typeof locatePlugin>): LoadedPlugin | null {
+  const where = located === undefined ? locatePlugin(type, policy) : located;
   if (!where) return null;
   let dir: string;
   let manifest: Manifest;
