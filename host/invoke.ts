@@ -49,6 +49,15 @@ interface Shared {
   topGrants: Grants | null;
   /** where each type's component is, looked up once per call */
   located: Map<string, ReturnType<typeof locatePlugin>>;
+  /** every plugin call's sessions (store lock, ...), so none outlives the call */
+  sessions: CallContext['session'][];
+}
+
+function closeSessions(...all: CallContext['session'][]): void {
+  for (const m of all) {
+    for (const s of m.values()) { try { s.close(); } catch { /* closing is best effort; the process owns the fds */ } }
+    m.clear();
+  }
 }
 
 /** locatePlugin, once per type and call (it reads the manifest; a delegation asks three times). */
@@ -97,7 +106,7 @@ export function invoke(type: string, env: NodeJS.ProcessEnv, stdin: () => string
       throw new CniError(CniErrorCode.IoFailure, `cni-wasm cannot record this call, so it was not made: ${(e as Error).message}`,
         `check that the policy's stateDir (${policy.stateDir}) is writable`);
     }
-    shared = { inv, policy, audit, ns, network: conf.name, ledger, top: type, conf, owned: null, deadline, topGrants: null, located: new Map() };
+    shared = { inv, policy, audit, ns, network: conf.name, ledger, top: type, conf, owned: null, deadline, topGrants: null, located: new Map(), sessions: [] };
     let out: string;
     try {
       out = runPlugin(shared, type, inv.command, guestConfig(conf), 0, null);
@@ -241,6 +250,7 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
     session: new Map(),
     delegate: (t, cmd, cfg) => delegateSync(sh, t, cmd, cfg, depth + 1, grants),
   };
+  sh.sessions.push(ctx.session);
   const t0 = nowMs();
   let outcome = 'ok';
   try {
@@ -259,7 +269,10 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
     if (ctx.inFlight) outcome += ` (stopped during ${ctx.inFlight})`;
     throw e;
   } finally {
-    for (const s of ctx.session.values()) s.close();
+    // The top plugin's call also closes what a delegate stopped by the time
+    // limit left open (a termination runs no finally block in between).
+    if (depth === 0) closeSessions(...sh.sessions);
+    else closeSessions(ctx.session);
     sh.audit.write({
       time: new Date().toISOString(), plugin: type, sha256: plugin.manifest.sha256, command,
       containerId: sh.inv.containerId, network: sh.network, call: `invoke.${command.toLowerCase()}`,

@@ -77,6 +77,28 @@ for (const how of ['spin', 'trap', 'call', 'lease']) {
   });
 }
 
+test('a delegate stopped by the time limit while it holds its store lock: named, swept, and the lock is free again', () => {
+  // halfway as bridge's IPAM: it opens (and locks) the network's store, then spins
+  const base = { cniVersion: '1.0.0', name: 'hgnet', type: 'bridge', bridge: 'hgbr0' };
+  const call = (command: 'ADD' | 'DEL', containerId: string, config: object) =>
+    ours(h, 'bridge', { command, hostNs: HOST, netns: CTR, containerId, ifname: 'eth0', config });
+  // twice: were the first call's lock still held (a resident daemon's worker
+  // lives on), the second would fail to open the store instead of spinning
+  for (const cid of ['hg-stuck-1', 'hg-stuck-2']) {
+    const r = call('ADD', cid, { ...base, how: 'store', ipam: { type: 'halfway' } });
+    assert.is(r.json?.code, 101, r.stdout);
+    assert.match(r.json.msg, /plugin 'halfway' \(run by 'bridge'\) did not finish/);
+    assert.match(r.json.details ?? '', /timeoutMs/);
+    assert.equal(hostVeths(), [], 'no veth left in the host');
+    assert.equal(ctrLinks(), ['lo'], 'no eth0 left in the container');
+    assert.equal(Ledger.peek(h.stateDir, 'hgnet', cid, 'eth0'), [], 'the ledger holds nothing');
+  }
+  const ok = call('ADD', 'hg-after-stuck', { ...base, ipam: { type: 'host-local', subnet: '10.124.1.0/24' } });
+  assert.is(ok.code, 0, ok.stdout);
+  assert.is(call('DEL', 'hg-after-stuck', { ...base, ipam: { type: 'host-local', subnet: '10.124.1.0/24' }, prevResult: ok.json }).code, 0);
+  assert.equal(hostVeths(), []);
+});
+
 test('store, delegation and config names cannot launder another network\'s state or cni-wasm\'s own', () => {
   // another network's leases, which the hostile plugin must neither read nor release
   const victimDir = join(h.storeDir, 'victimnet');
