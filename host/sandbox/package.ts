@@ -9,6 +9,7 @@ import { packageRoot } from '../paths.js';
 import { KNOWN_INTERFACES, WIT_PACKAGE, WIT_VERSION } from './interfaces.js';
 import { importSignatures } from './witsig.js';
 import { PackageError } from './errors.js';
+import { directCalls } from './directcalls.js';
 import { LIMITS, checkComponent, checkCoreModule } from './limits.js';
 import type { ObjectDecl } from '../gate/ownership.js';
 
@@ -33,6 +34,8 @@ export interface Manifest {
   files?: Record<string, string>;
   /** the glue reports every string it lifts out of guest memory (lift guard) */
   liftGuard?: number;
+  /** the glue calls straight through, without jco's async task machinery (directcalls.ts) */
+  directCalls?: boolean;
 }
 
 /** Version of the lift guard the glue is rewritten with; the loader refuses
@@ -199,11 +202,14 @@ export async function writeTranspiled(
 
   const out: Record<string, Buffer> = {};
   let maxPages = 0;
+  let direct = false;
   for (const [name, bytes] of Object.entries(files as Files)) {
     if (name.endsWith('.d.ts')) continue;
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new PackageError(`component '${type}': unexpected file '${name}' from the transpiler`);
     if (name === 'plugin.js') {
-      out['plugin.cjs'] = Buffer.from(toCommonJs(cheapProbes(guardLifts(Buffer.from(bytes).toString('utf8')))));
+      const glue = prepareGlue(Buffer.from(bytes).toString('utf8'), type, meta.bundled);
+      direct = glue.direct;
+      out['plugin.cjs'] = Buffer.from(glue.src);
       continue;
     }
     if (name.endsWith('.wasm')) {
@@ -232,10 +238,31 @@ export async function writeTranspiled(
     type, sha256: sha256(component), size: component.length,
     imports: ifaceNames, exports: exports.map(([n]) => n),
     maxMemoryPages: maxPages, bundled: meta.bundled, grants: meta.grants, ...(meta.objects ? { objects: meta.objects } : {}), jsFile: 'plugin.cjs',
-    files: digests, liftGuard: LIFT_GUARD_VERSION,
+    files: digests, liftGuard: LIFT_GUARD_VERSION, directCalls: direct,
   };
   writeFileSync(join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n', { mode: meta.bundled ? 0o644 : 0o600 });
   return manifest;
+}
+
+/** jco's plugin.js -> the plugin.cjs the loader runs: string lifts guarded,
+ *  cheap feature probes, CommonJS, calls made direct (directcalls.ts).
+ *  Bundled plugins are built with the jco the rewrite knows: glue it cannot
+ *  rewrite means jco changed, and the build refuses it; a third-party
+ *  component keeps jco's calls as they are (correct, slower). `direct:
+ *  false` leaves them so (tests compare the two). */
+export function prepareGlue(jcoJs: string, type: string, bundled: boolean, opts: { direct?: boolean } = {}): { src: string; direct: boolean } {
+  const cjs = toCommonJs(cheapProbes(guardLifts(jcoJs)));
+  if (opts.direct === false) return { src: cjs, direct: false };
+  const glue = directCalls(cjs);
+  if (glue.skipped && bundled) throw new PackageError(`component '${type}': its glue's calls could not be made direct (${glue.skipped}); see host/sandbox/directcalls.ts`);
+  return { src: glue.src, direct: !glue.skipped };
+}
+
+/** jco's glue for a component, as writeTranspiled gets it (for tests). */
+export async function transpiledGlue(component: Uint8Array): Promise<string> {
+  const { transpile } = await import('@bytecodealliance/jco');
+  const { files } = await transpile(component, TRANSPILE_OPTS as never);
+  return Buffer.from((files as Files)['plugin.js']).toString('utf8');
 }
 
 // ---- the lift guard ----------------------------------------------------------
