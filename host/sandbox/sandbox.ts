@@ -349,26 +349,34 @@ export const aheadStats = { used: 0, made: 0 };
 /** Turns making instances ahead on (the daemon's workers). */
 export function makeInstancesAhead(): void { sparesOn = true; }
 
-/** Makes one missing instance ahead; true if there may be more to make. */
+/**
+ * Makes the missing instances ahead, all under one watchdog (each costs a
+ * thread); true if there may be more to make. One whose start-up outruns the
+ * limit is not made ahead again: its calls make their own.
+ */
 export function makeSpare(): boolean {
-  for (const [key, plugin] of recent) {
-    if (spares.has(key)) continue;
-    try {
-      const made = make(plugin, (start) => {
-        limiter.call = start;
-        try {
-          return vm.runInContext('call()', limiter, { timeout: SPARE_STARTUP_MS, displayErrors: false }) as GuestExports;
-        } finally {
-          limiter.call = null;
-        }
-      });
-      spares.set(key, { plugin, made });
-      aheadStats.made++;
-    } catch {
-      // not made ahead (a host call during start-up, a limit): its calls make their own
-      recent.delete(key);
+  const missing = [...recent].filter(([key]) => !spares.has(key));
+  if (!missing.length) return false;
+  let current: string | null = null;
+  limiter.call = () => {
+    for (const [key, plugin] of missing) {
+      current = key;
+      try {
+        spares.set(key, { plugin, made: make(plugin, (start) => start()) });
+        aheadStats.made++;
+      } catch {
+        // not made ahead (a host call during start-up, a limit): its calls make their own
+        recent.delete(key);
+      }
     }
-    return true;
+    current = null;
+  };
+  try {
+    vm.runInContext('call()', limiter, { timeout: SPARE_STARTUP_MS, displayErrors: false });
+  } catch {
+    if (current !== null) recent.delete(current);
+  } finally {
+    limiter.call = null;
   }
   return false;
 }
