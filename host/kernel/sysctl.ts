@@ -45,3 +45,27 @@ export function sysctlSet(nsFd: number | null, key: string, value: string | numb
     }
   });
 }
+
+/**
+ * Writes value unless the key holds it already (compared trimmed: a write
+ * can fail where a read does not, and costs more), reading and writing in
+ * one switch into the netns. Returns the value it found.
+ */
+export function sysctlEnsure(nsFd: number | null, key: string, value: string): string {
+  const path = sysctlPath(key);
+  return withNetns(nsFd, () => {
+    let now: string;
+    try {
+      now = readFileSync(path, 'utf8').trim();
+    } catch (e) {
+      throw fsError(e, `sysctl get ${key}`);
+    }
+    if (now === value) return now;
+    try {
+      writeFileSync(path, value);
+    } catch (e) {
+      throw fsError(e, `sysctl set ${key}=${value}`);
+    }
+    return now;
+  });
+}
