@@ -7,6 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { closeFd, nlOpen, nlRequest, openNetns, withNetns } from '../../host/kernel/native.js';
 import { Rtnl, decode } from '../../host/kernel/rtnl.js';
+import { sysctlEnsure, sysctlGet, sysctlSet } from '../../host/kernel/sysctl.js';
 import { LegacyRtnl, toAddress, toLink, toRoute } from '../helpers/rtnl-legacy.js';
 import { cleanupAll, ipJson, makeNetns, nsExec } from '../helpers/netns.js';
 
@@ -113,6 +114,27 @@ test('errors from the kernel: the same codes and messages', () => {
     assert.ok(pair, String(f));
     assert.equal(pair![0], pair![1], String(f));
   }
+});
+
+test('sysctlEnsure: writes only a different value, returns the one before, fails as get and set fail', () => {
+  const cat = (key: string) => nsExec(A, ['cat', `/proc/sys/${key}`]).stdout.trim();
+  const key = 'net/ipv6/conf/rwv0/accept_ra';
+  assert.is(cat(key), '1');
+  assert.is(sysctlEnsure(fdA, key, '0'), '1');
+  assert.is(cat(key), '0');
+  assert.is(sysctlEnsure(fdA, key, '0'), '0');
+  assert.is(sysctlEnsure(fdA, 'net.ipv4.conf.rwv0.arp_notify', '1'), '0');
+  assert.is(cat('net/ipv4/conf/rwv0/arp_notify'), '1');
+  // read-only for everyone (0444): fine while it holds the value, the write's own error otherwise
+  const ro = 'net/ipv4/conf/all/mc_forwarding';
+  assert.is(sysctlEnsure(fdA, ro, cat(ro)), cat(ro));
+  const fail = (f: () => unknown) => { try { f(); } catch (e) { const x = e as any; return [x.name, x.code, x.errno, x.message]; } return null; };
+  for (const [k, v] of [[ro, '1'], [key, 'nope'], [key, '99999999999999999999'], ['net/ipv4/conf/rwnope0/arp_notify', '1'], ['net/ipv4/conf/rwv0', '1'], ['kernel/hostname', 'x']]) {
+    const want = fail(() => { if (sysctlGet(fdA, k).trim() !== v) sysctlSet(fdA, k, v); });
+    assert.ok(want, `${k}=${v} fails`);
+    assert.equal(fail(() => sysctlEnsure(fdA, k, v)), want, `${k}=${v}`);
+  }
+  assert.is(cat(key), '0');
 });
 
 test.run();
