@@ -61,6 +61,11 @@ export class NlWriter {
     return at;
   }
 
+  /** A 16-bit length or type this writer computed (in range by construction): plain byte stores. */
+  private raw16(v: number, at: number): void {
+    if (LE) { this.buf[at] = v; this.buf[at + 1] = v >>> 8; } else { this.buf[at] = v >>> 8; this.buf[at + 1] = v; }
+  }
+
   /** A plain store (buf[at] = v): no range check. */
   setByte(v: number, at: number): this { this.buf[at] = v; return this; }
   u8At(v: number, at: number): this { this.buf.writeUInt8(v, at); return this; }
@@ -73,7 +78,7 @@ export class NlWriter {
     this.pad();
     this.room(4);
     const at = this.off;
-    this.u16At(((type & NLA_TYPE_MASK) | (nested ? NLA_F_NESTED : 0)) >>> 0, at + 2);
+    this.raw16((type & NLA_TYPE_MASK) | (nested ? NLA_F_NESTED : 0), at + 2);
     this.off += 4;
     return at;
   }
@@ -81,7 +86,8 @@ export class NlWriter {
   end(at: number): this {
     const len = this.off - at;
     if (len >= 0x10000) throw Error(`Maximum attribute length exceeded (${len})`);
-    return this.u16At(len, at);
+    this.raw16(len, at);
+    return this;
   }
 
   bytes(data: Uint8Array): this {
@@ -119,14 +125,19 @@ export class NlWriter {
     return this.u32At(v, this.reserve(4)).end(at);
   }
 
-  /** A NUL-terminated UTF-8 string. */
+  /** A NUL-terminated UTF-8 string (ASCII copied directly: interface names). */
   attrStr(type: number, s: string): this {
     const at = this.start(type);
-    const n = Buffer.byteLength(s);
-    this.room(n + 1);
-    this.buf.write(s, this.off);
-    this.buf[this.off + n] = 0;
-    this.off += n + 1;
+    this.room(s.length * 3 + 1);
+    const b = this.buf;
+    let o = this.off;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) { o = this.off + b.write(s, this.off); break; }
+      b[o++] = c;
+    }
+    b[o] = 0;
+    this.off = o + 1;
     return this.end(at);
   }
 

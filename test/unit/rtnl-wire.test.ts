@@ -129,6 +129,7 @@ test('links: every request as before, replies decoded as before', () => {
   same('bridgeVlanDel', (r) => r.bridgeVlanDel('veth1', 7, { untagged: true, self: false }));
   same('deleteLink', (r) => r.deleteLink('eth0'));
   same('non-ASCII name', (r) => r.deleteLink('é0'));
+  same('astral and lone surrogate names', (r) => { r.deleteLink('a\u{1f600}b'); r.deleteLink('b\ud800'); r.createVeth('\u00e9\u00e9\u00e9', 'x\u{1f600}'); });
 });
 
 test('addresses, routes, neighbours: every request as before, replies decoded as before', () => {
