@@ -48,8 +48,13 @@ export class NlWriter {
   begin(type: number, flags: number, seq: number): this {
     this.off = 0;
     this.room(HDR);
-    this.buf.fill(0, 0, HDR);
-    this.u16At(type, 4).u16At(flags, 6).u32At(seq, 8);
+    this.raw16(0, 0); // nlmsg_len: written by finish()
+    this.raw16(0, 2);
+    this.raw16(type, 4);
+    this.raw16(flags, 6);
+    this.u32At(seq, 8);
+    this.raw16(0, 12); // nlmsg_pid: the kernel's
+    this.raw16(0, 14);
     this.off = HDR;
     return this;
   }
@@ -57,7 +62,7 @@ export class NlWriter {
   /** n zero bytes (a fixed header such as ifinfomsg); returns where they start. */
   zeros(n: number): number {
     const at = this.reserve(n);
-    this.buf.fill(0, at, at + n);
+    for (let i = at; i < at + n; i++) this.buf[i] = 0; // short runs: cheaper than Buffer.fill
     return at;
   }
 
