@@ -6,7 +6,7 @@
 // the interface position matches only such interfaces.
 import { type CallContext, type HostInterface, onNs } from '../gate/gate.js';
 import { globMatch } from '../gate/policy.js';
-import { sysctlGet, sysctlSet } from '../kernel/sysctl.js';
+import { sysctlEnsure, sysctlGet, sysctlSet } from '../kernel/sysctl.js';
 import type { Role } from './namespaces.js';
 import { allowlistRefusal } from './sysctl-allowlist.js';
 import { declareUndo } from '../sweep.js';
@@ -53,9 +53,7 @@ function check(ctx: CallContext, ns: Role, key: string): string | null {
 
 /** Writes value unless the key holds it already (the common case, and a write costs a syscall round). */
 function write(ctx: CallContext, ns: Role, key: string, value: string): void {
-  const fd = ctx.ns.fd(ns);
-  if (sysctlGet(fd, key).trim() === value) return;
-  sysctlSet(fd, key, value);
+  sysctlEnsure(ctx.ns.fd(ns), key, value);
 }
 
 export const sysctl: HostInterface = {

@@ -1,62 +1,57 @@
 // Synchronous rtnetlink for one network namespace: links, addresses, routes.
-// Encoding/decoding uses the `netlink` package's codec; transport is our
-// native addon (the package's own socket is async only).
-// Only the codec submodules: the package index also loads its async socket.
-// The exec path runs from one esbuild bundle, so these cost no module lookups.
+// Requests are written straight into one reusable buffer and replies read at
+// offsets, decoding only the attributes LinkInfo/AddressInfo/RouteInfo carry
+// (host/kernel/nlwire.ts); the bytes sent are the ones the `netlink`
+// package's codec wrote before (test/unit/rtnl-wire.test.ts compares them).
+// Transport is our native addon (the package's own socket is async only).
+// `encode`/`nested` (codec StreamData) remain for nftnl.ts; only the codec's
+// structs submodule is loaded: the package index also loads its async socket.
 import * as S from 'netlink/dist/structs.js';
 import type { StreamData, AttrStream as AttrStreamT } from 'netlink/dist/structs.js';
-import * as rt from 'netlink/dist/rt/gen_structs.js';
-import * as ifla from 'netlink/dist/rt/ifla.js';
 import { closeFd, kernelError, nlJoin, nlOpen, nlRequest, nlStart, withNetns } from './native.js';
+import { HDR, NlWriter, attrS32, attrString, attrU32, eachAttr, readS32, readU16, readU32 } from './nlwire.js';
+import {
+  NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP, AF_INET, AF_BRIDGE, AF_INET6, IFF_UP, IFF_PROMISC, IFF_ALLMULTI, RTEXT_FILTER_SKIP_STATS, IFLA_PROTINFO, IFLA_AF_SPEC, BRIDGE_FLAGS_SELF, BRIDGE_VLAN_INFO_PVID, BRIDGE_VLAN_INFO_UNTAGGED, RT_TABLE_MAIN, RTPROT_BOOT, RTN_UNICAST, RTM_F_CLONED, RTNH_F_ONLINK, NUD_PERMANENT, MACVLAN_MODES, SCOPES, ROUTE_TYPES, IFLA_MACVLAN_BC_QUEUE_LEN,
+  type MacvlanMode,
+} from './rtconst.js';
 import { KernelError, type AddressInfo, type LinkInfo, type RouteInfo } from './types.js';
 
-const NLM_F_REQUEST = 0x1;
-const NLM_F_ACK = 0x4;
-const NLM_F_EXCL = 0x200;
-const NLM_F_CREATE = 0x400;
-const NLM_F_DUMP = 0x300;
-const AF_INET = 2;
-const AF_BRIDGE = 7;
-const AF_INET6 = 10;
-const IFF_UP = 0x1;
-const IFF_PROMISC = 0x100;
-const IFF_ALLMULTI = 0x200;
-const RTEXT_FILTER_SKIP_STATS = 1 << 3;
-const IFLA_PROTINFO = 12;
-const IFLA_AF_SPEC = 26;
-const BRIDGE_FLAGS_SELF = 2;
-const BRIDGE_VLAN_INFO_PVID = 2;
-const BRIDGE_VLAN_INFO_UNTAGGED = 4;
-const RT_TABLE_MAIN = 254;
-const RTPROT_BOOT = 3;
-const RTN_UNICAST = 1;
-const RTM_F_CLONED = 0x200;
-const RTNH_F_ONLINK = 4;
-const NUD_PERMANENT = 0x80;
-const HDR = 16; // sizeof(struct nlmsghdr)
+export type { MacvlanMode };
 
-const MACVLAN_MODES = { private: 1, vepa: 2, bridge: 4, passthru: 8 } as const;
-const SCOPES: Record<string, number> = { universe: 0, site: 200, link: 253, host: 254, nowhere: 255 };
-const ROUTE_TYPES = ['unspec', 'unicast', 'local', 'broadcast', 'anycast', 'multicast', 'blackhole',
-  'unreachable', 'prohibit', 'throw', 'nat', 'xresolve'];
+// message types (linux/rtnetlink.h)
+const RTM_NEWLINK = 16, RTM_DELLINK = 17, RTM_GETLINK = 18, RTM_SETLINK = 19;
+const RTM_NEWADDR = 20, RTM_DELADDR = 21, RTM_GETADDR = 22;
+const RTM_NEWROUTE = 24, RTM_DELROUTE = 25, RTM_GETROUTE = 26;
+const RTM_NEWNEIGH = 28, RTM_DELNEIGH = 29, RTM_GETNEIGH = 30;
+// struct sizes
+const IFINFOMSG = 16, IFADDRMSG = 8, RTMSG = 12, NDMSG = 12;
+// link attributes (linux/if_link.h)
+const IFLA_ADDRESS = 1, IFLA_IFNAME = 3, IFLA_MTU = 4, IFLA_LINK = 5, IFLA_MASTER = 10, IFLA_TXQLEN = 13;
+const IFLA_LINKINFO = 18, IFLA_NET_NS_FD = 28, IFLA_EXT_MASK = 29, IFLA_LINK_NETNSID = 37;
+const IFLA_INFO_KIND = 1, IFLA_INFO_DATA = 2;
+const VETH_INFO_PEER = 1;
+const IFLA_BR_VLAN_FILTERING = 7;
+const IFLA_MACVLAN_MODE = 1;
+const IFLA_BRPORT_MODE = 4, IFLA_BRPORT_LEARNING = 8, IFLA_BRPORT_ISOLATED = 33;
+const IFLA_BRIDGE_FLAGS = 0, IFLA_BRIDGE_VLAN_INFO = 2;
+// address, route, neighbour attributes
+const IFA_ADDRESS = 1, IFA_LOCAL = 2, IFA_BROADCAST = 4, IFA_FLAGS = 8;
+const IFA_F_NODAD = 0x2, IFA_F_DADFAILED = 0x8, IFA_F_TENTATIVE = 0x40;
+const RTA_DST = 1, RTA_OIF = 4, RTA_GATEWAY = 5, RTA_PRIORITY = 6, RTA_PREFSRC = 7, RTA_TABLE = 15;
+const NDA_DST = 1, NDA_LLADDR = 2;
 
-export type MacvlanMode = keyof typeof MACVLAN_MODES;
-/** IFLA_MACVLAN_BC_QUEUE_LEN (the codec knows attributes 1-6 only) */
-const IFLA_MACVLAN_BC_QUEUE_LEN = 7;
-
-function macvlanData(mode: number, bcQueueLen?: number): StreamData {
-  const base = ifla.formatMacvlan({ mode });
-  if (bcQueueLen === undefined) return base;
+function checkBcQueueLen(bcQueueLen: number): void {
   if (!Number.isInteger(bcQueueLen) || bcQueueLen < 0 || bcQueueLen > 0xffffffff) throw einval(`invalid bcqueuelen ${bcQueueLen}`);
-  return (out: AttrStreamT) => { out.emit(base); out.push(IFLA_MACVLAN_BC_QUEUE_LEN, S.putU32(bcQueueLen)); };
 }
 
-/** The macvlan settings in IFLA_INFO_DATA (mode; the requested broadcast queue length, attribute 7). */
-function parseMacvlanData(data: Buffer): { mode?: MacvlanMode; bcQueueLen?: number } {
-  const m = ifla.parseMacvlan(data);
-  const mode = (Object.keys(MACVLAN_MODES) as MacvlanMode[]).find((k) => MACVLAN_MODES[k] === m.mode);
-  let bcQueueLen: number | undefined;
-  S.parseAttributes(data, (a) => { if (a.type === IFLA_MACVLAN_BC_QUEUE_LEN && a.data.length >= 4) bcQueueLen = S.getU32(a.data.subarray(0, 4)); });
+/** The macvlan settings in IFLA_INFO_DATA at m[from, to) (mode; the requested broadcast queue length, attribute 7). */
+function parseMacvlanData(m: Buffer, from: number, to: number): { mode?: MacvlanMode; bcQueueLen?: number } {
+  let modeNum: number | undefined, bcQueueLen: number | undefined;
+  eachAttr(m, from, to, (type, at, len) => {
+    if (type === IFLA_MACVLAN_MODE) modeNum = attrU32(m, at, len);
+    else if (type === IFLA_MACVLAN_BC_QUEUE_LEN && len >= 4) bcQueueLen = readU32(m, at);
+  });
+  const mode = (Object.keys(MACVLAN_MODES) as MacvlanMode[]).find((k) => MACVLAN_MODES[k] === modeNum);
   return { mode, bcQueueLen };
 }
 
@@ -106,7 +101,7 @@ export function ipToBytes(s: string): Buffer {
 
 /** 4 or 16 bytes to text; IPv6 in RFC 5952 form (compressed, lower case). */
 export function bytesToIp(b: Buffer): string {
-  if (b.length === 4) return Array.from(b).join('.');
+  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
   if (b.length !== 16) throw einval(`address of ${b.length} bytes`);
   if (b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) {
     return '::ffff:' + Array.from(b.subarray(12)).join('.');
@@ -139,21 +134,28 @@ export function parseCidr(s: string): Cidr {
   return { family, addr, prefix };
 }
 
-function parseMac(s: string): Buffer {
+export function parseMac(s: string): Buffer {
   if (!/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(s)) throw einval(`invalid MAC address "${s}"`);
   return Buffer.from(s.replace(/:/g, ''), 'hex');
 }
 
-const formatMac = (b?: Buffer): string => (b && b.length ? Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(':') : '');
-const afOf = (family: 4 | 6): number => (family === 4 ? AF_INET : AF_INET6);
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+/** m[at, at+len) as aa:bb:..., '' when empty. */
+function macAt(m: Buffer, at: number, len: number): string {
+  let s = '';
+  for (let i = 0; i < len; i++) s += (i ? ':' : '') + HEX[m[at + i]];
+  return s;
+}
+const formatMac = (b?: Buffer): string => (b && b.length ? macAt(b, 0, b.length) : '');
+export const afOf = (family: 4 | 6): number => (family === 4 ? AF_INET : AF_INET6);
 
-function scopeName(n: number | string | undefined): string {
+export function scopeName(n: number | string | undefined): string {
   if (typeof n === 'string') return n.toLowerCase();
   const e = Object.entries(SCOPES).find(([, v]) => v === n);
   return e ? e[0] : String(n ?? 0);
 }
 
-function scopeNumber(s: string): number {
+export function scopeNumber(s: string): number {
   if (s in SCOPES) return SCOPES[s];
   if (/^\d+$/.test(s) && Number(s) <= 255) return Number(s);
   throw einval(`invalid scope "${s}"`);
@@ -177,82 +179,174 @@ export function nested(type: number, inner: StreamData): StreamData {
   };
 }
 
-// ---------------------------------------------------------------- decoding
+/** A route's destination, gateway, table and scope as sent (iproute2's defaults filled in). */
+export function routeParts(r: RouteInfo, del: boolean): { d: Cidr; gw?: Buffer; table: number; scope: number } {
+    const d = parseCidr(r.dst);
+    if (d.family !== r.family) throw einval(`route dst ${r.dst} is not IPv${r.family}`);
+    const gw = r.gw !== undefined ? ipToBytes(r.gw) : undefined;
+    const table = r.table ?? RT_TABLE_MAIN;
+    // iproute2's defaults: v6 routes are universe; a v4 route without a
+    // gateway is link scope; a delete without a scope matches any scope.
+    const scope = r.scope !== undefined ? scopeNumber(r.scope)
+      : del ? SCOPES.nowhere : r.family === 6 || gw ? SCOPES.universe : SCOPES.link;
+    return { d, gw, table, scope };
+}
 
-function toLink(msg: Buffer): LinkInfo {
-  const body = msg.subarray(HDR);
-  const h = rt.parseLink(body.subarray(0, rt.__LENGTH_Link));
-  const a = ifla.parseLinkAttrs(body.subarray(rt.__LENGTH_Link));
-  const kind = a.linkinfo ? ifla.parseInfo(a.linkinfo).kind ?? '' : '';
-  const link = a.link && a.link.length >= 4 ? S.getU32(a.link.subarray(0, 4)) : 0;
+// ---------------------------------------------------------------- decoding
+// Each reply is one whole message (nlmsghdr included), as nlRequest returns it.
+
+/** An address attribute's bytes as text (4 or 16 bytes, else EINVAL as bytesToIp). */
+const ipAt = (m: Buffer, at: number, len: number): string => (len === 4 ? `${m[at]}.${m[at + 1]}.${m[at + 2]}.${m[at + 3]}` : bytesToIp(m.subarray(at, at + len)));
+
+function toLink(m: Buffer): LinkInfo {
+  // struct ifinfomsg: family, pad, type, index (s32), flags, change
+  if (m.length < HDR + IFINFOMSG) throw Error('Unexpected length for Link');
+  const index = readS32(m, HDR + 4);
+  const flags = readU32(m, HDR + 8);
+  let name = '', mtu: number | undefined, mac = '', master: number | undefined, txqlen: number | undefined;
+  let linkAt = -1, linkLen = 0, infoAt = -1, infoLen = 0, netnsid: number | undefined;
+  eachAttr(m, HDR + IFINFOMSG, m.length, (type, at, len) => {
+    switch (type) {
+      case IFLA_ADDRESS: mac = macAt(m, at, len); break;
+      case IFLA_IFNAME: name = attrString(m, at, len); break;
+      case IFLA_MTU: mtu = attrU32(m, at, len); break;
+      case IFLA_LINK: linkAt = at; linkLen = len; break;
+      case IFLA_MASTER: master = attrU32(m, at, len); break;
+      case IFLA_TXQLEN: txqlen = attrU32(m, at, len); break;
+      case IFLA_LINKINFO: infoAt = at; infoLen = len; break;
+      case IFLA_LINK_NETNSID: netnsid = attrS32(m, at, len); break;
+    }
+  });
+  let kind = '', dataAt = -1, dataLen = 0;
+  if (infoAt >= 0) {
+    eachAttr(m, infoAt, infoAt + infoLen, (type, at, len) => {
+      if (type === IFLA_INFO_KIND) kind = attrString(m, at, len);
+      else if (type === IFLA_INFO_DATA) { dataAt = at; dataLen = len; }
+    });
+  }
+  const link = linkAt >= 0 && linkLen >= 4 ? readU32(m, linkAt) : 0;
   const info: LinkInfo = {
-    index: h.index ?? 0,
-    name: a.ifname ?? '',
+    index,
+    name,
     kind,
-    mtu: a.mtu ?? 0,
-    mac: formatMac(a.address),
-    up: !!h.flags?.up,
-    masterIndex: a.master ?? 0,
-    promisc: !!h.flags?.promisc,
-    allmulti: !!h.flags?.allmulti,
-    txqlen: a.txqlen ?? 0,
+    mtu: mtu ?? 0,
+    mac,
+    up: (flags & IFF_UP) !== 0,
+    masterIndex: master ?? 0,
+    promisc: (flags & IFF_PROMISC) !== 0,
+    allmulti: (flags & IFF_ALLMULTI) !== 0,
+    txqlen: txqlen ?? 0,
     peerIndex: kind === 'veth' ? link : 0,
   };
   if (kind !== 'veth' && link && link !== info.index) info.parentIndex = link;
-  if (kind === 'macvlan' && a.linkinfo) {
-    const data = ifla.parseInfo(a.linkinfo).data;
-    if (data) {
-      const mv = parseMacvlanData(data);
-      if (mv.mode) info.macvlanMode = mv.mode;
-      if (mv.bcQueueLen !== undefined) info.bcQueueLen = mv.bcQueueLen;
-    }
+  if (kind === 'macvlan' && dataAt >= 0) {
+    const mv = parseMacvlanData(m, dataAt, dataAt + dataLen);
+    if (mv.mode) info.macvlanMode = mv.mode;
+    if (mv.bcQueueLen !== undefined) info.bcQueueLen = mv.bcQueueLen;
   }
-  if (a.linkNetnsid !== undefined) info.linkNetnsid = a.linkNetnsid;
+  if (netnsid !== undefined) info.linkNetnsid = netnsid;
   return info;
 }
 
-function toAddress(msg: Buffer): AddressInfo {
-  const body = msg.subarray(HDR);
-  const h = rt.parseAddress(body.subarray(0, rt.__LENGTH_Address));
-  const a = rt.parseAddressAttrs(body.subarray(rt.__LENGTH_Address));
-  const ip = a.local ?? a.address ?? Buffer.alloc(h.family === AF_INET ? 4 : 16);
-  const flags = a.flags ?? h.flags ?? {};
+function toAddress(m: Buffer): AddressInfo {
+  // struct ifaddrmsg: family, prefixlen, flags, scope, index
+  if (m.length < HDR + IFADDRMSG) throw Error('Unexpected length for Address');
+  const family = m[HDR], prefixlen = m[HDR + 1], scope = m[HDR + 3];
+  let flags = m[HDR + 2];
+  let localAt = -1, localLen = 0, addrAt = -1, addrLen = 0;
+  eachAttr(m, HDR + IFADDRMSG, m.length, (type, at, len) => {
+    if (type === IFA_LOCAL) { localAt = at; localLen = len; }
+    else if (type === IFA_ADDRESS) { addrAt = at; addrLen = len; }
+    else if (type === IFA_FLAGS) flags = attrU32(m, at, len);
+  });
+  const ip = localAt >= 0 ? ipAt(m, localAt, localLen) : addrAt >= 0 ? ipAt(m, addrAt, addrLen)
+    : bytesToIp(Buffer.alloc(family === AF_INET ? 4 : 16));
   const info: AddressInfo = {
-    ifindex: h.index ?? 0,
-    family: h.family === AF_INET ? 4 : 6,
-    cidr: `${bytesToIp(ip)}/${h.prefixlen ?? 0}`,
-    scope: scopeName(h.scope),
+    ifindex: readU32(m, HDR + 4),
+    family: family === AF_INET ? 4 : 6,
+    cidr: `${ip}/${prefixlen}`,
+    scope: scopeName(scope),
   };
-  if (flags.tentative) info.tentative = true;
-  if (flags.dadfailed) info.dadFailed = true;
+  if (flags & IFA_F_TENTATIVE) info.tentative = true;
+  if (flags & IFA_F_DADFAILED) info.dadFailed = true;
   return info;
 }
 
-function toRoute(msg: Buffer): RouteInfo & { cloned: boolean } {
-  const body = msg.subarray(HDR);
-  // The codec maps known enum values to names; we want the raw numbers.
-  const family = body[0] === AF_INET ? 4 : 6;
-  const dstLen = body[1];
-  const rtmTable = body[4], scope = body[6], type = body[7];
-  const flags = S.readU32.call(body, 8); // host byte order, like all netlink structs
-  const a = rt.parseRouteAttrs(body.subarray(rt.__LENGTH_Route));
+function toRoute(m: Buffer): RouteInfo & { cloned: boolean } {
+  // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
+  if (m.length < HDR + RTMSG) throw Error('Unexpected length for Route');
+  const family = m[HDR] === AF_INET ? 4 : 6;
+  const dstLen = m[HDR + 1];
+  const rtmTable = m[HDR + 4], scope = m[HDR + 6], type = m[HDR + 7];
+  const flags = readU32(m, HDR + 8);
+  let dst: string | undefined, gw: string | undefined, src: string | undefined;
+  let oif: number | undefined, priority: number | undefined, table: number | undefined;
+  eachAttr(m, HDR + RTMSG, m.length, (t, at, len) => {
+    switch (t) {
+      case RTA_DST: dst = ipAt(m, at, len); break;
+      case RTA_OIF: oif = attrU32(m, at, len); break;
+      case RTA_GATEWAY: gw = ipAt(m, at, len); break;
+      case RTA_PRIORITY: priority = attrU32(m, at, len); break;
+      case RTA_PREFSRC: src = ipAt(m, at, len); break;
+      case RTA_TABLE: table = attrU32(m, at, len); break;
+    }
+  });
   const r: RouteInfo & { cloned: boolean } = {
     family,
-    dst: `${a.dst ? bytesToIp(a.dst) : family === 4 ? '0.0.0.0' : '::'}/${dstLen}`,
-    table: a.table ?? rtmTable,
+    dst: `${dst ?? (family === 4 ? '0.0.0.0' : '::')}/${dstLen}`,
+    table: table ?? rtmTable,
     scope: scopeName(scope),
     cloned: (flags & RTM_F_CLONED) !== 0,
   };
-  if (a.gateway) r.gw = bytesToIp(a.gateway);
-  if (a.oif !== undefined) r.ifindex = a.oif;
-  if (a.prefsrc) r.src = bytesToIp(a.prefsrc);
-  if (a.priority !== undefined) r.metric = a.priority;
+  if (gw !== undefined) r.gw = gw;
+  if (oif !== undefined) r.ifindex = oif;
+  if (src !== undefined) r.src = src;
+  if (priority !== undefined) r.metric = priority;
   if (type !== RTN_UNICAST) r.type = ROUTE_TYPES[type] ?? String(type);
   if (flags & RTNH_F_ONLINK) r.onlink = true;
   return r;
 }
 
-// ---------------------------------------------------------------- the socket
+function toNeigh(m: Buffer): NeighInfo {
+  // struct ndmsg: family, pad1, pad2, ifindex, state (u16), flags, type
+  if (m.length < HDR + NDMSG) throw Error('Unexpected length for Neighbor');
+  let ip = '', mac = '';
+  eachAttr(m, HDR + NDMSG, m.length, (type, at, len) => {
+    if (type === NDA_DST) ip = ipAt(m, at, len);
+    else if (type === NDA_LLADDR) mac = macAt(m, at, len);
+  });
+  return { ifindex: readU32(m, HDR + 4), ip, mac, permanent: (readU16(m, HDR + 8) & NUD_PERMANENT) !== 0 };
+}
+
+/** The decoders, for tests that hold them against the codec's. */
+export const decode = { link: toLink, address: toAddress, route: toRoute, neigh: toNeigh };
+
+// ---------------------------------------------------------------- encoding helpers
+
+// One writer for every socket: a request is built and sent before the next one begins.
+const W = new NlWriter();
+/** IFLA_LINKINFO content: IFLA_INFO_KIND "ifb" without its NUL (len 7, padded) */
+const IFB_KIND = Buffer.from([7, 0, 1, 0, 0x69, 0x66, 0x62, 0]);
+
+/** struct ifinfomsg with family, index (s32), flags and change. */
+function ifinfo(w: NlWriter, family = 0, index = 0, flags = 0, change = 0): void {
+  const at = w.zeros(IFINFOMSG);
+  if (family) w.u8At(family, at);
+  if (index) w.s32At(index, at + 4);
+  if (flags) w.u32At(flags, at + 8);
+  if (change) w.u32At(change, at + 12);
+}
+
+const optU32 = (w: NlWriter, type: number, v: number | undefined): void => { if (v !== undefined) w.attrU32(type, v); };
+const optBytes = (w: NlWriter, type: number, v: Buffer | undefined): void => { if (v !== undefined) w.attr(type, v); };
+
+/** IFLA_LINKINFO { IFLA_INFO_KIND kind, IFLA_INFO_DATA written by data } */
+function linkinfo(w: NlWriter, kind: string, data?: (w: NlWriter) => void): void {
+  const li = w.start(IFLA_LINKINFO);
+  w.attrStr(IFLA_INFO_KIND, kind);
+  if (data) { const d = w.start(IFLA_INFO_DATA); data(w); w.end(d); }
+  w.end(li);
+}
 
 export interface VethOptions { mtu?: number; mac?: string; peerMac?: string; peerNsFd?: number; txqlen?: number }
 export interface BridgeOptions { mtu?: number; vlanFiltering?: boolean; mac?: string }
@@ -274,12 +368,26 @@ export interface BridgeVlanOptions {
   self?: boolean;
 }
 
+/** Where a request goes: the socket normally; a function in tests. Returns the reply messages. */
+export type Transport = (req: Buffer) => Buffer[];
+
+/** ifi_flags and ifi_change for the flags a SetLinkOptions sets. */
+export function linkFlags(opts: SetLinkOptions): { flags: number; change: number } {
+    let flags = 0, change = 0;
+    if (opts.up !== undefined) { change |= IFF_UP; if (opts.up) flags |= IFF_UP; }
+    if (opts.promisc !== undefined) { change |= IFF_PROMISC; if (opts.promisc) flags |= IFF_PROMISC; }
+    if (opts.allmulti !== undefined) { change |= IFF_ALLMULTI; if (opts.allmulti) flags |= IFF_ALLMULTI; }
+    return { flags, change };
+}
+
 export class Rtnl {
   private seq = Math.floor(Math.random() * 0x7fffffff);
   private fd: number;
+  private readonly transport: Transport | null;
 
-  private constructor(fd: number, private readonly nsFd: number | null) {
+  private constructor(fd: number, transport: Transport | null = null, private readonly nsFd: number | null = null) {
     this.fd = fd;
+    this.transport = transport;
   }
 
   /**
@@ -287,27 +395,45 @@ export class Rtnl {
    * stays bound to that netns for life, so the thread switches back at once.
    */
   static open(nsFd: number | null): Rtnl {
-    return new Rtnl(withNetns(nsFd, () => nlOpen()), nsFd);
+    return new Rtnl(withNetns(nsFd, () => nlOpen()), null, nsFd);
+  }
+
+  /** No socket: every request goes to transport (tests compare the bytes, or replay replies). */
+  static over(transport: Transport): Rtnl {
+    return new Rtnl(0, transport);
   }
 
   close(): void {
-    if (this.fd >= 0) closeFd(this.fd);
+    if (this.fd >= 0 && !this.transport) closeFd(this.fd);
     this.fd = -1;
   }
 
-  private request(what: string, type: number, flags: number, ...body: StreamData[]): Buffer[] {
+  /** Starts the next request in the shared writer; send it with send() before any other request. */
+  private begin(what: string, type: number, flags: number): NlWriter {
     if (this.fd < 0) throw new KernelError('EBADF', `${what}: socket closed`, 9);
     this.seq = (this.seq + 1) >>> 0 || 1;
-    const req = Buffer.concat(S.formatMessage({ type, flags: flags | NLM_F_REQUEST, seq: this.seq, port: 0, data: encode(...body) }));
+    return W.begin(type, flags | NLM_F_REQUEST, this.seq);
+  }
+
+  private send(what: string, req: Buffer, dump: boolean): Buffer[] {
     for (let tries = 0; ; tries++) {
       try {
-        return nlRequest(this.fd, req);
+        return this.transport ? this.transport(req) : nlRequest(this.fd, req);
       } catch (e) {
         // A dump raced a change (NLM_F_DUMP_INTR): the kernel says retry.
-        if ((e as { code?: string }).code === 'EINTR' && (flags & NLM_F_DUMP) === NLM_F_DUMP && tries < 3) continue;
+        if ((e as { code?: string }).code === 'EINTR' && dump && tries < 3) continue;
         throw kernelError(e, what);
       }
     }
+  }
+
+  /** A request whose reply is an ACK (or the error). */
+  private ack(what: string, w: NlWriter): void {
+    this.send(what, w.finish(), false);
+  }
+
+  private dump(what: string, w: NlWriter): Buffer[] {
+    return this.send(what, w.finish(), true);
   }
 
   /**
@@ -319,15 +445,7 @@ export class Rtnl {
     this.seq = (this.seq + 1) >>> 0 || 1;
     const req = Buffer.from(msg);
     S.writeU32.call(req, this.seq, 8);
-    const dump = (S.readU16.call(req, 6) & NLM_F_DUMP) === NLM_F_DUMP;
-    for (let tries = 0; ; tries++) {
-      try {
-        return nlRequest(this.fd, req);
-      } catch (e) {
-        if ((e as { code?: string }).code === 'EINTR' && dump && tries < 3) continue;
-        throw kernelError(e, what);
-      }
-    }
+    return this.send(what, req, (S.readU16.call(req, 6) & NLM_F_DUMP) === NLM_F_DUMP);
   }
 
   /**
@@ -356,33 +474,33 @@ export class Rtnl {
     return -1;
   }
 
-  private ack(what: string, type: number, flags: number, ...body: StreamData[]): void {
-    this.request(what, type, flags | NLM_F_ACK, ...body);
-  }
-
   // ---------------------------------------------------------------- links
 
   getLink(name: string): LinkInfo {
-    const msgs = this.request(`get link ${name}`, rt.MessageType.GETLINK, NLM_F_ACK, rt.formatLink({}),
-      ifla.formatLinkAttrs({ ifname: name, extMask: S.putU32(RTEXT_FILTER_SKIP_STATS) }));
+    const what = `get link ${name}`;
+    const w = this.begin(what, RTM_GETLINK, NLM_F_ACK);
+    ifinfo(w);
+    w.attrStr(IFLA_IFNAME, name).attrU32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+    const msgs = this.send(what, w.finish(), false);
     if (!msgs.length) throw new KernelError('ENODEV', `get link ${name}: no such device`, 19);
     return toLink(msgs[0]);
   }
 
   getLinkByIndex(index: number): LinkInfo {
-    const msgs = this.request(`get link #${index}`, rt.MessageType.GETLINK, NLM_F_ACK, rt.formatLink({ index }),
-      ifla.formatLinkAttrs({ extMask: S.putU32(RTEXT_FILTER_SKIP_STATS) }));
+    const what = `get link #${index}`;
+    const w = this.begin(what, RTM_GETLINK, NLM_F_ACK);
+    ifinfo(w, 0, index);
+    w.attrU32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+    const msgs = this.send(what, w.finish(), false);
     if (!msgs.length) throw new KernelError('ENODEV', `get link #${index}: no such device`, 19);
     return toLink(msgs[0]);
   }
 
   listLinks(): LinkInfo[] {
-    return this.request('list links', rt.MessageType.GETLINK, NLM_F_DUMP, rt.formatLink({}),
-      ifla.formatLinkAttrs({ extMask: S.putU32(RTEXT_FILTER_SKIP_STATS) })).map(toLink);
-  }
-
-  private newLink(what: string, attrs: ifla.LinkAttrs): void {
-    this.ack(what, rt.MessageType.NEWLINK, NLM_F_CREATE | NLM_F_EXCL, rt.formatLink({}), ifla.formatLinkAttrs(attrs));
+    const w = this.begin('list links', RTM_GETLINK, NLM_F_DUMP);
+    ifinfo(w);
+    w.attrU32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+    return this.dump('list links', w).map(toLink);
   }
 
   /**
@@ -391,125 +509,150 @@ export class Rtnl {
    * to both ends.
    */
   createVeth(name: string, peerName: string, opts: VethOptions = {}): void {
-    const peer = Buffer.concat([rt.formatLink({}), encode(ifla.formatLinkAttrs({
-      ifname: peerName,
-      mtu: opts.mtu,
-      txqlen: opts.txqlen,
-      address: opts.peerMac !== undefined ? parseMac(opts.peerMac) : undefined,
-      netNsFd: opts.peerNsFd,
-    }))]);
-    this.newLink(`create veth ${name}/${peerName}`, {
-      ifname: name,
-      mtu: opts.mtu,
-      txqlen: opts.txqlen,
-      address: opts.mac !== undefined ? parseMac(opts.mac) : undefined,
-      linkinfo: encode(ifla.formatInfo({ kind: 'veth', data: encode(ifla.formatVethInfo({ peer })) })),
+    const peerMac = opts.peerMac !== undefined ? parseMac(opts.peerMac) : undefined;
+    const mac = opts.mac !== undefined ? parseMac(opts.mac) : undefined;
+    const what = `create veth ${name}/${peerName}`;
+    const w = this.begin(what, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK);
+    ifinfo(w);
+    w.attrStr(IFLA_IFNAME, name);
+    optU32(w, IFLA_MTU, opts.mtu);
+    optU32(w, IFLA_TXQLEN, opts.txqlen);
+    optBytes(w, IFLA_ADDRESS, mac);
+    linkinfo(w, 'veth', () => {
+      const peer = w.start(VETH_INFO_PEER);
+      ifinfo(w);
+      w.attrStr(IFLA_IFNAME, peerName);
+      optU32(w, IFLA_MTU, opts.mtu);
+      optU32(w, IFLA_TXQLEN, opts.txqlen);
+      optBytes(w, IFLA_ADDRESS, peerMac);
+      optU32(w, IFLA_NET_NS_FD, opts.peerNsFd);
+      w.end(peer);
     });
+    this.ack(what, w);
   }
 
   createBridge(name: string, opts: BridgeOptions = {}): void {
+    const mac = opts.mac !== undefined ? parseMac(opts.mac) : undefined;
+    const what = `create bridge ${name}`;
+    const w = this.begin(what, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK);
+    ifinfo(w);
+    w.attrStr(IFLA_IFNAME, name);
+    optU32(w, IFLA_MTU, opts.mtu);
+    optBytes(w, IFLA_ADDRESS, mac);
     // Sent only to turn filtering on (it is off by default): a kernel built
     // without CONFIG_BRIDGE_VLAN_FILTERING rejects the attribute whatever its value.
-    const data = opts.vlanFiltering ? encode(ifla.formatBridge({ vlanFiltering: S.putU8(1) })) : undefined;
-    this.newLink(`create bridge ${name}`, {
-      ifname: name,
-      mtu: opts.mtu,
-      address: opts.mac !== undefined ? parseMac(opts.mac) : undefined,
-      linkinfo: encode(ifla.formatInfo({ kind: 'bridge', data })),
-    });
+    linkinfo(w, 'bridge', opts.vlanFiltering ? () => { w.attrU8(IFLA_BR_VLAN_FILTERING, 1); } : undefined);
+    this.ack(what, w);
   }
 
   /** The master is looked up here; with nsFd the new link is born in that netns. */
   createMacvlan(name: string, masterIndex: number, mode: MacvlanMode, opts: MacvlanOptions = {}): void {
     if (!(mode in MACVLAN_MODES)) throw einval(`invalid macvlan mode "${mode}"`);
-    this.newLink(`create macvlan ${name}`, {
-      ifname: name,
-      link: S.putU32(masterIndex),
-      mtu: opts.mtu,
-      address: opts.mac !== undefined ? parseMac(opts.mac) : undefined,
-      netNsFd: opts.nsFd,
-      txqlen: opts.txqlen,
-      linkinfo: encode(ifla.formatInfo({ kind: 'macvlan', data: encode(macvlanData(MACVLAN_MODES[mode], opts.bcQueueLen)) })),
+    const mac = opts.mac !== undefined ? parseMac(opts.mac) : undefined;
+    if (opts.bcQueueLen !== undefined) checkBcQueueLen(opts.bcQueueLen);
+    const what = `create macvlan ${name}`;
+    const w = this.begin(what, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK);
+    ifinfo(w);
+    w.attrStr(IFLA_IFNAME, name).attrU32(IFLA_LINK, masterIndex);
+    optU32(w, IFLA_MTU, opts.mtu);
+    optBytes(w, IFLA_ADDRESS, mac);
+    optU32(w, IFLA_NET_NS_FD, opts.nsFd);
+    optU32(w, IFLA_TXQLEN, opts.txqlen);
+    linkinfo(w, 'macvlan', () => {
+      w.attrU32(IFLA_MACVLAN_MODE, MACVLAN_MODES[mode]);
+      optU32(w, IFLA_MACVLAN_BC_QUEUE_LEN, opts.bcQueueLen);
     });
+    this.ack(what, w);
   }
 
   /** With opts as the reference bandwidth plugin creates its IFB: up, the veth's MTU, txqueuelen 0. */
   createIfb(name: string, opts: IfbOptions = {}): void {
+    const what = `create ifb ${name}`;
+    const w = this.begin(what, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK);
+    ifinfo(w, 0, 0, opts.up ? IFF_UP : 0, opts.up ? IFF_UP : 0);
+    w.attrStr(IFLA_IFNAME, name);
+    optU32(w, IFLA_MTU, opts.mtu);
+    optU32(w, IFLA_TXQLEN, opts.txqlen);
     // IFLA_INFO_KIND "ifb" without a NUL, as iproute2 and Go netlink send it
-    const kind = Buffer.from([7, 0, 1, 0, 0x69, 0x66, 0x62, 0]);
-    const attrs: ifla.LinkAttrs = { ifname: name, mtu: opts.mtu, txqlen: opts.txqlen, linkinfo: kind };
-    if (!opts.up) {
-      this.newLink(`create ifb ${name}`, attrs);
-      return;
-    }
-    const hdr = rt.formatLink({});
-    S.writeU32.call(hdr, IFF_UP, 8);
-    S.writeU32.call(hdr, IFF_UP, 12);
-    this.ack(`create ifb ${name}`, rt.MessageType.NEWLINK, NLM_F_CREATE | NLM_F_EXCL, hdr, ifla.formatLinkAttrs(attrs));
+    w.attr(IFLA_LINKINFO, IFB_KIND);
+    this.ack(what, w);
   }
 
   /** A dummy link; EOPNOTSUPP when the kernel has no dummy driver. */
   createDummy(name: string, opts: { mtu?: number } = {}): void {
-    this.newLink(`create dummy ${name}`, { ifname: name, mtu: opts.mtu, linkinfo: encode(ifla.formatInfo({ kind: 'dummy' })) });
+    const what = `create dummy ${name}`;
+    const w = this.begin(what, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK);
+    ifinfo(w);
+    w.attrStr(IFLA_IFNAME, name);
+    optU32(w, IFLA_MTU, opts.mtu);
+    linkinfo(w, 'dummy');
+    this.ack(what, w);
   }
 
   /** One RTM_SETLINK; the kernel applies a netns move first, then the rest. */
   setLink(name: string, opts: SetLinkOptions): void {
-    let flags = 0, change = 0;
-    if (opts.up !== undefined) { change |= IFF_UP; if (opts.up) flags |= IFF_UP; }
-    if (opts.promisc !== undefined) { change |= IFF_PROMISC; if (opts.promisc) flags |= IFF_PROMISC; }
-    if (opts.allmulti !== undefined) { change |= IFF_ALLMULTI; if (opts.allmulti) flags |= IFF_ALLMULTI; }
+    const { flags, change } = linkFlags(opts);
     // A rename needs the index: IFLA_IFNAME then carries the new name.
     const index = opts.newName !== undefined ? this.getLink(name).index : 0;
-    const hdr = rt.formatLink({ index });
-    S.writeU32.call(hdr, flags, 8);
-    S.writeU32.call(hdr, change, 12);
-    this.ack(`set link ${name}`, rt.MessageType.SETLINK, 0, hdr, ifla.formatLinkAttrs({
-      ifname: opts.newName ?? name,
-      mtu: opts.mtu,
-      address: opts.mac !== undefined ? parseMac(opts.mac) : undefined,
-      master: opts.masterIndex,
-      netNsFd: opts.nsFd,
-      txqlen: opts.txqlen,
-    }));
+    const mac = opts.mac !== undefined ? parseMac(opts.mac) : undefined;
+    const what = `set link ${name}`;
+    const w = this.begin(what, RTM_SETLINK, NLM_F_ACK);
+    ifinfo(w, 0, index, flags, change);
+    w.attrStr(IFLA_IFNAME, opts.newName ?? name);
+    optU32(w, IFLA_MTU, opts.mtu);
+    optBytes(w, IFLA_ADDRESS, mac);
+    optU32(w, IFLA_MASTER, opts.masterIndex);
+    optU32(w, IFLA_NET_NS_FD, opts.nsFd);
+    optU32(w, IFLA_TXQLEN, opts.txqlen);
+    this.ack(what, w);
   }
 
   /** Bridge-port flags (like `bridge link set`); name must be enslaved to a bridge. */
   setBridgePort(name: string, opts: BridgePortOptions): void {
     const index = this.getLink(name).index;
-    const port: ifla.BridgePort = {};
-    if (opts.hairpin !== undefined) port.mode = opts.hairpin ? 1 : 0;
-    if (opts.learning !== undefined) port.learning = opts.learning ? 1 : 0;
-    if (opts.isolated !== undefined) port.isolated = S.putU8(opts.isolated ? 1 : 0);
+    const what = `set bridge port ${name}`;
+    const w = this.begin(what, RTM_SETLINK, NLM_F_ACK);
+    ifinfo(w, AF_BRIDGE, index);
     // The kernel reads IFLA_PROTINFO as nested port attributes only when
     // NLA_F_NESTED is set (otherwise as a bare STP state byte).
-    this.ack(`set bridge port ${name}`, rt.MessageType.SETLINK, 0, rt.formatLink({ family: AF_BRIDGE, index }),
-      nested(IFLA_PROTINFO, ifla.formatBridgePort(port)));
+    const p = w.start(IFLA_PROTINFO, true);
+    if (opts.hairpin !== undefined) w.attrU8(IFLA_BRPORT_MODE, opts.hairpin ? 1 : 0);
+    if (opts.learning !== undefined) w.attrU8(IFLA_BRPORT_LEARNING, opts.learning ? 1 : 0);
+    if (opts.isolated !== undefined) w.attrU8(IFLA_BRPORT_ISOLATED, opts.isolated ? 1 : 0);
+    w.end(p);
+    this.ack(what, w);
   }
 
   private bridgeVlan(what: string, type: number, name: string, vid: number, opts: BridgeVlanOptions): void {
     if (!Number.isInteger(vid) || vid < 1 || vid > 4094) throw einval(`invalid VLAN id ${vid}`);
     const index = this.getLink(name).index;
-    let vflags = 0;
-    if (opts.pvid) vflags |= BRIDGE_VLAN_INFO_PVID;
-    if (opts.untagged) vflags |= BRIDGE_VLAN_INFO_UNTAGGED;
-    const info = Buffer.alloc(4);
-    S.writeU16.call(info, vflags, 0);
-    S.writeU16.call(info, vid, 2);
-    this.ack(`${what} ${name} vid ${vid}`, type, 0, rt.formatLink({ family: AF_BRIDGE, index }),
-      nested(IFLA_AF_SPEC, ifla.formatBridgeSpec({ flags: opts.self ? BRIDGE_FLAGS_SELF : undefined, vlanInfo: info })));
+    const vflags = (opts.pvid ? BRIDGE_VLAN_INFO_PVID : 0) | (opts.untagged ? BRIDGE_VLAN_INFO_UNTAGGED : 0);
+    const full = `${what} ${name} vid ${vid}`;
+    const w = this.begin(full, type, NLM_F_ACK);
+    ifinfo(w, AF_BRIDGE, index);
+    const spec = w.start(IFLA_AF_SPEC, true);
+    if (opts.self) w.attrU16(IFLA_BRIDGE_FLAGS, BRIDGE_FLAGS_SELF);
+    const vi = w.start(IFLA_BRIDGE_VLAN_INFO); // struct bridge_vlan_info { u16 flags; u16 vid; }
+    const at = w.zeros(4);
+    w.u16At(vflags, at).u16At(vid, at + 2).end(vi);
+    w.end(spec);
+    this.ack(full, w);
   }
 
   bridgeVlanAdd(name: string, vid: number, opts: BridgeVlanOptions = {}): void {
-    this.bridgeVlan('bridge vlan add', rt.MessageType.SETLINK, name, vid, opts);
+    this.bridgeVlan('bridge vlan add', RTM_SETLINK, name, vid, opts);
   }
 
   bridgeVlanDel(name: string, vid: number, opts: BridgeVlanOptions = {}): void {
-    this.bridgeVlan('bridge vlan del', rt.MessageType.DELLINK, name, vid, opts);
+    this.bridgeVlan('bridge vlan del', RTM_DELLINK, name, vid, opts);
   }
 
   deleteLink(name: string): void {
-    this.ack(`delete link ${name}`, rt.MessageType.DELLINK, 0, rt.formatLink({}), ifla.formatLinkAttrs({ ifname: name }));
+    const what = `delete link ${name}`;
+    const w = this.begin(what, RTM_DELLINK, NLM_F_ACK);
+    ifinfo(w);
+    w.attrStr(IFLA_IFNAME, name);
+    this.ack(what, w);
   }
 
   /**
@@ -521,10 +664,10 @@ export class Rtnl {
    */
   beginDeleteLink(name: string): { join(): void } {
     const what = `delete link ${name}`;
-    const req = Buffer.concat(S.formatMessage({
-      type: rt.MessageType.DELLINK, flags: NLM_F_REQUEST | NLM_F_ACK, seq: 1, port: 0,
-      data: encode(rt.formatLink({}), ifla.formatLinkAttrs({ ifname: name })),
-    }));
+    const w = this.begin(what, RTM_DELLINK, NLM_F_ACK);
+    ifinfo(w);
+    w.attrStr(IFLA_IFNAME, name);
+    const req = Buffer.from(w.finish()); // a copy: the writer's buffer serves the next request
     const fd = withNetns(this.nsFd, () => nlOpen());
     let handle: object;
     try {
@@ -551,78 +694,88 @@ export class Rtnl {
 
   // ---------------------------------------------------------------- addresses
 
-  private addrMsg(ifindex: number, cidr: string, noDad: boolean): StreamData[] {
+  private addrMsg(what: string, type: number, flags: number, ifindex: number, cidr: string, noDad: boolean): NlWriter {
     const c = parseCidr(cidr);
-    const attrs: rt.AddressAttrs = { local: c.addr, address: c.addr };
+    const w = this.begin(what, type, flags);
+    const at = w.zeros(IFADDRMSG);
+    w.u8At(afOf(c.family), at);
+    if (c.prefix) w.u8At(c.prefix, at + 1);
+    if (noDad) w.u8At(IFA_F_NODAD, at + 2);
+    if (ifindex) w.u32At(ifindex, at + 4);
+    w.attr(IFA_LOCAL, c.addr).attr(IFA_ADDRESS, c.addr);
     // Like the Go netlink library the reference plugins use: a v4 address
     // gets its subnet's broadcast address.
     if (c.family === 4 && c.prefix < 31) {
       const bcast = Buffer.from(c.addr);
       bcast.writeUInt32BE((bcast.readUInt32BE(0) | (0xffffffff >>> c.prefix)) >>> 0, 0);
-      attrs.broadcast = bcast;
+      w.attr(IFA_BROADCAST, bcast);
     }
-    if (noDad) attrs.flags = { nodad: true };
-    return [rt.formatAddress({ family: afOf(c.family), prefixlen: c.prefix, index: ifindex, flags: noDad ? { nodad: true } : undefined }),
-      rt.formatAddressAttrs(attrs)];
+    if (noDad) w.attrU32(IFA_FLAGS, IFA_F_NODAD);
+    return w;
   }
 
   /** noDad sets IFA_F_NODAD so an IPv6 address is usable at once (no tentative phase). */
   addAddress(ifindex: number, cidr: string, opts: { noDad?: boolean } = {}): void {
-    this.ack(`add address ${cidr} on #${ifindex}`, rt.MessageType.NEWADDR, NLM_F_CREATE | NLM_F_EXCL,
-      ...this.addrMsg(ifindex, cidr, !!opts.noDad));
+    const what = `add address ${cidr} on #${ifindex}`;
+    this.ack(what, this.addrMsg(what, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK, ifindex, cidr, !!opts.noDad));
   }
 
   delAddress(ifindex: number, cidr: string): void {
-    this.ack(`delete address ${cidr} on #${ifindex}`, rt.MessageType.DELADDR, 0, ...this.addrMsg(ifindex, cidr, false));
+    const what = `delete address ${cidr} on #${ifindex}`;
+    this.ack(what, this.addrMsg(what, RTM_DELADDR, NLM_F_ACK, ifindex, cidr, false));
   }
 
   listAddresses(opts: { ifindex?: number; family?: 4 | 6 } = {}): AddressInfo[] {
     const family = opts.family ? afOf(opts.family) : 0;
-    return this.request('list addresses', rt.MessageType.GETADDR, NLM_F_DUMP, rt.formatAddress({ family }))
+    const w = this.begin('list addresses', RTM_GETADDR, NLM_F_DUMP);
+    const at = w.zeros(IFADDRMSG);
+    if (family) w.u8At(family, at);
+    return this.dump('list addresses', w)
       .map(toAddress)
       .filter((a) => (opts.ifindex === undefined || a.ifindex === opts.ifindex) && (!opts.family || a.family === opts.family));
   }
 
   // ---------------------------------------------------------------- routes
 
-  private routeMsg(r: RouteInfo, del: boolean): StreamData[] {
-    const d = parseCidr(r.dst);
-    if (d.family !== r.family) throw einval(`route dst ${r.dst} is not IPv${r.family}`);
-    const gw = r.gw !== undefined ? ipToBytes(r.gw) : undefined;
-    const table = r.table ?? RT_TABLE_MAIN;
-    // iproute2's defaults: v6 routes are universe; a v4 route without a
-    // gateway is link scope; a delete without a scope matches any scope.
-    const scope = r.scope !== undefined ? scopeNumber(r.scope)
-      : del ? SCOPES.nowhere : r.family === 6 || gw ? SCOPES.universe : SCOPES.link;
-    const hdr = rt.formatRoute({
-      family: afOf(r.family), dstLen: d.prefix, table: table < 256 ? table : 0,
-      protocol: del ? undefined : RTPROT_BOOT, type: RTN_UNICAST,
-    });
-    hdr[6] = scope; // written directly: the codec skips a zero (universe) scope but not 255
-    if (r.onlink && !del) S.writeU32.call(hdr, RTNH_F_ONLINK, 8); // rtm_flags: the gateway is on the link, whatever the subnets say
-    return [hdr, rt.formatRouteAttrs({
-      dst: d.prefix > 0 ? d.addr : undefined,
-      gateway: gw,
-      oif: r.ifindex,
-      prefsrc: r.src !== undefined ? ipToBytes(r.src) : undefined,
-      priority: r.metric,
-      table,
-    })];
+  private routeMsg(what: string, type: number, flags: number, r: RouteInfo, del: boolean): NlWriter {
+    const { d, gw, table, scope } = routeParts(r, del);
+    const src = r.src !== undefined ? ipToBytes(r.src) : undefined;
+    const w = this.begin(what, type, flags);
+    const at = w.zeros(RTMSG);
+    w.u8At(afOf(r.family), at);
+    if (d.prefix) w.u8At(d.prefix, at + 1);
+    if (table < 256 && table) w.u8At(table, at + 4);
+    if (!del) w.u8At(RTPROT_BOOT, at + 5);
+    w.setByte(scope, at + 6); // a plain byte store, as before: a zero (universe) scope included
+    w.u8At(RTN_UNICAST, at + 7);
+    if (r.onlink && !del) w.u32At(RTNH_F_ONLINK, at + 8); // rtm_flags: the gateway is on the link, whatever the subnets say
+    if (d.prefix > 0) w.attr(RTA_DST, d.addr);
+    optBytes(w, RTA_GATEWAY, gw);
+    optU32(w, RTA_OIF, r.ifindex);
+    optBytes(w, RTA_PREFSRC, src);
+    optU32(w, RTA_PRIORITY, r.metric);
+    w.attrU32(RTA_TABLE, table);
+    return w;
   }
 
   /** exclusive: false adds beside other routes to the same destination (no NLM_F_EXCL). */
   addRoute(r: RouteInfo, opts: { exclusive?: boolean } = {}): void {
     const flags = opts.exclusive === false ? NLM_F_CREATE : NLM_F_CREATE | NLM_F_EXCL;
-    this.ack(`add route ${r.dst}${r.gw ? ` via ${r.gw}` : ''}`, rt.MessageType.NEWROUTE, flags, ...this.routeMsg(r, false));
+    const what = `add route ${r.dst}${r.gw ? ` via ${r.gw}` : ''}`;
+    this.ack(what, this.routeMsg(what, RTM_NEWROUTE, flags | NLM_F_ACK, r, false));
   }
 
   delRoute(r: RouteInfo): void {
-    this.ack(`delete route ${r.dst}${r.gw ? ` via ${r.gw}` : ''}`, rt.MessageType.DELROUTE, 0, ...this.routeMsg(r, true));
+    const what = `delete route ${r.dst}${r.gw ? ` via ${r.gw}` : ''}`;
+    this.ack(what, this.routeMsg(what, RTM_DELROUTE, NLM_F_ACK, r, true));
   }
 
   /** Routes of one table (main by default), without cached clones. */
   listRoutes(family?: 4 | 6, table: number = RT_TABLE_MAIN): RouteInfo[] {
-    return this.request('list routes', rt.MessageType.GETROUTE, NLM_F_DUMP, rt.formatRoute({ family: family ? afOf(family) : 0 }))
+    const w = this.begin('list routes', RTM_GETROUTE, NLM_F_DUMP);
+    const at = w.zeros(RTMSG);
+    if (family) w.u8At(afOf(family), at);
+    return this.dump('list routes', w)
       .filter((m) => m[HDR] === AF_INET || m[HDR] === AF_INET6)
       .map(toRoute)
       .filter((r) => !r.cloned && r.table === table && (!family || r.family === family))
@@ -631,36 +784,36 @@ export class Rtnl {
 
   // ---------------------------------------------------------------- neighbours
 
-  private neighMsg(n: NeighInfo): StreamData[] {
+  private neighMsg(what: string, type: number, flags: number, n: NeighInfo): NlWriter {
     const ip = ipToBytes(n.ip);
-    const family = ip.length === 4 ? 4 : 6;
-    const hdr = Buffer.alloc(rt.__LENGTH_Neighbor);
-    hdr[0] = afOf(family);
-    S.writeU32.call(hdr, n.ifindex, 4);
-    S.writeU16.call(hdr, n.permanent ? NUD_PERMANENT : 0x02 /* NUD_REACHABLE */, 8);
-    return [hdr, rt.formatNeighborAttrs({ dst: ip, lladdr: n.mac ? parseMac(n.mac) : undefined })];
+    const mac = n.mac ? parseMac(n.mac) : undefined;
+    const w = this.begin(what, type, flags);
+    const at = w.zeros(NDMSG);
+    w.u8At(afOf(ip.length === 4 ? 4 : 6), at);
+    w.u32At(n.ifindex, at + 4);
+    w.u16At(n.permanent ? NUD_PERMANENT : 0x02 /* NUD_REACHABLE */, at + 8);
+    w.attr(NDA_DST, ip);
+    optBytes(w, NDA_LLADDR, mac);
+    return w;
   }
 
   /** A neighbour entry (ip neigh add): EEXIST when one is there already. */
   addNeigh(n: NeighInfo): void {
-    this.ack(`add neighbour ${n.ip}`, rt.MessageType.NEWNEIGH, NLM_F_CREATE | NLM_F_EXCL, ...this.neighMsg(n));
+    const what = `add neighbour ${n.ip}`;
+    this.ack(what, this.neighMsg(what, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK, n));
   }
 
   delNeigh(n: NeighInfo): void {
-    this.ack(`delete neighbour ${n.ip}`, rt.MessageType.DELNEIGH, 0, ...this.neighMsg({ ...n, mac: '' }));
+    const what = `delete neighbour ${n.ip}`;
+    this.ack(what, this.neighMsg(what, RTM_DELNEIGH, NLM_F_ACK, { ...n, mac: '' }));
   }
 
   listNeigh(family?: 4 | 6): NeighInfo[] {
-    const hdr = Buffer.alloc(rt.__LENGTH_Neighbor);
-    hdr[0] = family ? afOf(family) : 0;
-    return this.request('list neighbours', rt.MessageType.GETNEIGH, NLM_F_DUMP, hdr).map((m) => {
-      const body = m.subarray(HDR);
-      const a = rt.parseNeighborAttrs(body.subarray(rt.__LENGTH_Neighbor));
-      return {
-        ifindex: S.readU32.call(body, 4), ip: a.dst ? bytesToIp(a.dst) : '', mac: formatMac(a.lladdr),
-        permanent: (S.readU16.call(body, 8) & NUD_PERMANENT) !== 0,
-      };
-    }).filter((n) => n.ip !== '' && (!family || n.ip.includes(':') === (family === 6)));
+    const w = this.begin('list neighbours', RTM_GETNEIGH, NLM_F_DUMP);
+    const at = w.zeros(NDMSG);
+    if (family) w.u8At(afOf(family), at);
+    return this.dump('list neighbours', w).map(toNeigh)
+      .filter((n) => n.ip !== '' && (!family || n.ip.includes(':') === (family === 6)));
   }
 }
 
