@@ -23,6 +23,9 @@ interface Addon {
   ifHwaddr(fd: number, ifname: string): Buffer;
   unixExchange(path: string, banner: string, req: Buffer, timeoutMs: number, maxBytes: number): Buffer;
   unixConnect(path: string, timeoutMs: number): number;
+  flockWithin(fd: number, ms: number): boolean;
+  storeRead(dirFd: number, names: string[], maxBytes: number, needles: Buffer[] | null): (string | 0 | 1 | 2)[];
+  storeWrite(dirFd: number, tmp: string, name: string, value: string, mode: 0 | 1): boolean;
 }
 
 const ADDON = join('build', 'Release', 'cniwasm_native.node');
@@ -125,3 +128,13 @@ export function withNetns<T>(nsFd: number | null, fn: () => T): T {
     }
   }
 }
+
+// The store's files (host/kernel/native/store.inc.c, used by host/capabilities/store.ts).
+/** An exclusive flock, waited for at most ms (short backoff): whether it is held. */
+export const flockWithin = (fd: number, ms: number): boolean => call('flock', () => load().flockWithin(fd, ms));
+/** Each name's content, or 0 (absent), 1 (not a bounded regular file), 2 (holds none of needles). */
+export const storeRead = (dirFd: number, names: string[], maxBytes: number, needles: Buffer[] | null = null): (string | 0 | 1 | 2)[] =>
+  call('read', () => load().storeRead(dirFd, names, maxBytes, needles));
+/** Writes a temp file and renames it to name (mode 1: only if name does not exist; false then). */
+export const storeWrite = (dirFd: number, tmp: string, name: string, value: string, mode: 0 | 1): boolean =>
+  call(`write ${name}`, () => load().storeWrite(dirFd, tmp, name, value, mode));

@@ -465,6 +465,7 @@ static napi_value PeerCred(napi_env env, napi_callback_info info)
 }
 
 #include "dhcp.inc.c"
+#include "store.inc.c"
 /* unixConnect(path, timeoutMs): a connected, blocking unix stream socket
  * (close-on-exec) whose reads and writes give up after timeoutMs; for
  * callers that talk to `cni-wasm daemon` synchronously (the runner). */
@@ -510,6 +511,9 @@ NAPI_MODULE_INIT()
     { "ifHwaddr", NULL, IfHwaddr, NULL, NULL, NULL, napi_enumerable, NULL },
     { "unixExchange", NULL, UnixExchange, NULL, NULL, NULL, napi_enumerable, NULL },
     { "unixConnect", NULL, UnixConnect, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "flockWithin", NULL, FlockWithin, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "storeRead", NULL, StoreRead, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "storeWrite", NULL, StoreWrite, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
