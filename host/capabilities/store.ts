@@ -68,6 +68,10 @@ function checkKey(key: string): void {
   }
 }
 
+function checkValue(value: string): void {
+  if (Buffer.byteLength(value) > STORE_LIMITS.valueBytes) throw new HostError('ENOSPC', `a store value may hold at most ${STORE_LIMITS.valueBytes} bytes`);
+}
+
 /** Where a plugin's store lives when it names no dataDir. */
 export function defaultStoreRoot(policy: Policy, plugin: string): string {
   return plugin === 'host-local' ? policy.storeDir : join(dirname(policy.storeDir), 'cni-wasm', plugin);
@@ -171,7 +175,7 @@ function matching(s: StoreSession, wanted: string[]): string[] {
 
 /** Write-then-rename of one value; with onlyNew, nothing (false) if the key exists. */
 function writeValue(s: StoreSession, key: string, value: string, onlyNew: boolean): boolean {
-  if (Buffer.byteLength(value) > STORE_LIMITS.valueBytes) throw new HostError('ENOSPC', `a store value may hold at most ${STORE_LIMITS.valueBytes} bytes`);
+  checkValue(value);
   if (++s.puts > STORE_LIMITS.putsPerCall) throw new HostError('ENOSPC', `at most ${STORE_LIMITS.putsPerCall} store writes per call`);
   const fresh = !s.keys.has(key);
   if (onlyNew && !fresh) return false;
@@ -179,6 +183,15 @@ function writeValue(s: StoreSession, key: string, value: string, onlyNew: boolea
   const done = storeWrite(s.dirFd, `.${key}.${tmpSuffix()}.tmp`, key, value, onlyNew ? 1 : 0);
   if (done && fresh) { s.keys.add(key); s.names++; }
   return done;
+}
+
+function remove(s: StoreSession, key: string): void {
+  try {
+    unlinkSync(join(s.dir, key));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new HostError('ESTORE', (e as Error).message);
+  }
+  if (s.keys.delete(key)) s.names--;
 }
 
 const grant = always('store');
@@ -241,16 +254,7 @@ export const store: HostInterface = {
   },
   remove: {
     grant,
-    run: (ctx, key: string) => {
-      checkKey(key);
-      const s = session(ctx);
-      try {
-        unlinkSync(join(s.dir, key));
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new HostError('ESTORE', (e as Error).message);
-      }
-      if (s.keys.delete(key)) s.names--;
-    },
+    run: (ctx, key: string) => { checkKey(key); remove(session(ctx), key); },
   },
   keys: {
     grant, reads: true,
@@ -259,6 +263,38 @@ export const store: HostInterface = {
   find: {
     grant, reads: true,
     run: (ctx, values: string[]) => matching(session(ctx), values),
+  },
+  findGet: {
+    grant, reads: true,
+    run: (ctx, wanted: string[], keys: string[]) => {
+      keys.forEach(checkKey);
+      const s = session(ctx);
+      return { found: matching(s, wanted), values: values(s, keys) };
+    },
+  },
+  create: {
+    grant,
+    run: (ctx, key: string, value: string, also: [string, string][]) => {
+      // everything that could refuse a write of `also` is checked before `key` is written
+      for (const [k, v] of [[key, value], ...also]) {
+        checkKey(k);
+        checkValue(v);
+      }
+      const s = session(ctx);
+      if (s.puts + 1 + also.length > STORE_LIMITS.putsPerCall) throw new HostError('ENOSPC', `at most ${STORE_LIMITS.putsPerCall} store writes per call`);
+      if (!writeValue(s, key, value, true)) return false;
+      for (const [k, v] of also) writeValue(s, k, v, false);
+      return true;
+    },
+  },
+  removeFound: {
+    grant,
+    run: (ctx, wanted: string[]) => {
+      const s = session(ctx);
+      const found = matching(s, wanted);
+      for (const k of found) remove(s, k);
+      return found;
+    },
   },
   entries: {
     grant, reads: true,

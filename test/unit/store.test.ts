@@ -20,6 +20,9 @@ const SIGS = {
   keys: { wit: 'keys', params: [], hasResult: true },
   entries: { wit: 'entries', params: [], hasResult: true },
   find: { wit: 'find', params: ['values'], hasResult: true },
+  findGet: { wit: 'find-get', params: ['values', 'keys'], hasResult: true },
+  create: { wit: 'create', params: ['key', 'value', 'also'], hasResult: true },
+  removeFound: { wit: 'remove-found', params: ['values'], hasResult: true },
 };
 
 let storeDir = '';
@@ -157,6 +160,36 @@ test('the lock: a second call waits for the first and takes the lock within ms o
   assert.match(r.val.message, /locked by another CNI call/);
   assert.ok(waited >= 250 && waited < 400, `gave up after ${waited} ms`);
   assert.is(c.t.ctx.session.size, 0);
+});
+
+test('find-get, create, remove-found: host-local\'s ADD and DEL in one call each, as find, get, put and remove would do them', () => {
+  const { t, s, dir, end } = call('combined');
+  ok(s.open('combined', ''));
+  assert.equal(ok(s.findGet(['c1\r\neth0', 'c1'], ['last_reserved_ip.0', 'nope'])), { found: [], values: [undefined, undefined] });
+  assert.is(ok(s.create('10.0.0.2', 'c1\r\neth0', [['last_reserved_ip.0', '10.0.0.2']])), true);
+  assert.is(ok(s.create('10.0.0.2', 'c2\r\neth0', [['last_reserved_ip.0', 'x']])), false); // taken: nothing written
+  assert.equal(readFileSync(join(dir, '10.0.0.2'), 'latin1'), 'c1\r\neth0');
+  assert.equal(readFileSync(join(dir, 'last_reserved_ip.0'), 'latin1'), '10.0.0.2');
+  assert.is(ok(s.create('10.0.0.3', 'c2\r\neth0', [['last_reserved_ip.0', '10.0.0.3']])), true);
+  assert.equal(ok(s.findGet(['c1\r\neth0', 'c1'], ['last_reserved_ip.0'])), { found: ['10.0.0.2'], values: ['10.0.0.3'] });
+  // every refusal comes before anything is written
+  assert.match(s.create('10.0.0.4', 'c4', [['a/b', 'x']]).val.message, /not a valid store key/);
+  assert.match(s.create('10.0.0.4', 'c4', [['k', 'x'.repeat(STORE_LIMITS.valueBytes + 1)]]).val.message, /at most 65536 bytes/);
+  assert.match(s.findGet([], ['../x']).val.message, /not a valid store key/);
+  assert.not.ok(existsSync(join(dir, '10.0.0.4')));
+  // an existing name that is not a value is not free either (the reference's O_EXCL)
+  mkdirSync(join(dir, '10.0.0.9'));
+  end();
+  const c2 = call('combined');
+  ok(c2.s.open('combined', ''));
+  assert.is(ok(c2.s.create('10.0.0.9', 'c9', [])), false);
+  assert.equal(ok(c2.s.removeFound(['c1\r\neth0'])), ['10.0.0.2']);
+  assert.equal(ok(c2.s.removeFound(['c1\r\neth0'])), []);
+  assert.equal(readdirSync(dir).sort(), ['10.0.0.3', '10.0.0.9', 'last_reserved_ip.0', 'lock']);
+  // audited as changes: intent, then outcome
+  assert.equal(c2.t.audit.filter((r) => r.call === 'store.remove-found').map((r) => r.outcome), ['pending', 'ok', 'pending', 'ok']);
+  assert.equal(t.audit.filter((r) => r.call === 'store.find-get').map((r) => r.outcome).slice(0, 2), ['ok', 'ok']);
+  c2.end();
 });
 
 test.run();
