@@ -181,7 +181,7 @@ function writeValue(s: StoreSession, key: string, value: string, onlyNew: boolea
   if (onlyNew && !fresh) return false;
   if (fresh && s.names > STORE_LIMITS.keys) throw new HostError('ENOSPC', `the store ${s.dir} already holds ${STORE_LIMITS.keys} keys`);
   const done = storeWrite(s.dirFd, `.${key}.${tmpSuffix()}.tmp`, key, value, onlyNew ? 1 : 0);
-  if (done && fresh) { s.keys.add(key); s.names++; }
+  if (fresh) { s.keys.add(key); s.names++; } // written, or there already (made by a writer that ignores the lock)
   return done;
 }
 
