@@ -447,6 +447,8 @@ static napi_value Funlock(napi_env env, napi_callback_info info)
   return undefined(env);
 }
 
+#include "store.inc.c"
+
 /* peerCred(fd): {pid, uid, gid} of the process at the other end of a unix
  * socket (SO_PEERCRED), as the kernel recorded it at connect time. */
 static napi_value PeerCred(napi_env env, napi_callback_info info)
@@ -465,7 +467,6 @@ static napi_value PeerCred(napi_env env, napi_callback_info info)
 }
 
 #include "dhcp.inc.c"
-#include "store.inc.c"
 /* unixConnect(path, timeoutMs): a connected, blocking unix stream socket
  * (close-on-exec) whose reads and writes give up after timeoutMs; for
  * callers that talk to `cni-wasm daemon` synchronously (the runner). */
@@ -504,6 +505,9 @@ NAPI_MODULE_INIT()
     { "nlBatch", NULL, NlBatch, NULL, NULL, NULL, napi_enumerable, NULL },
     { "flock", NULL, Flock, NULL, NULL, NULL, napi_enumerable, NULL },
     { "funlock", NULL, Funlock, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "flockWithin", NULL, FlockWithin, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "storeRead", NULL, StoreRead, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "storeWrite", NULL, StoreWrite, NULL, NULL, NULL, napi_enumerable, NULL },
     { "peerCred", NULL, PeerCred, NULL, NULL, NULL, napi_enumerable, NULL },
     { "udpOpen", NULL, UdpOpen, NULL, NULL, NULL, napi_enumerable, NULL },
     { "udpSend", NULL, UdpSend, NULL, NULL, NULL, napi_enumerable, NULL },
@@ -511,9 +515,6 @@ NAPI_MODULE_INIT()
     { "ifHwaddr", NULL, IfHwaddr, NULL, NULL, NULL, napi_enumerable, NULL },
     { "unixExchange", NULL, UnixExchange, NULL, NULL, NULL, napi_enumerable, NULL },
     { "unixConnect", NULL, UnixConnect, NULL, NULL, NULL, napi_enumerable, NULL },
-    { "flockWithin", NULL, FlockWithin, NULL, NULL, NULL, napi_enumerable, NULL },
-    { "storeRead", NULL, StoreRead, NULL, NULL, NULL, napi_enumerable, NULL },
-    { "storeWrite", NULL, StoreWrite, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
