@@ -4,7 +4,7 @@
 // address handed out from that range set, and `lock` is flocked. The store
 // lock is held for the whole plugin call, so a snapshot of the directory taken
 // once stays true while this call updates it.
-import { HostError, IP, IPConfig, Result, store } from "../sdk";
+import { HostError, IP, IPConfig, Result, Tuple2, store } from "../sdk";
 import { Range, RangeSet } from "./config";
 import { goIPString, goParseIP, trimSpace } from "../sdk/gocompat";
 
@@ -12,9 +12,11 @@ const LAST_IP_PREFIX = "last_reserved_ip.";
 const LINE_BREAK = "\r\n";
 
 /**
- * The network's directory, touched only where needed: a lookup by owner is one
- * host call (store.find) and a candidate address one store.get, so an ADD costs
- * the same with 5 leases or 5,000 (the reference reads every lease file).
+ * The network's directory, touched only where needed: an ADD asks for the
+ * attachment's leases and the last reserved address in one host call
+ * (store.find-get) and reserves a candidate in one more (store.create, which
+ * creates the lease only if absent, as the reference's O_EXCL does); a DEL
+ * releases in one (store.remove-found).
  */
 export class LeaseStore {
   /** Opens (creating and locking) <dataDir>/<network>. */
@@ -22,17 +24,35 @@ export class LeaseStore {
     return store.open(network, dataDir);
   }
 
-  /** Creates the lease file for ip unless it exists; records it as the range set's last. */
+  /** Creates the lease file for ip unless it exists, and records it as the range set's last, in one host call. */
   reserve(id: string, ifname: string, ip: IP, rangeID: string): Result<bool, HostError> {
     const key = goIPString(ip);
-    const have = store.get(key);
-    if (!have.ok) return Result.failure<bool, HostError>(have.error!);
-    if (have.value !== null) return Result.success<bool, HostError>(false);
-    const e = store.put(key, trimSpace(id) + LINE_BREAK + ifname);
-    if (e !== null) return Result.failure<bool, HostError>(e);
-    const e2 = store.put(LAST_IP_PREFIX + rangeID, key);
-    if (e2 !== null) return Result.failure<bool, HostError>(e2);
-    return Result.success<bool, HostError>(true);
+    const also = new Array<Tuple2<string, string>>();
+    also.push(new Tuple2<string, string>(LAST_IP_PREFIX + rangeID, key));
+    return store.create(key, trimSpace(id) + LINE_BREAK + ifname, also);
+  }
+
+  /**
+   * The attachment's addresses (getByID) and the range set's last reserved
+   * address (lastReservedIP) in one host call; should that fail, each alone.
+   */
+  lookup(id: string, ifname: string, rangeID: string): Holdings {
+    const values = new Array<string>();
+    values.push(trimSpace(id) + LINE_BREAK + ifname);
+    values.push(trimSpace(id));
+    const keys = new Array<string>();
+    keys.push(LAST_IP_PREFIX + rangeID);
+    const r = store.findGet(values, keys);
+    const out = new Holdings();
+    if (!r.ok) {
+      out.held = this.getByID(id, ifname);
+      out.last = this.lastReservedIP(rangeID);
+      return out;
+    }
+    out.held = addresses(r.value.found);
+    const last = r.value.values[0];
+    out.last = last === null ? null : goParseIP(last!); // net.ParseIP: no trimming
+    return out;
   }
 
   /** The address in last_reserved_ip.<rangeID>, or null (missing or not an address). */
@@ -52,10 +72,10 @@ export class LeaseStore {
 
   /** Removes every file holding `match`; whether one was removed (ReleaseByKey). */
   private releaseByKey(match: string): bool {
-    const keys = this.holding(match);
-    let found = false;
-    for (let i = 0; i < keys.length; i++) if (store.remove(keys[i]) === null) found = true;
-    return found;
+    const values = new Array<string>();
+    values.push(match);
+    const r = store.removeFound(values);
+    return r.ok && r.value.length > 0;
   }
 
   /** Whether the attachment holds any address (files from before ifname was stored count). */
@@ -75,13 +95,7 @@ export class LeaseStore {
     values.push(trimSpace(id) + LINE_BREAK + ifname);
     values.push(trimSpace(id));
     const r = store.find(values);
-    const out = new Array<IP>();
-    if (!r.ok) return out;
-    for (let i = 0; i < r.value.length; i++) {
-      const ip = goParseIP(r.value[i]);
-      if (ip !== null) out.push(ip);
-    }
-    return out;
+    return r.ok ? addresses(r.value) : new Array<IP>();
   }
 
   /**
@@ -102,6 +116,22 @@ export class LeaseStore {
     }
     return released;
   }
+}
+
+/** What an ADD needs to know before it picks an address. */
+export class Holdings {
+  held: Array<IP> = new Array<IP>();
+  last: IP | null = null;
+}
+
+/** The keys that are addresses, as addresses. */
+function addresses(keys: Array<string>): Array<IP> {
+  const out = new Array<IP>();
+  for (let i = 0; i < keys.length; i++) {
+    const ip = goParseIP(keys[i]);
+    if (ip !== null) out.push(ip);
+  }
+  return out;
 }
 
 /** Round-robin over a range set, from after the last reserved address (RangeIter). */
@@ -212,14 +242,15 @@ export function allocate(s: LeaseStore, set: RangeSet, rangeIndex: i32, id: stri
   }
 
   // one address per attachment and range set
-  const held = s.getByID(id, ifname);
+  const look = s.lookup(id, ifname, rangeID);
+  const held = look.held;
   for (let i = 0; i < held.length; i++) {
     if (set.contains(held[i])) {
       return failed(goIPString(held[i]) + " has been allocated to " + id + ", duplicate allocation is not allowed");
     }
   }
 
-  let last = s.lastReservedIP(rangeID);
+  let last = look.last;
   if (last !== null && !set.contains(last)) last = null; // ranges changed: start over
   const it = new RangeIter(set, last);
   while (true) {

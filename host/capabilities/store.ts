@@ -11,13 +11,29 @@
 // a dataDir its grant allows — never one of cni-wasm's own directories
 // (ledger, audit, components) and never another plugin's default. Reads are
 // bounded (regular files only, no symlinks, size-capped) and writes have quotas.
+//
+// Cost (the IPAM path of every ADD and DEL): the directory is listed once, at
+// open, with the lock held, and the listing is kept for the call — nothing
+// that honours the lock (we, the reference) changes the directory meanwhile —
+// so a missing key costs no syscall and the key quota no readdir; values are
+// read and written by the native addon (store.inc.c) on a directory fd kept
+// for the call, one crossing per call rather than one per syscall.
+//
+// Durability, as before: every write is write-then-rename, so a reader and a
+// crash of this process see the old value or the new; a new key is created
+// only if absent (RENAME_NOREPLACE). There is no fsync (the reference has
+// none either): a replaced value is swapped out (RENAME_EXCHANGE) rather than
+// renamed over, which spares the writeback ext4 would start and wait on, so
+// after a power loss a value written just before may come back empty, as a
+// new key already could. The lock is polled with a short backoff (0.2 ms
+// doubling to 1 ms) in native code, never past the call's time limit.
 import {
-  closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readSync, readdirSync, realpathSync, renameSync, rmSync, writeSync,
+  closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readSync, readdirSync, realpathSync, unlinkSync,
 } from 'node:fs';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { type CallContext, type HostInterface, HostError, always } from '../gate/gate.js';
 import { overlaps, protectedDirs, type Policy } from '../gate/policy.js';
-import { flock } from '../kernel/native.js';
+import { flockWithin, storeRead, storeWrite } from '../kernel/native.js';
 import { tmpSuffix } from '../lazy.js';
 
 const SESSION = 'store';
@@ -27,8 +43,17 @@ export const STORE_LIMITS = { valueBytes: 64 << 10, putsPerCall: 10_000, keys: 1
 
 class StoreSession {
   puts = 0;
-  constructor(public readonly dir: string, private readonly lockFd: number) {}
-  close(): void { closeSync(this.lockFd); } // closing drops the flock
+  /**
+   * @param keys the store's keys (the directory's names but `lock` and dot files), listed at open
+   * @param names how many names the directory holds (the key quota counts them all)
+   */
+  constructor(
+    public readonly dir: string, private readonly lockFd: number, readonly dirFd: number,
+    readonly keys: Set<string>, public names: number,
+  ) {}
+  close(): void { closeSync(this.dirFd); closeSync(this.lockFd); } // closing drops the flock
+  /** the keys, sorted, as `keys` answers */
+  sorted(): string[] { return [...this.keys].sort(); }
 }
 
 function session(ctx: CallContext): StoreSession {
@@ -41,6 +66,10 @@ function checkKey(key: string): void {
   if (!key || key.includes('/') || key.startsWith('.') || key === 'lock' || key.length > 255 || key.includes('\0')) {
     throw new HostError('EINVAL', `'${key}' is not a valid store key`);
   }
+}
+
+function checkValue(value: string): void {
+  if (Buffer.byteLength(value) > STORE_LIMITS.valueBytes) throw new HostError('ENOSPC', `a store value may hold at most ${STORE_LIMITS.valueBytes} bytes`);
 }
 
 /** Where a plugin's store lives when it names no dataDir. */
@@ -80,29 +109,25 @@ function dirCheck(ctx: CallContext, network: string, dataDir: string): string | 
   return null;
 }
 
-const pause = new Int32Array(new SharedArrayBuffer(4));
-
 /** flock, but give up (ETIMEDOUT) rather than hang behind a stuck holder:
  *  a blocked flock is native code the plugin's time limit cannot interrupt. */
 function lockWithin(fd: number, deadline: number, dir: string): void {
-  for (;;) {
-    try {
-      flock(fd, true, false);
-      return;
-    } catch (e) {
-      if ((e as { code?: string }).code !== 'EWOULDBLOCK' && (e as { code?: string }).code !== 'EAGAIN') throw e;
-    }
-    if (Date.now() >= deadline) {
-      closeSync(fd);
-      throw new HostError('ETIMEDOUT', `${dir} is locked by another CNI call and stayed locked past this call's time limit`);
-    }
-    Atomics.wait(pause, 0, 0, 5);
+  let held: boolean;
+  try {
+    held = flockWithin(fd, deadline - Date.now());
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  if (!held) {
+    closeSync(fd);
+    throw new HostError('ETIMEDOUT', `${dir} is locked by another CNI call and stayed locked past this call's time limit`);
   }
 }
 
-const storeKeys = (dir: string): string[] => readdirSync(dir).filter((n) => n !== 'lock' && !n.startsWith('.')).sort();
+const isKey = (n: string): boolean => n !== 'lock' && !n.startsWith('.');
 
-/** A value: a regular file, read without following links or blocking, at most the value limit. */
+/** Why a value cannot be read, in the words of an fs read (the rare path, for the message). */
 function readValue(file: string): string | undefined {
   let fd: number;
   try {
@@ -123,6 +148,52 @@ function readValue(file: string): string | undefined {
   }
 }
 
+/** The value of each key (undefined: absent), as the session's listing and the files say. */
+function values(s: StoreSession, keys: string[]): (string | undefined)[] {
+  const present = keys.filter((k) => s.keys.has(k));
+  const read = present.length ? storeRead(s.dirFd, present, STORE_LIMITS.valueBytes, null) : [];
+  let i = 0;
+  return keys.map((k) => {
+    if (!s.keys.has(k)) return undefined;
+    const v = read[i++];
+    if (typeof v === 'string') return v;
+    return v === 0 ? undefined : readValue(join(s.dir, k)); // readValue throws the reason
+  });
+}
+
+/** Keys whose value, trimmed, is one of `wanted` (files that are not values are skipped). */
+function matching(s: StoreSession, wanted: string[]): string[] {
+  const keys = s.sorted();
+  if (!keys.length || !wanted.length) return [];
+  const set = new Set(wanted);
+  // The native read drops files holding none of the wanted values (as bytes);
+  // a value with U+FFFD could match undecodable bytes, so then nothing is dropped.
+  const needles = wanted.length <= 16 && !wanted.some((w) => w.includes('\uFFFD')) ? wanted.map((w) => Buffer.from(w.trim())) : null;
+  const read = storeRead(s.dirFd, keys, STORE_LIMITS.valueBytes, needles);
+  return keys.filter((_, i) => { const v = read[i]; return typeof v === 'string' && set.has(v.trim()); });
+}
+
+/** Write-then-rename of one value; with onlyNew, nothing (false) if the key exists. */
+function writeValue(s: StoreSession, key: string, value: string, onlyNew: boolean): boolean {
+  checkValue(value);
+  if (++s.puts > STORE_LIMITS.putsPerCall) throw new HostError('ENOSPC', `at most ${STORE_LIMITS.putsPerCall} store writes per call`);
+  const fresh = !s.keys.has(key);
+  if (onlyNew && !fresh) return false;
+  if (fresh && s.names > STORE_LIMITS.keys) throw new HostError('ENOSPC', `the store ${s.dir} already holds ${STORE_LIMITS.keys} keys`);
+  const done = storeWrite(s.dirFd, `.${key}.${tmpSuffix()}.tmp`, key, value, onlyNew ? 1 : 0);
+  if (fresh) { s.keys.add(key); s.names++; } // written, or there already (made by a writer that ignores the lock)
+  return done;
+}
+
+function remove(s: StoreSession, key: string): void {
+  try {
+    unlinkSync(join(s.dir, key));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new HostError('ESTORE', (e as Error).message);
+  }
+  if (s.keys.delete(key)) s.names--;
+}
+
 const grant = always('store');
 
 export const store: HostInterface = {
@@ -133,74 +204,107 @@ export const store: HostInterface = {
       if (!NETWORK_NAME.test(network)) throw new HostError('EINVAL', `'${network}' is not a valid network name`);
       if (ctx.session.has(SESSION)) throw new HostError('EBUSY', 'the store is already open in this call');
       const dir = join(dataDir || defaultStoreRoot(ctx.policy, ctx.plugin.type), network);
-      // A store lives in its own directory, marked by its `lock` file (the
-      // reference host-local makes it too). Refusing an existing directory
-      // without one keeps a store grant from writing into, say, /etc.
-      if (existsSync(dir) && !existsSync(join(dir, 'lock')) && readdirSync(dir).length > 0) {
-        throw new HostError('EDENIED', `${dir} exists and is not a store directory (it has no lock file); refusing to write there`);
-      }
+      const lockFlags = constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW;
+      let fd: number;
       try {
-        mkdirSync(dir, { recursive: true, mode: 0o755 });
+        fd = openSync(join(dir, 'lock'), lockFlags); // an existing store: the usual case
       } catch (e) {
-        throw new HostError('ESTORE', `cannot create ${dir}: ${(e as Error).message}`);
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') throw e;
+        // A store lives in its own directory, marked by its `lock` file (the
+        // reference host-local makes it too). Refusing an existing directory
+        // without one keeps a store grant from writing into, say, /etc.
+        if (existsSync(dir) && !existsSync(join(dir, 'lock')) && readdirSync(dir).length > 0) {
+          throw new HostError('EDENIED', `${dir} exists and is not a store directory (it has no lock file); refusing to write there`);
+        }
+        try {
+          mkdirSync(dir, { recursive: true, mode: 0o755 });
+        } catch (e2) {
+          throw new HostError('ESTORE', `cannot create ${dir}: ${(e2 as Error).message}`);
+        }
+        fd = openSync(join(dir, 'lock'), lockFlags | constants.O_CREAT, 0o644);
       }
-      const fd = openSync(join(dir, 'lock'), constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o644);
       // most of the call's time budget, so this specific error wins over the generic time-out
       lockWithin(fd, ctx.deadline - 100, dir);
+      let dirFd: number;
+      try {
+        dirFd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+      } catch (e) {
+        closeSync(fd);
+        throw new HostError('ESTORE', `cannot open ${dir}: ${(e as Error).message}`);
+      }
       // With the lock held no writer is in progress: a temp file is a crash's orphan.
-      for (const n of readdirSync(dir)) if (n.startsWith('.') && n.endsWith('.tmp')) rmSync(join(dir, n), { force: true });
-      ctx.session.set(SESSION, new StoreSession(dir, fd));
+      const keys = new Set<string>();
+      let names = 0;
+      for (const n of readdirSync(dir)) {
+        if (n.startsWith('.') && n.endsWith('.tmp')) { try { unlinkSync(join(dir, n)); continue; } catch { /* counted */ } }
+        names++;
+        if (isKey(n)) keys.add(n);
+      }
+      ctx.session.set(SESSION, new StoreSession(dir, fd, dirFd, keys, names));
     },
   },
   get: {
     grant, reads: true,
-    run: (ctx, key: string) => { checkKey(key); return readValue(join(session(ctx).dir, key)); },
+    run: (ctx, key: string) => { checkKey(key); return values(session(ctx), [key])[0]; },
   },
   put: {
     grant,
-    run: (ctx, key: string, value: string) => {
-      checkKey(key);
-      const s = session(ctx);
-      if (Buffer.byteLength(value) > STORE_LIMITS.valueBytes) throw new HostError('ENOSPC', `a store value may hold at most ${STORE_LIMITS.valueBytes} bytes`);
-      if (++s.puts > STORE_LIMITS.putsPerCall) throw new HostError('ENOSPC', `at most ${STORE_LIMITS.putsPerCall} store writes per call`);
-      const file = join(s.dir, key);
-      if (s.puts === 1 && !existsSync(file) && readdirSync(s.dir).length > STORE_LIMITS.keys) {
-        throw new HostError('ENOSPC', `the store ${s.dir} already holds ${STORE_LIMITS.keys} keys`);
-      }
-      // write-then-rename: a crash leaves the old value or the new, never half
-      const tmp = join(s.dir, `.${key}.${tmpSuffix()}.tmp`);
-      const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
-      try { writeSync(fd, value); } finally { closeSync(fd); }
-      renameSync(tmp, file);
-    },
+    run: (ctx, key: string, value: string) => { checkKey(key); writeValue(session(ctx), key, value, false); },
   },
   remove: {
     grant,
-    run: (ctx, key: string) => { checkKey(key); rmSync(join(session(ctx).dir, key), { force: true }); },
+    run: (ctx, key: string) => { checkKey(key); remove(session(ctx), key); },
   },
   keys: {
     grant, reads: true,
-    run: (ctx) => storeKeys(session(ctx).dir),
+    run: (ctx) => session(ctx).sorted(),
   },
   find: {
     grant, reads: true,
-    run: (ctx, values: string[]) => {
-      const dir = session(ctx).dir;
-      const wanted = new Set(values);
-      return storeKeys(dir).filter((k) => {
-        try { return wanted.has((readValue(join(dir, k)) ?? '').trim()); } catch { return false; }
-      });
+    run: (ctx, values: string[]) => matching(session(ctx), values),
+  },
+  findGet: {
+    grant, reads: true,
+    run: (ctx, wanted: string[], keys: string[]) => {
+      keys.forEach(checkKey);
+      const s = session(ctx);
+      return { found: matching(s, wanted), values: values(s, keys) };
+    },
+  },
+  create: {
+    grant,
+    run: (ctx, key: string, value: string, also: [string, string][]) => {
+      // everything that could refuse a write of `also` is checked before `key` is written
+      for (const [k, v] of [[key, value], ...also]) {
+        checkKey(k);
+        checkValue(v);
+      }
+      const s = session(ctx);
+      if (s.puts + 1 + also.length > STORE_LIMITS.putsPerCall) throw new HostError('ENOSPC', `at most ${STORE_LIMITS.putsPerCall} store writes per call`);
+      if (!writeValue(s, key, value, true)) return false;
+      for (const [k, v] of also) writeValue(s, k, v, false);
+      return true;
+    },
+  },
+  removeFound: {
+    grant,
+    run: (ctx, wanted: string[]) => {
+      const s = session(ctx);
+      const found = matching(s, wanted);
+      for (const k of found) remove(s, k);
+      return found;
     },
   },
   entries: {
     grant, reads: true,
     run: (ctx) => {
-      const dir = session(ctx).dir;
+      const s = session(ctx);
+      const keys = s.sorted();
+      const read = keys.length ? storeRead(s.dirFd, keys, STORE_LIMITS.valueBytes, null) : [];
+      // unreadable entries (a directory, a vanished file, an oversized one) are skipped
       const out: [string, string][] = [];
-      for (const k of storeKeys(dir)) {
-        // unreadable entries (a directory, a vanished file, an oversized one) are skipped
-        try { const v = readValue(join(dir, k)); if (v !== undefined) out.push([k, v]); } catch { /* skip */ }
-      }
+      keys.forEach((k, i) => { const v = read[i]; if (typeof v === 'string') out.push([k, v]); });
       return out;
     },
   },

@@ -16,6 +16,9 @@ interface Addon {
   nlBatch(fd: number, batch: Buffer): void;
   flock(fd: number, exclusive: boolean, wait?: boolean): void;
   funlock(fd: number): void;
+  flockWithin(fd: number, ms: number): boolean;
+  storeRead(dirFd: number, names: string[], maxBytes: number, needles: Buffer[] | null): (string | 0 | 1 | 2)[];
+  storeWrite(dirFd: number, tmp: string, name: string, value: string, mode: 0 | 1): boolean;
   peerCred(fd: number): { pid: number; uid: number; gid: number };
   udpOpen(ifname: string): number;
   udpSend(fd: number, data: Buffer, ip: string, port: number): void;
@@ -86,6 +89,15 @@ export const nlJoin = (handle: object): void => load().nlJoin(handle);
 /** Blocks until the lock is held. */
 export const flock = (fd: number, exclusive: boolean, wait = true): void => call('flock', () => load().flock(fd, exclusive, wait));
 export const funlock = (fd: number): void => call('funlock', () => load().funlock(fd));
+// The store's files (host/kernel/native/store.inc.c, used by host/capabilities/store.ts).
+/** An exclusive flock, waited for at most ms (short backoff): whether it is held. */
+export const flockWithin = (fd: number, ms: number): boolean => call('flock', () => load().flockWithin(fd, ms));
+/** Each name's content, or 0 (absent), 1 (not a bounded regular file), 2 (holds none of needles). */
+export const storeRead = (dirFd: number, names: string[], maxBytes: number, needles: Buffer[] | null = null): (string | 0 | 1 | 2)[] =>
+  call('read', () => load().storeRead(dirFd, names, maxBytes, needles));
+/** Writes a temp file and renames it to name (mode 1: only if name does not exist; false then). */
+export const storeWrite = (dirFd: number, tmp: string, name: string, value: string, mode: 0 | 1): boolean =>
+  call(`write ${name}`, () => load().storeWrite(dirFd, tmp, name, value, mode));
 
 /** Who is at the other end of a unix socket (SO_PEERCRED). */
 export const peerCred = (fd: number): { pid: number; uid: number; gid: number } => call('SO_PEERCRED', () => load().peerCred(fd));
@@ -136,3 +148,4 @@ export function withNetns<T>(nsFd: number | null, fn: () => T): T {
     }
   }
 }
+

@@ -457,6 +457,8 @@ static napi_value Funlock(napi_env env, napi_callback_info info)
   return undefined(env);
 }
 
+#include "store.inc.c"
+
 /* peerCred(fd): {pid, uid, gid} of the process at the other end of a unix
  * socket (SO_PEERCRED), as the kernel recorded it at connect time. */
 static napi_value PeerCred(napi_env env, napi_callback_info info)
@@ -514,6 +516,9 @@ NAPI_MODULE_INIT()
     { "nlBatch", NULL, NlBatch, NULL, NULL, NULL, napi_enumerable, NULL },
     { "flock", NULL, Flock, NULL, NULL, NULL, napi_enumerable, NULL },
     { "funlock", NULL, Funlock, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "flockWithin", NULL, FlockWithin, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "storeRead", NULL, StoreRead, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "storeWrite", NULL, StoreWrite, NULL, NULL, NULL, napi_enumerable, NULL },
     { "peerCred", NULL, PeerCred, NULL, NULL, NULL, napi_enumerable, NULL },
     { "udpOpen", NULL, UdpOpen, NULL, NULL, NULL, napi_enumerable, NULL },
     { "udpSend", NULL, UdpSend, NULL, NULL, NULL, napi_enumerable, NULL },
