@@ -21,6 +21,7 @@ export class Pool {
   private slots: Slot[] = [];
   private queue: Pending[] = [];
   private nextId = 1;
+  private turn = 0;
   private draining = false;
   private drained: (() => void) | null = null;
   served = 0;
@@ -118,9 +119,16 @@ export class Pool {
       if (this.busy === 0 && this.drained) { const d = this.drained; this.drained = null; d(); }
       return;
     }
-    for (const s of this.slots) {
+    // Round robin over the free workers: one that just answered is making
+    // the next call's instances (sandbox.ts makeSpare) for a few ms, which a
+    // call sent to it would wait for, while the others have theirs ready.
+    const n = this.slots.length;
+    for (let k = 0; k < n; k++) {
       if (!this.queue.length) return;
+      const i = (this.turn + k) % n;
+      const s = this.slots[i];
       if (!s.ready || s.current || s.gone) continue;
+      this.turn = (i + 1) % n;
       const p = this.queue.shift()!;
       s.current = p;
       p.started = Date.now();
