@@ -73,8 +73,8 @@ const forgetsLink = (_ctx: CallContext, ns: Role, name: string) => (e: LedgerEnt
 /** Removals begun and not yet finished in one plugin call (links.begin-remove). */
 const MAX_REMOVALS = 4;
 class Removals {
-  private pending = new Map<string, { join(): void }>();
-  begin(ns: Role, name: string, start: () => { join(): void }): void {
+  private pending = new Map<string, { finish(): void }>();
+  begin(ns: Role, name: string, start: () => { finish(): void }): void {
     const key = `${ns}/${name}`;
     if (this.pending.has(key)) throw new HostError('EBUSY', `the removal of ${name} is already under way`);
     if (this.pending.size >= MAX_REMOVALS) throw new HostError('EAGAIN', `${MAX_REMOVALS} removals are already under way in this call; finish one first`);
@@ -85,11 +85,11 @@ class Removals {
     const r = this.pending.get(key);
     if (!r) throw new HostError('EINVAL', `no removal of ${name} was begun in this call`);
     this.pending.delete(key);
-    r.join();
+    r.finish();
   }
   /** at the end of the plugin call: what was never finished is waited for (the ledger still names it, so the sweep sees it gone) */
   close(): void {
-    for (const r of this.pending.values()) { try { r.join(); } catch { /* the sweep deals with what is left */ } }
+    for (const r of this.pending.values()) { try { r.finish(); } catch { /* the sweep deals with what is left */ } }
     this.pending.clear();
   }
 }

@@ -6,6 +6,7 @@
 // main thread or another worker (test/netns/daemon.test.ts checks that).
 import { parentPort, threadId } from 'node:worker_threads';
 import { invoke } from '../invoke.js';
+import { reapBackground } from '../kernel/rtnl.js';
 import { setTmpTag } from '../lazy.js';
 import { keepWarm } from '../sandbox/loader.js';
 import { aheadStats, makeInstancesAhead, makeSpare } from '../sandbox/sandbox.js';
@@ -52,6 +53,7 @@ port.on('message', (job: Job) => {
     done = { id: job.id, stdout: JSON.stringify({ cniVersion: '1.1.0', code: 999, msg: `cni-wasm daemon worker: ${(e as Error)?.message ?? String(e)}` }) + '\n', exitCode: 1, ahead: { ...aheadStats } };
   }
   port.postMessage(done);
+  reapBackground();
   makeAhead();
 });
 port.postMessage({ ready: true });

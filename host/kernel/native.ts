@@ -28,6 +28,9 @@ interface Addon {
   unixConnect(path: string, timeoutMs: number): number;
   nlStart(fd: number, req: Buffer): object;
   nlJoin(handle: object): void;
+  nlDone(handle: object): boolean;
+  nlWatchOpen(): number;
+  nlWaitGone(fd: number, handle: object, name: string, timeoutMs: number): 0 | 1 | 2;
 }
 
 const ADDON = join('build', 'Release', 'cniwasm_native.node');
@@ -86,6 +89,16 @@ export const nlBatch = (fd: number, batch: Buffer): void => load().nlBatch(fd, b
 export const nlStart = (fd: number, req: Buffer): object => load().nlStart(fd, req);
 /** Waits for a request nlStart sent; throws what the kernel answered, as nlRequest does. */
 export const nlJoin = (handle: object): void => load().nlJoin(handle);
+/** Whether the kernel has answered a request nlStart sent (nlJoin will not wait). */
+export const nlDone = (handle: object): boolean => load().nlDone(handle);
+/** A socket of the thread's netns that hears the kernel's link announcements (RTNLGRP_LINK). */
+export const nlWatchOpen = (): number => call('netlink watch socket', () => load().nlWatchOpen());
+/**
+ * Waits until the link `name` is announced deleted on a watch socket (1: it
+ * is out of the kernel's tables), or the kernel answered the request (2:
+ * nlJoin says how), or timeoutMs passed (0).
+ */
+export const nlWaitGone = (fd: number, handle: object, name: string, timeoutMs: number): 0 | 1 | 2 => load().nlWaitGone(fd, handle, name, timeoutMs);
 /** Blocks until the lock is held. */
 export const flock = (fd: number, exclusive: boolean, wait = true): void => call('flock', () => load().flock(fd, exclusive, wait));
 export const funlock = (fd: number): void => call('funlock', () => load().funlock(fd));

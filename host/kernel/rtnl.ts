@@ -8,7 +8,7 @@
 // structs submodule is loaded: the package index also loads its async socket.
 import * as S from 'netlink/dist/structs.js';
 import type { StreamData, AttrStream as AttrStreamT } from 'netlink/dist/structs.js';
-import { closeFd, kernelError, nlJoin, nlOpen, nlRequest, nlStart, withNetns } from './native.js';
+import { closeFd, kernelError, nlDone, nlJoin, nlOpen, nlRequest, nlStart, nlWaitGone, nlWatchOpen, withNetns } from './native.js';
 import { HDR, NlWriter, attrS32, attrString, attrU32, eachAttr, readS32, readU16, readU32 } from './nlwire.js';
 import {
   NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP, AF_INET, AF_BRIDGE, AF_INET6, IFF_UP, IFF_PROMISC, IFF_ALLMULTI, RTEXT_FILTER_SKIP_STATS, IFLA_PROTINFO, IFLA_AF_SPEC, BRIDGE_FLAGS_SELF, BRIDGE_VLAN_INFO_PVID, BRIDGE_VLAN_INFO_UNTAGGED, RT_TABLE_MAIN, RTPROT_BOOT, RTN_UNICAST, RTM_F_CLONED, RTNH_F_ONLINK, NUD_PERMANENT, MACVLAN_MODES, SCOPES, ROUTE_TYPES, IFLA_MACVLAN_BC_QUEUE_LEN,
@@ -380,6 +380,23 @@ export function linkFlags(opts: SetLinkOptions): { flags: number; change: number
     return { flags, change };
 }
 
+/** Deletions announced done whose kernel answer is still to come (beginDeleteLink). */
+const lingering: { handle: object; fd: number }[] = [];
+
+/** How many deletions still wait for the kernel's answer (tests). */
+export const lingeringDeletions = (): number => lingering.length;
+
+/** Collects the kernel's answers to deletions already announced done, and closes their sockets. */
+export function reapBackground(): void {
+  for (let i = lingering.length - 1; i >= 0; i--) {
+    const l = lingering[i];
+    if (!nlDone(l.handle)) continue;
+    lingering.splice(i, 1);
+    try { nlJoin(l.handle); } catch { /* announced gone: the link is gone whatever the late answer says */ }
+    closeFd(l.fd);
+  }
+}
+
 export class Rtnl {
   private seq = Math.floor(Math.random() * 0x7fffffff);
   private fd: number;
@@ -657,36 +674,51 @@ export class Rtnl {
 
   /**
    * deleteLink from a thread of its own, on a socket of its own in this
-   * socket's netns: the link is gone from the kernel's tables within a
-   * millisecond or so, but the kernel answers only after RCU grace periods
-   * (~15-25 ms), which the caller can spend on other work. join() waits for
-   * the answer and throws what deleteLink would have.
+   * socket's netns. The kernel unregisters the link (announcing RTM_DELLINK)
+   * within a millisecond or so, but answers only after RCU grace periods
+   * (~15-25 ms) in which it frees what the link used, invisibly. finish()
+   * returns once the link is announced gone (or throws what deleteLink
+   * would have: the kernel refuses before it unregisters anything); the
+   * answer is collected later (reapBackground), the thread closing up.
    */
-  beginDeleteLink(name: string): { join(): void } {
+  beginDeleteLink(name: string): { finish(): void } {
+    reapBackground();
     const what = `delete link ${name}`;
     const w = this.begin(what, RTM_DELLINK, NLM_F_ACK);
     ifinfo(w);
     w.attrStr(IFLA_IFNAME, name);
     const req = Buffer.from(w.finish()); // a copy: the writer's buffer serves the next request
-    const fd = withNetns(this.nsFd, () => nlOpen());
+    // the watch first, so the announcement cannot come before it listens
+    const watch = withNetns(this.nsFd, () => nlWatchOpen());
+    let fd = -1;
     let handle: object;
     try {
+      fd = withNetns(this.nsFd, () => nlOpen());
       handle = nlStart(fd, req);
     } catch (e) {
-      closeFd(fd);
+      if (fd >= 0) closeFd(fd);
+      closeFd(watch);
       throw kernelError(e, what);
     }
-    let joined = false;
+    let finished = false;
     return {
-      join: () => {
-        if (joined) return;
-        joined = true;
+      finish: () => {
+        if (finished) return;
+        finished = true;
         try {
-          nlJoin(handle);
-        } catch (e) {
-          throw kernelError(e, what);
+          if (nlWaitGone(watch, handle, name, 30_000) === 1) {
+            lingering.push({ handle, fd });
+            return;
+          }
+          try {
+            nlJoin(handle);
+          } catch (e) {
+            throw kernelError(e, what);
+          } finally {
+            closeFd(fd);
+          }
         } finally {
-          closeFd(fd);
+          closeFd(watch);
         }
       },
     };

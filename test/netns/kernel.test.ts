@@ -2,7 +2,7 @@
 // Every effect is checked with iproute2/nft/sysctl run inside the netns, not
 // only through our own reads. The machine's own netns is only ever read.
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readlinkSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import {
   sysctlGet, sysctlSet, withNetns, type MapElement,
 } from '../../host/kernel/index.js';
 import { NAT_TABLE, masqueradeAdd, masqueradeDel, type MasqueradeEntry } from '../../host/kernel/masquerade.js';
+import { lingeringDeletions, reapBackground } from '../../host/kernel/rtnl.js';
 import { NETLINK_NETFILTER, nlBatch, nlOpen } from '../../host/kernel/native.js';
 import { encodeBatch, nftTableExists } from '../../host/kernel/nftnl.js';
 import { cleanupAll, ipJson, makeNetns, nsExec } from '../helpers/netns.js';
@@ -299,25 +300,34 @@ test('delete a link (veth takes its peer with it)', () => {
   assert.not.ok(linkNames(B).includes('eth0'));
 });
 
-test('a deletion begun from its own thread: the link is gone when join returns, work runs meanwhile', () => {
+test('a deletion begun from its own thread: gone once finish returns, the kernel\'s late answer collected after', () => {
   ra.createVeth('veth-bg', 'eth9', { peerNsFd: fdB });
   const del = ra.beginDeleteLink('veth-bg');
-  // the socket of the netns keeps serving while the kernel finishes the deletion
+  // the socket of the netns keeps serving while the kernel works on the deletion
   assert.is(ra.getLink('br0').kind, 'bridge');
-  del.join();
-  del.join(); // twice is once
-  assert.not.ok(linkNames(A).includes('veth-bg'));
-  assert.not.ok(linkNames(B).includes('eth9'));
-  // the kernel's refusal comes back from join, as deleteLink throws it
+  del.finish();
+  del.finish(); // twice is once
+  assert.not.ok(linkNames(A).includes('veth-bg'), 'out of the tables when finish returns');
+  assert.not.ok(linkNames(B).includes('eth9'), 'the peer too');
+  // the kernel's refusal comes back from finish, as deleteLink throws it
   const missing = ra.beginDeleteLink('nope0');
-  const e = kerr(() => missing.join());
+  const e = kerr(() => missing.finish());
   assert.is(e.code, 'ENODEV');
   assert.match(e.message, /delete link nope0/);
   // many at once, each on its own socket and thread
   for (let i = 0; i < 6; i++) ra.createVeth(`vbg${i}`, `pbg${i}`, {});
   const all = Array.from({ length: 6 }, (_, i) => ra.beginDeleteLink(`vbg${i}`));
-  for (const d of all) d.join();
+  for (const d of all) d.finish();
   assert.equal(linkNames(A).filter((n) => n.startsWith('vbg') || n.startsWith('pbg')), []);
+  // the late answers: collected once the kernel gives them (no thread, no socket left)
+  const fds = () => readdirSync('/proc/self/fd').length;
+  for (let i = 0; i < 100 && lingeringDeletions() > 0; i++) { reapBackground(); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20); }
+  assert.is(lingeringDeletions(), 0);
+  const before = fds();
+  ra.createVeth('veth-bg2', 'eth8', {});
+  ra.beginDeleteLink('veth-bg2').finish();
+  for (let i = 0; i < 100 && lingeringDeletions() > 0; i++) { reapBackground(); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20); }
+  assert.is(fds(), before, 'the sockets are closed');
 });
 
 test('errno names', () => {

@@ -528,6 +528,9 @@ NAPI_MODULE_INIT()
     { "unixConnect", NULL, UnixConnect, NULL, NULL, NULL, napi_enumerable, NULL },
     { "nlStart", NULL, NlStart, NULL, NULL, NULL, napi_enumerable, NULL },
     { "nlJoin", NULL, NlJoin, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "nlDone", NULL, NlDone, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "nlWatchOpen", NULL, NlWatchOpen, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "nlWaitGone", NULL, NlWaitGone, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
