@@ -4,9 +4,9 @@
 // ADD/DEL cycles. Prints a table and writes its section of BENCHMARKS.md
 // (between the "resident" markers; the rest of the file is left alone).
 //
-//   node dist/bench/resident.js                 (as root; 20 iterations, 1000 cycles)
-//   node dist/bench/resident.js --quick         (5 iterations, 100 cycles)
-//   node dist/bench/resident.js --no-write
+//   node dist/bench/resident.js                 (as root; 20 iterations, 1000 cycles, 30 warm-up pairs per config)
+//   node dist/bench/resident.js --quick         (5 iterations, 100 cycles, 5 warm-up pairs)
+//   node dist/bench/resident.js --no-write      (also: --iterations N --cycles N --concurrent N --warmup N --workers N)
 //
 // Three modes, each in its own netns playing the host:
 //   resident  our native shim, served by `cni-wasm daemon` running in that netns
