@@ -306,7 +306,8 @@ test('the audit log records our plugins serving both containers', () => {
     assert.ok(add('bridge', 'delegate.run').some((r) => r.args?.['plugin-type'] === 'host-local'), 'bridge delegated IPAM to host-local');
     assert.is(add('host-local', 'invoke.add').length, 1, 'one host-local ADD');
     assert.ok(add('host-local', 'store.open').length >= 1, 'host-local opened its store');
-    assert.ok(add('host-local', 'store.put').some((r) => r.args?.key === c.ip && r.outcome === 'ok'),
+    // the lease is created only if no one holds that address (as the reference's O_EXCL)
+    assert.ok(add('host-local', 'store.create').some((r) => r.args?.key === c.ip && r.outcome === 'ok'),
       `host-local stored the lease ${c.ip}`);
     assert.ok(add('bridge', 'firewall.masquerade-add').length >= 1, 'ipMasq: masquerade added');
   }
@@ -323,7 +324,8 @@ test('podman rm -f runs DEL: audit DEL records, leases, veths and caches gone', 
     assert.ok(one('bridge', 'invoke.del').length >= 1, `bridge DEL for ${c.name}`);
     assert.ok(one('bridge', 'invoke.del').every((r) => r.outcome === 'ok'), JSON.stringify(one('bridge', 'invoke.del')));
     assert.ok(one('host-local', 'invoke.del').length >= 1, `host-local DEL for ${c.name}`);
-    assert.ok(one('host-local', 'store.remove').some((r) => r.args?.key === c.ip && r.outcome === 'ok'),
+    // released by owner: every lease whose file names this container and interface
+    assert.ok(one('host-local', 'store.remove-found').some((r) => JSON.stringify(r.args?.values ?? []).includes(c.id) && r.outcome === 'ok'),
       `host-local released ${c.ip}`);
     assert.ok(one('bridge', 'firewall.masquerade-del').length >= 1, 'ipMasq: masquerade removed');
     assert.is(del.filter((r) => r.verdict === 'deny').length, 0, 'no denied DEL calls');
