@@ -95,6 +95,8 @@ static void bg_wait(bg_request *r)
   if (!r->started || r->joined) return;
   pthread_join(r->thread, NULL);
   r->joined = 1;
+  /* the thread has written it for the last time: no need to wait for the collector */
+  if (r->efd >= 0) { close(r->efd); r->efd = -1; }
   pthread_mutex_lock(&bg_lock);
   bg_running--;
   pthread_mutex_unlock(&bg_lock);
@@ -104,7 +106,7 @@ static void bg_finalize(napi_env env, void *data, void *hint)
 {
   bg_request *r = data;
   bg_wait(r);
-  close(r->efd);
+  if (r->efd >= 0) close(r->efd);
   free(r->msg);
   free(r);
 }
