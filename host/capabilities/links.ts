@@ -87,7 +87,7 @@ class Removals {
     this.pending.delete(key);
     r.finish();
   }
-  /** at the end of the plugin call: what was never finished is waited for (the ledger still names it, so the sweep sees it gone) */
+  /** at the end of the plugin call: what was never finished is finished (the ledger still names it, so the sweep sees it gone) */
   close(): void {
     for (const r of this.pending.values()) { try { r.finish(); } catch { /* the sweep deals with what is left */ } }
     this.pending.clear();

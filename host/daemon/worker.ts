@@ -25,17 +25,17 @@ setTmpTag(`${process.pid}.t${threadId}`);
 keepWarm();
 makeInstancesAhead();
 
-// While idle, the next call's instances are made ahead, one per turn of the
-// event loop, so a call that arrives meanwhile waits for one at most.
+// While idle, the next call's instances are made ahead, on the next turn of
+// the event loop (free workers take calls in turn, so the next call usually
+// goes to another worker meanwhile).
 let making = false;
 function makeAhead(): void {
   if (making) return;
   making = true;
-  const step = () => {
-    if (makeSpare()) setImmediate(step);
-    else making = false;
-  };
-  setImmediate(step);
+  setImmediate(() => {
+    making = false;
+    makeSpare();
+  });
 }
 
 port.on('message', (job: Job) => {

@@ -47,7 +47,7 @@ export function withTimeLimit<T>(ctx: CallContext, what: string, timeoutMs: numb
     try {
       return fn();
     } catch (e) {
-      throw guestFailure(ctx, what, timeoutMs, e);
+      throw guestFailure(ctx, what, e);
     } finally {
       inside.pop();
     }
@@ -58,7 +58,7 @@ export function withTimeLimit<T>(ctx: CallContext, what: string, timeoutMs: numb
   try {
     return vm.runInContext('call()', limiter, { timeout: timeoutMs, displayErrors: false }) as T;
   } catch (e) {
-    throw guestFailure(ctx, what, timeoutMs, e, inside[inside.length - 1]);
+    throw guestFailure(ctx, what, e, inside[inside.length - 1]);
   } finally {
     limiter.call = null;
     limited--;
@@ -68,7 +68,7 @@ export function withTimeLimit<T>(ctx: CallContext, what: string, timeoutMs: numb
 /** The delegated plugins running inside the outer limit, innermost last. */
 const inside: string[] = [];
 
-function guestFailure(ctx: CallContext, what: string, timeoutMs: number, e: unknown, delegate?: string): CniError {
+function guestFailure(ctx: CallContext, what: string, e: unknown, delegate?: string): CniError {
   if (e instanceof CniError) return e;
   const err = e as { code?: string };
   if (delegate && err && err.code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
@@ -351,12 +351,12 @@ export function makeInstancesAhead(): void { sparesOn = true; }
 
 /**
  * Makes the missing instances ahead, all under one watchdog (each costs a
- * thread); true if there may be more to make. One whose start-up outruns the
- * limit is not made ahead again: its calls make their own.
+ * thread). One whose start-up outruns the limit is not made ahead again: its
+ * calls make their own.
  */
-export function makeSpare(): boolean {
+export function makeSpare(): void {
   const missing = [...recent].filter(([key]) => !spares.has(key));
-  if (!missing.length) return false;
+  if (!missing.length) return;
   let current: string | null = null;
   limiter.call = () => {
     for (const [key, plugin] of missing) {
@@ -378,7 +378,6 @@ export function makeSpare(): boolean {
   } finally {
     limiter.call = null;
   }
-  return false;
 }
 
 function takeSpare(plugin: LoadedPlugin): Made | null {
