@@ -15,7 +15,7 @@
 import {
   CniError, CniPlugin, CniResult, Command, Level, Link, MacvlanSpec, Netns, Request, Result,
   ERR_INTERNAL, ERR_UNKNOWN_CONTAINER, checkExpectedRoutes, checkInterfaceIPs, checkIpamAndPrevResult, cniError, configureIface,
-  Undoable, delegate, hostFailure, ipamRun, links, log, registerPlugin, trySysctl, undoIfFailed,
+  Undoable, delegate, hostFailure, ipamRun, links, log, registerPlugin, removeLink, trySysctl, undoIfFailed,
 } from "../sdk";
 import { MacvlanConf, loadConf, modeName } from "./config";
 
@@ -208,7 +208,9 @@ class Macvlan extends CniPlugin {
     const ie = ipamOnly(req, Command.Del);
     if (ie !== null) return ie;
     if (!req.hasNetns) return null;
-    const e = links.remove(Netns.Container, req.ifname);
+    // After the lease, as the reference: a failed release leaves the link for
+    // the runtime's retry. Done once the kernel announces the link gone.
+    const e = removeLink(Netns.Container, req.ifname);
     if (e !== null && e.code != "ENODEV" && e.code != "ENETNS") return hostFailure("failed to delete " + q(req.ifname), e);
     return null;
   }

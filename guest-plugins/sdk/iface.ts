@@ -106,3 +106,14 @@ export function undoIfFailed(r: Result<string, CniError>, made: Undoable): Resul
   }
   return r;
 }
+
+/**
+ * Removes a link, with links.remove's outcome (ENODEV when it is not there),
+ * returning once the kernel has announced it gone rather than after the RCU
+ * grace periods its answer waits for (links.begin-remove, then finish-remove
+ * at once: for a DEL with nothing to do in between).
+ */
+export function removeLink(ns: Netns, name: string): HostError | null {
+  const e = links.beginRemove(ns, name);
+  return e !== null ? e : links.finishRemove(ns, name);
+}

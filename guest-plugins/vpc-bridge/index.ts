@@ -15,7 +15,7 @@
 // removes it (and puts the sysctls back). A failed ADD is swept by the host.
 import {
   CniError, CniPlugin, CniResult, HostError, IPNet, IpFamily, Level, Link, Neighbour, Netns, Request, Result, Route, VethSpec,
-  ERR_INTERNAL, IPConfig, cniError, groups, hostFailure, links, log, neighbours, addresses, parseCIDR, parseIP, registerPlugin, routes, sysctl, uplinks,
+  ERR_INTERNAL, IPConfig, cniError, groups, hostFailure, links, log, neighbours, addresses, parseCIDR, parseIP, registerPlugin, removeLink, routes, sysctl, uplinks,
 } from "../sdk";
 import { JUMBO_MTU, VERSIONS, VpcConf, loadConf } from "./config";
 
@@ -411,12 +411,13 @@ class VpcBridge extends CniPlugin {
     const c = cr.value;
     // The container side first, while its namespace is there (it may not be).
     if (req.hasNetns) {
-      const e = links.remove(Netns.Container, req.ifname);
+      // (done once the kernel announces the pair gone: its host end is out of the tables by then)
+      const e = removeLink(Netns.Container, req.ifname);
       if (e !== null && !gone(e)) debug("failed to delete " + req.ifname + ": " + e.message);
     }
     // The host side whatever became of the namespace (aws returns early here and leaks).
     const veth = vethName(req);
-    const ve = links.remove(Netns.Host, veth);
+    const ve = removeLink(Netns.Host, veth);
     if (ve !== null && !gone(ve) && ve.code != "EDENIED") return hostFailure("failed to delete veth pair " + veth, ve);
     const er = findEni(c);
     if (er.ok && c.isL2()) {
