@@ -10,7 +10,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import type { LinkInfo } from '../kernel/types.js';
 import type { MacvlanMode, Rtnl } from '../kernel/rtnl.js';
-import { type CallContext, type HostInterface, HostError, onNs } from '../gate/gate.js';
+import { type CallContext, type HostInterface, HostError, bindInterface, onNs } from '../gate/gate.js';
 import type { LedgerEntry } from '../gate/ledger.js';
 import type { Role } from './namespaces.js';
 import type { Link, MacvlanInfo, MacvlanSpec, PortOptions, VethSpec } from '../wit.js';
@@ -73,12 +73,14 @@ const forgetsLink = (_ctx: CallContext, ns: Role, name: string) => (e: LedgerEnt
 /** Removals begun and not yet finished in one plugin call (links.begin-remove). */
 const MAX_REMOVALS = 4;
 class Removals {
-  private pending = new Map<string, { finish(): void }>();
+  private pending = new Map<string, { ns: Role; name: string; finish(): void }>();
+  constructor(private readonly ctx: CallContext) {}
   begin(ns: Role, name: string, start: () => { finish(): void }): void {
     const key = `${ns}/${name}`;
     if (this.pending.has(key)) throw new HostError('EBUSY', `the removal of ${name} is already under way`);
     if (this.pending.size >= MAX_REMOVALS) throw new HostError('EAGAIN', `${MAX_REMOVALS} removals are already under way in this call; finish one first`);
-    this.pending.set(key, start());
+    const r = start();
+    this.pending.set(key, { ns, name, finish: () => r.finish() });
   }
   finish(ns: Role, name: string): void {
     const key = `${ns}/${name}`;
@@ -87,8 +89,23 @@ class Removals {
     this.pending.delete(key);
     r.finish();
   }
-  /** at the end of the plugin call: what was never finished is finished (the ledger still names it, so the sweep sees it gone) */
+  /**
+   * At the end of the plugin call, what was never finished is finished as
+   * finish-remove would have been: through the gate (audited, as
+   * session.links.finish-remove), so a link the kernel confirmed gone is
+   * forgotten by the ledger, which must not go on naming a free name (it
+   * would give this attachment, and its DEL's sweep, whatever link takes
+   * the name next). What the gate refuses (the time limit had passed, the
+   * audit cannot be written) is finished here and left to the sweep.
+   */
   close(): void {
+    if (this.pending.size) {
+      const finish = bindInterface(this.ctx, 'session', { finishRemove: links.finishRemove },
+        { finishRemove: { wit: 'links.finish-remove', params: ['ns', 'name'], hasResult: true } }).finishRemove;
+      for (const { ns, name } of [...this.pending.values()]) {
+        try { finish(ns, name); } catch { /* past the deadline: below */ }
+      }
+    }
     for (const r of this.pending.values()) { try { r.finish(); } catch { /* the sweep deals with what is left */ } }
     this.pending.clear();
   }
@@ -96,7 +113,7 @@ class Removals {
 const REMOVALS = 'links.removals';
 function removals(ctx: CallContext): Removals {
   let r = ctx.session.get(REMOVALS) as Removals | undefined;
-  if (!r) { r = new Removals(); ctx.session.set(REMOVALS, r); }
+  if (!r) { r = new Removals(ctx); ctx.session.set(REMOVALS, r); }
   return r;
 }
 
