@@ -82,6 +82,8 @@ class Removals {
     const r = start();
     this.pending.set(key, { ns, name, finish: () => r.finish() });
   }
+  /** a removal of this link is under way (remove waits for finish-remove: the thread's request names the link) */
+  has(ns: Role, name: string): boolean { return this.pending.has(`${ns}/${name}`); }
   finish(ns: Role, name: string): void {
     const key = `${ns}/${name}`;
     const r = this.pending.get(key);
@@ -351,7 +353,11 @@ export const links: HostInterface = {
     },
   },
   remove: {
-    ...onLink('delete', (ctx, ns, name) => { ctx.ns.rtnl(ns).deleteLink(name); }),
+    ...onLink('delete', (ctx, ns, name) => {
+      // not beside a removal begun of the same link, whose request (by name) may still be on its way to the kernel
+      if ((ctx.session.get(REMOVALS) as Removals | undefined)?.has(ns, name)) throw new HostError('EBUSY', `the removal of ${name} is already under way; finish it with finish-remove`);
+      ctx.ns.rtnl(ns).deleteLink(name);
+    }),
     removes: forgetsLink,
   },
   // remove in two halves (the kernel's RCU wait overlaps the plugin's next

@@ -143,6 +143,9 @@ test('a fifth begin-remove while four are under way: EAGAIN naming the limit, it
   assert.match(fifth.val.message, /4 removals are already under way in this call; finish one first/);
   const again = c.L.beginRemove('host', 'rmvq0');
   assert.is(again.val.code, 'EBUSY', 'a removal under way cannot be begun twice');
+  const sync = c.L.remove('host', 'rmvq1');
+  assert.is(sync.val.code, 'EBUSY', 'nor removed beside it (its request names the link, and may still be on its way)');
+  assert.match(sync.val.message, /already under way; finish it with finish-remove/);
   assert.equal(c.records('links.begin-remove').filter((x) => x.args.name === 'rmvq4').map((x) => x.outcome),
     ['pending', 'error: EAGAIN 4 removals are already under way in this call; finish one first']);
   assert.ok(hostLinks().includes('rmvq4') && hostLinks().includes('rmvq4p'), 'the fifth link is untouched');
