@@ -84,12 +84,22 @@ function status(): Record<string, unknown> {
   };
 }
 
+// What process.env holds (null until the first call replaced the daemon's):
+// each call changes only what differs (process.env is slow to write).
+let applied: Record<string, string> | null = null;
+
+/** The caller's environment, as an exec'd plugin would have it (PATH for
+ *  external plugins, CNI_WASM_DEBUG, ...). A worker's process.env is its own
+ *  copy: this reaches neither the daemon nor the other workers. */
+function useEnv(env: Record<string, string>): void {
+  const old = applied ?? Object.fromEntries(Object.keys(process.env).map((k) => [k, '\u0000']));
+  for (const k of Object.keys(old)) if (!Object.hasOwn(env, k)) delete process.env[k];
+  for (const [k, v] of Object.entries(env)) if (old[k] !== v) process.env[k] = v;
+  applied = { ...env };
+}
+
 function run(req: CallRequest): { exitCode: number; stdout: string } {
-  // The caller's environment, as an exec'd plugin would have it (PATH for
-  // external plugins, CNI_WASM_DEBUG, ...). A worker's process.env is its own
-  // copy: this reaches neither the daemon nor the other workers.
-  for (const k of Object.keys(process.env)) delete process.env[k];
-  Object.assign(process.env, req.env);
+  useEnv(req.env);
   // The policy as exec mode picks it: the shim's --policy, else the caller's CNI_WASM_POLICY, else the daemon's.
   const policy = req.policy ?? (req.env.CNI_WASM_POLICY || undefined) ?? setup.policyFile;
   const used = aheadStats.used;
