@@ -277,7 +277,7 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
       time: new Date().toISOString(), plugin: type, sha256: plugin.manifest.sha256, command,
       containerId: sh.inv.containerId, network: sh.network, call: `invoke.${command.toLowerCase()}`,
       args: { ifname: sh.inv.ifname, depth }, verdict: 'allow', outcome, ms: +(nowMs() - t0).toFixed(3),
-    });
+    }, { later: depth > 0 }); // the top plugin's record writes everything held: a call is not done until its records are
   }
 }
 

@@ -99,8 +99,11 @@ function ensureBridge(a: Attachment): Result<Link, CniError> {
   }
   // We own the routes for this interface.
   trySysctl(Netns.Host, "net/ipv6/conf/" + br + "/accept_ra", "0");
-  const up = links.setUp(Netns.Host, br, true);
-  if (up !== null) return Result.failure<Link, CniError>(hostFailure(what, up));
+  // (an up bridge is left as it is: the same end state, one host call less)
+  if (!got.value.up) {
+    const up = links.setUp(Netns.Host, br, true);
+    if (up !== null) return Result.failure<Link, CniError>(hostFailure(what, up));
+  }
   a.bridgeMac = got.value.mac;
   return Result.success<Link, CniError>(got.value);
 }
@@ -115,6 +118,7 @@ function vlanUnsupported(c: BridgeConf): CniError {
 
 class VethEnds {
   hostName: string = "";
+  hostMac: string = "";
   containerMac: string = "";
 }
 
@@ -125,7 +129,7 @@ function setupVeth(a: Attachment): Result<VethEnds, CniError> {
   spec.hostName = ""; // the host picks vethXXXXXXXX
   spec.mtu = <u32>c.mtu;
   spec.containerMac = c.mac;
-  let hostName = "", contMac = "";
+  let hostName = "", hostMac = "", contMac = "";
   // A clash on the random host-side name is retried with a new draw; a clash
   // on the container name is the caller's mistake (ADD twice).
   let tries = 0;
@@ -133,6 +137,7 @@ function setupVeth(a: Attachment): Result<VethEnds, CniError> {
     const r = links.createVeth(spec);
     if (r.ok) {
       hostName = r.value.host.name;
+      hostMac = r.value.host.mac;
       contMac = r.value.container.mac;
     } else {
       const e = r.error!;
@@ -147,18 +152,16 @@ function setupVeth(a: Attachment): Result<VethEnds, CniError> {
   a.hostVeth = hostName;
   const ends = new VethEnds();
   ends.hostName = hostName;
+  ends.hostMac = hostMac;
   ends.containerMac = contMac;
 
-  const up = links.setUp(Netns.Host, hostName, true);
-  if (up !== null) return Result.failure<VethEnds, CniError>(hostFailure("failed to set " + q(hostName) + " up", up));
   trySysctl(Netns.Host, "net/ipv6/conf/" + hostName + "/accept_ra", "0");
-  const m = links.setMaster(Netns.Host, hostName, c.bridge);
-  if (m !== null) return Result.failure<VethEnds, CniError>(hostFailure("failed to connect " + q(hostName) + " to bridge " + c.bridge, m));
+  // up, on the bridge, hairpin/isolated: one host call
   const port = new PortOptions();
   port.hairpin = c.hairpinMode;
   port.isolated = c.portIsolation;
-  const p = links.setBridgePort(hostName, port);
-  if (p !== null) return Result.failure<VethEnds, CniError>(hostFailure("failed to setup hairpin mode for " + hostName, p));
+  const j = links.joinBridge(hostName, c.bridge, port);
+  if (j !== null) return Result.failure<VethEnds, CniError>(hostFailure("failed to connect " + q(hostName) + " to bridge " + c.bridge, j));
   if (c.vlan != 0) {
     const v = links.bridgeVlanAdd(hostName, <u32>c.vlan, true, true, false);
     if (v !== null) {
@@ -351,10 +354,9 @@ function addAttachment(a: Attachment): Result<string, CniError> {
     if (e !== null) return Result.failure<string, CniError>(hostFailure("failed to set " + q(req.ifname) + " up", e));
   }
 
-  // MACs now: the bridge's may have changed as the port joined or the gateway was set.
-  const hv = links.get(Netns.Host, veth.hostName);
-  if (!hv.ok) return Result.failure<string, CniError>(hostFailure("failed to lookup " + q(veth.hostName), hv.error!));
-  result.interfaces[1].mac = hv.value.mac;
+  // The bridge's MAC now: it may have changed as the port joined or the
+  // gateway was set (the veth's own is the one it was made with).
+  result.interfaces[1].mac = veth.hostMac;
   const bl = links.get(Netns.Host, c.bridge);
   if (!bl.ok) return Result.failure<string, CniError>(hostFailure("could not lookup " + q(c.bridge), bl.error!));
   result.interfaces[0].mac = bl.value.mac;

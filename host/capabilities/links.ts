@@ -307,6 +307,17 @@ export const links: HostInterface = {
       ctx.ns.rtnl('host').setBridgePort(name, { hairpin: opts.hairpin, isolated: opts.isolated });
     },
   },
+  joinBridge: {
+    grant: () => ({ key: 'links', ns: 'host' }),
+    prepare: (_ctx, name: string, bridge: string, opts: unknown) => { checkName(name); checkName(bridge); return [name, bridge, opts]; },
+    objects: (_ctx, name: string, bridge: string) => [{ ns: 'host', name, right: 'change' }, { ns: 'host', name: bridge, right: 'attach' }],
+    run: (ctx, name: string, bridge: string, opts: PortOptions) => {
+      const r = ctx.ns.rtnl('host');
+      // up and enslaved in one request; port options only once it is a port
+      r.setLink(name, { up: true, masterIndex: r.getLink(bridge).index });
+      r.setBridgePort(name, { hairpin: opts.hairpin, isolated: opts.isolated });
+    },
+  },
   bridgeVlanAdd: {
     grant: () => ({ key: 'links', ns: 'host' }),
     prepare: (_ctx, name: string, ...rest: unknown[]) => { checkName(name); return [name, ...rest]; },

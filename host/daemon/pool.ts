@@ -1,42 +1,45 @@
-// A fixed pool of worker threads, started once, each serving one CNI call at
-// a time (worker.ts). Calls queue only when every worker is busy; a worker
-// that dies or overruns the hard limit is replaced and its call answered
-// with a CNI error (never retried: an ADD may have run in part, and its
-// ledger lets the runtime's DEL sweep what it made).
+// The daemon's worker threads, started once, each serving the listening
+// socket itself (worker.ts). The main thread only watches them: a worker
+// that dies or overruns the hard limit is replaced, and the call it had
+// taken is answered with a CNI error (never retried: an ADD may have run in
+// part, and its ledger lets the runtime's DEL sweep what it made).
+import { writeSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import type { Done, Job } from './worker.js';
-
-export interface Reply { stdout: string; exitCode: number }
-
-interface Pending { job: Job; resolve: (r: Reply) => void; started?: number; timer?: NodeJS.Timeout }
-
-interface Slot { worker: Worker; ready: boolean; current: Pending | null; gone: boolean; ahead: { made: number; used: number } }
+import { closeFd } from '../kernel/native.js';
+import { type Board, Slot, State } from './board.js';
+import { encode } from './protocol.js';
+import type { WorkerOrder, WorkerSetup } from './worker.js';
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
 
-const failure = (msg: string): Reply => ({ stdout: JSON.stringify({ cniVersion: '1.1.0', code: 999, msg }) + '\n', exitCode: 1 });
+const failure = (msg: string): Buffer => encode({ exitCode: 1, stdout: JSON.stringify({ cniVersion: '1.1.0', code: 999, msg }) + '\n' });
+
+interface Member { worker: Worker; slot: number; ready: boolean; gone: boolean }
+
+export type Shared = Omit<WorkerSetup, 'slot'>;
 
 export class Pool {
-  private slots: Slot[] = [];
-  private queue: Pending[] = [];
-  private nextId = 1;
-  private turn = 0;
-  private draining = false;
-  private drained: (() => void) | null = null;
-  served = 0;
+  private members: Member[] = [];
+  private leaving = false;
+  private exited: (() => void) | null = null;
+  private watch: NodeJS.Timeout;
   restarts = 0;
 
-  constructor(readonly size: number, private readonly hardLimitMs: number, private readonly log: (s: string) => void) {
-    for (let i = 0; i < size; i++) this.slots.push(this.spawn());
+  constructor(readonly size: number, private readonly shared: Shared, private readonly board: Board,
+    private readonly hardLimitMs: number, private readonly log: (s: string) => void) {
+    for (let i = 0; i < size; i++) this.spawn();
+    // a call that runs this long has its worker stopped (its own limits come first)
+    this.watch = setInterval(() => this.overruns(), 1000);
+    this.watch.unref();
   }
 
-  /** Resolves when every worker has loaded the host and is ready. */
+  /** Resolves when every worker has loaded the host and serves. */
   ready(): Promise<void> {
     return new Promise((res, rej) => {
       const t0 = Date.now();
       const poll = () => {
-        if (this.slots.every((s) => s.ready)) return res();
+        if (this.members.every((m) => m.ready)) return res();
         if (Date.now() - t0 > 60_000) return rej(new Error('workers did not start within 60 s'));
         setTimeout(poll, 10);
       };
@@ -44,100 +47,62 @@ export class Pool {
     });
   }
 
-  /** instances the workers made ahead of their calls, and calls that used one (live workers) */
-  get ahead(): { made: number; used: number } {
-    return this.slots.reduce((a, s) => ({ made: a.made + s.ahead.made, used: a.used + s.ahead.used }), { made: 0, used: 0 });
-  }
-
-  get busy(): number { return this.slots.filter((s) => s.current).length; }
-  get queued(): number { return this.queue.length; }
-
-  run(job: Omit<Job, 'id'>): Promise<Reply> {
-    return new Promise((resolve) => {
-      if (this.draining) return resolve(failure('the cni-wasm daemon is shutting down'));
-      this.queue.push({ job: { ...job, id: this.nextId++ }, resolve });
-      this.dispatch();
-    });
-  }
-
-  /** Stops taking calls; resolves once the in-flight ones are answered; hands back the queued ones. */
-  drain(): Promise<Pending[]> {
-    this.draining = true;
-    const left = this.queue.splice(0);
+  /** Workers finish the call in hand and exit ('retire'), or first serve every call already queued ('drain'). */
+  leave(order: WorkerOrder): Promise<void> {
+    this.leaving = true;
+    clearInterval(this.watch);
+    for (const m of this.members) if (!m.gone) m.worker.postMessage(order);
     return new Promise((res) => {
-      const finish = () => {
-        for (const s of this.slots) { s.gone = true; void s.worker.terminate(); }
-        res(left);
-      };
-      if (this.busy === 0) return finish();
-      this.drained = finish;
+      if (this.members.every((m) => m.gone)) return res();
+      this.exited = res;
     });
   }
 
-  /** Queued calls taken over from an older pool (reload). */
-  adopt(ps: Pending[]): void {
-    this.queue.push(...ps.map((p) => ({ ...p, job: { ...p.job, id: this.nextId++ } })));
-    this.dispatch();
-  }
-
-  private spawn(): Slot {
-    const slot: Slot = { worker: new Worker(WORKER), ready: false, current: null, gone: false, ahead: { made: 0, used: 0 } };
-    slot.worker.on('message', (m: Done | { ready: true }) => {
-      if ('ready' in m) { slot.ready = true; this.dispatch(); return; }
-      const p = slot.current;
-      if (!p || p.job.id !== m.id) return;
-      clearTimeout(p.timer);
-      slot.current = null;
-      this.served++;
-      if (m.ahead) slot.ahead = m.ahead;
-      p.resolve({ stdout: m.stdout, exitCode: m.exitCode });
-      this.dispatch();
-    });
-    slot.worker.on('error', (e) => this.log(`worker error: ${e.stack ?? e.message}`));
-    slot.worker.on('exit', (code) => {
-      if (slot.gone) return;
-      slot.gone = true;
-      const p = slot.current;
-      slot.current = null;
-      if (p) {
-        clearTimeout(p.timer);
-        p.resolve(failure(`the cni-wasm daemon's worker stopped during ${p.job.env.CNI_COMMAND ?? 'the call'} (exit ${code}); the call may have run in part`));
-      }
-      const i = this.slots.indexOf(slot);
-      if (i >= 0 && !this.draining) {
-        this.log(`worker exited (${code}); starting another`);
-        this.restarts++;
-        this.slots[i] = this.spawn();
-      }
-      this.dispatch();
-    });
-    return slot;
-  }
-
-  private dispatch(): void {
-    if (this.draining) {
-      if (this.busy === 0 && this.drained) { const d = this.drained; this.drained = null; d(); }
+  private spawn(): void {
+    const slot = this.board.claim();
+    if (slot < 0) {
+      this.log('no free worker slot (too many reloads still finishing calls); running with fewer workers');
       return;
     }
-    // Round robin over the free workers: one that just answered is making
-    // the next call's instances (sandbox.ts makeSpare) for a few ms, which a
-    // call sent to it would wait for, while the others have theirs ready.
-    const n = this.slots.length;
-    for (let k = 0; k < n; k++) {
-      if (!this.queue.length) return;
-      const i = (this.turn + k) % n;
-      const s = this.slots[i];
-      if (!s.ready || s.current || s.gone) continue;
-      this.turn = (i + 1) % n;
-      const p = this.queue.shift()!;
-      s.current = p;
-      p.started = Date.now();
-      // The call's own limits (policy timeoutMs, execTimeoutMs) stop it well before this.
-      p.timer = setTimeout(() => {
-        this.log(`call ${p.job.type} ${p.job.env.CNI_COMMAND} overran ${this.hardLimitMs} ms; stopping its worker`);
-        void s.worker.terminate();
-      }, this.hardLimitMs);
-      s.worker.postMessage(p.job);
+    const setup: WorkerSetup = { ...this.shared, slot };
+    const m: Member = { worker: new Worker(WORKER, { workerData: setup }), slot, ready: false, gone: false };
+    this.members.push(m);
+    m.worker.on('message', (msg: unknown) => { if (msg === 'ready') m.ready = true; });
+    m.worker.on('error', (e) => this.log(`worker error: ${e.stack ?? e.message}`));
+    m.worker.on('exit', (code) => this.gone(m, code));
+  }
+
+  private gone(m: Member, code: number): void {
+    if (m.gone) return;
+    m.gone = true;
+    // the connection it had taken (the fd is the process's: it outlives the thread)
+    const fd = this.board.get(m.slot, Slot.Conn);
+    if (this.board.get(m.slot, Slot.State) === State.Busy && fd >= 0) {
+      try {
+        writeSync(fd, failure(`the cni-wasm daemon's worker stopped during the call (exit ${code}); the call may have run in part`));
+      } catch { /* the caller went away */ }
+      try { closeFd(fd); } catch { /* closed already */ }
+    }
+    this.board.set(m.slot, Slot.Conn, -1);
+    this.board.set(m.slot, Slot.State, State.Free);
+    this.members = this.members.filter((x) => x !== m);
+    if (this.leaving) {
+      if (this.members.length === 0 && this.exited) { const e = this.exited; this.exited = null; e(); }
+      return;
+    }
+    this.log(`worker exited (${code}); starting another`);
+    this.restarts++;
+    this.spawn();
+  }
+
+  private overruns(): void {
+    const now = this.board.nowSec();
+    for (const m of this.members) {
+      if (m.gone || this.board.get(m.slot, Slot.State) !== State.Busy) continue;
+      if ((now - this.board.get(m.slot, Slot.SinceSec)) * 1000 > this.hardLimitMs) {
+        this.log(`a call overran ${this.hardLimitMs} ms; stopping its worker`);
+        void m.worker.terminate();
+      }
     }
   }
 }

@@ -1,6 +1,10 @@
 // The audit log: one JSON line per host call and per plugin invocation,
-// appended with a single write each so concurrent CNI calls never interleave
-// inside a line, and so a crash loses at most the call in flight.
+// appended whole lines at a time (one write each) so concurrent CNI calls
+// never interleave inside a line. What precedes an action (the intent) is
+// written before the action; what only tells how something went (an outcome,
+// a read, a denial) may wait for the next write or the end of the call, so
+// a host call costs one write, not two. A crash can lose those trailing
+// records since the last write, never an intent.
 import { chmodSync, closeSync, constants, fchmodSync, fstatSync, lstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
@@ -29,6 +33,9 @@ export const AUDIT_RESERVE = { records: 64, bytes: 512 * 1024 };
 export const MAX_RECORD_BYTES = 96 * 1024;
 
 export class AuditQuotaExceeded extends Error {}
+
+/** Held records are written once they reach this much text. */
+const HOLD_CHARS = 64 * 1024;
 
 /** Owner-only, whatever the umask: a directory we create, the file we create.
  *  An existing directory is left as it is (it may be /var/log). */
@@ -76,6 +83,8 @@ export class AuditLog {
   private fd: number | null = null;
   private records = 0;
   private bytes = 0;
+  /** records that wait for the next write (outcomes, reads, denials) */
+  private held = '';
   constructor(public readonly path: string) {}
 
   /** false once the plugins' host calls used this invocation's quota */
@@ -87,9 +96,10 @@ export class AuditLog {
     return `${AUDIT_QUOTA.records} records or ${AUDIT_QUOTA.bytes} bytes`;
   }
 
-  /** Appends one record. Throws (the caller must not act) when the record
-   *  cannot be written or the invocation is past its quota and reserve. */
-  write(rec: AuditRecord, _o: { reserved?: boolean } = {}): void {
+  /** Appends one record, with the records held before it. Throws (the caller
+   *  must not act) when it cannot be written or the invocation is past its
+   *  quota and reserve. `later`: the record may wait for the next write. */
+  write(rec: AuditRecord, o: { later?: boolean } = {}): void {
     if (!rec.sha256 && rec.call === 'invoke.load' && refusedDigests.has(rec.plugin)) rec = { ...rec, sha256: refusedDigests.get(rec.plugin)! };
     const text = line(rec);
     const n = Buffer.byteLength(text);
@@ -99,14 +109,33 @@ export class AuditLog {
     if (!hostOwn && (this.records + 1 > AUDIT_QUOTA.records + AUDIT_RESERVE.records || this.bytes + n > AUDIT_QUOTA.bytes + AUDIT_RESERVE.bytes)) {
       throw new AuditQuotaExceeded(`audit quota of this invocation exhausted (${this.quotaText()}); refusing to act unrecorded`);
     }
-    if (this.fd === null) this.fd = openPrivate(this.path);
-    writeSync(this.fd, text);
     this.records++;
     this.bytes += n;
+    if (o.later && this.held.length + text.length < HOLD_CHARS) {
+      this.held += text;
+      return;
+    }
+    if (this.fd === null) this.fd = openPrivate(this.path);
+    writeSync(this.fd, this.held + text);
+    this.held = '';
+  }
+
+  /** Writes what is held; throws when it cannot (a call then reports failure). */
+  flush(): void {
+    if (!this.held) return;
+    if (this.fd === null) this.fd = openPrivate(this.path);
+    writeSync(this.fd, this.held);
+    this.held = '';
   }
 
   close(): void {
-    if (this.fd !== null) { closeSync(this.fd); this.fd = null; }
+    try {
+      this.flush();
+    } catch (e) {
+      process.stderr.write(`cni-wasm: could not write the last audit records to ${this.path}: ${(e as Error).message}\n`);
+    } finally {
+      if (this.fd !== null) { closeSync(this.fd); this.fd = null; }
+    }
   }
 }
 

@@ -181,11 +181,13 @@ export function bindInterface(
         sig.params.forEach((p, i) => { o[p] = auditValue(args[i]); });
         return (recorded = o);
       };
+      // Only the intent ('pending') must be on disk before the call acts; the
+      // other records go out with the next write (audit.ts).
       const record = (verdict: 'allow' | 'deny', outcome: string) => ctx.audit.write({
         time: new Date().toISOString(), plugin: ctx.plugin.type, sha256: ctx.plugin.sha256,
         command: ctx.command, containerId: ctx.containerId, network: ctx.network,
         call, args: named(), verdict, outcome, ms: +(nowMs() - t0).toFixed(3),
-      });
+      }, { later: outcome !== 'pending' });
       const fail = (code: string, message: string, cause?: unknown): JcoResult | undefined => {
         if (!sig.hasResult) return undefined;
         return { tag: 'err', val: fn?.errorValue ? fn.errorValue(code, message, cause) : { code, message } };

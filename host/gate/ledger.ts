@@ -57,6 +57,9 @@ function fileName(parts: string[]): string {
 export const ledgerRoot = (stateDir: string): string => join(stateDir, 'ledger');
 const networkDir = (stateDir: string, network: string) => join(ledgerRoot(stateDir), fileName([network]));
 
+/** Network dirs this process made (a resident worker opens a journal per call). */
+const madeDirs = new Set<string>();
+
 /** Creates dir (and parents) owner-only, whatever the umask. */
 export function privateDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -162,16 +165,22 @@ export class Ledger {
   static open(stateDir: string, network: string, containerId: string, ifname: string, deadline: number): Ledger {
     const dir = networkDir(stateDir, network);
     const file = Ledger.pathOf(stateDir, network, containerId, ifname);
-    try {
-      privateDir(dir);
-    } catch (e) {
-      throw new HostError('ELEDGER', `cannot create the ledger directory ${dir}: ${(e as Error).message}`);
-    }
+    const makeDir = () => {
+      try {
+        privateDir(dir);
+      } catch (e) {
+        throw new HostError('ELEDGER', `cannot create the ledger directory ${dir}: ${(e as Error).message}`);
+      }
+      madeDirs.add(dir);
+    };
+    if (!madeDirs.has(dir)) makeDir();
     for (;;) {
       let fd: number;
       try {
         fd = openSync(file, constants.O_RDWR | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
       } catch (e) {
+        // made by this process earlier, removed since: made again
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT' && madeDirs.delete(dir)) { makeDir(); continue; }
         throw new HostError('ELEDGER', `cannot open the ledger ${file}: ${(e as Error).message}`);
       }
       lockUntil(fd, deadline, file);

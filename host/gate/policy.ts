@@ -118,6 +118,11 @@ export function defaultPolicy(): Policy {
 const POLICY_KEYS = Object.keys(defaultPolicy());
 
 /** Reads the policy file; a missing default file means defaults. */
+// The last policy validated, by path and text: a resident worker reads the
+// file on every call (an edit takes effect at once) but validates it again
+// only when its text changed. Nothing mutates a Policy.
+let lastPolicy: { path: string; text: string; policy: Policy } | null = null;
+
 export function loadPolicy(file: string | undefined): Policy {
   const path = file ?? process.env.CNI_WASM_POLICY ?? DEFAULT_POLICY_FILE;
   let text: string;
@@ -127,13 +132,16 @@ export function loadPolicy(file: string | undefined): Policy {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT' && path === DEFAULT_POLICY_FILE) return defaultPolicy();
     throw new Error(`cannot read the cni-wasm policy ${path}: ${(e as Error).message}`);
   }
+  if (lastPolicy && lastPolicy.path === path && lastPolicy.text === text) return lastPolicy.policy;
   let doc: unknown;
   try {
     doc = JSON.parse(text);
   } catch (e) {
     throw new Error(`the cni-wasm policy ${path} is not valid JSON: ${(e as Error).message}`);
   }
-  return validatePolicy(doc, path);
+  const policy = validatePolicy(doc, path);
+  lastPolicy = { path, text, policy };
+  return policy;
 }
 
 function fail(where: string, msg: string): never {

@@ -31,6 +31,9 @@ interface Addon {
   nlDone(handle: object): boolean;
   nlWatchOpen(): number;
   nlWaitGone(fd: number, handle: object, name: string, timeoutMs: number): 0 | 1 | 2;
+  unixListen(path: string, backlog: number): number;
+  acceptWait(listenFd: number, waitMs: number, ioTimeoutMs: number): number;
+  readFrame(fd: number, maxBytes: number, timeoutMs: number): Buffer;
 }
 
 const ADDON = join('build', 'Release', 'cniwasm_native.node');
@@ -99,6 +102,14 @@ export const nlWatchOpen = (): number => call('netlink watch socket', () => load
  * nlJoin says how), or timeoutMs passed (0).
  */
 export const nlWaitGone = (fd: number, handle: object, name: string, timeoutMs: number): 0 | 1 | 2 => load().nlWaitGone(fd, handle, name, timeoutMs);
+
+// The daemon's socket, served by its workers (host/kernel/native/serve.inc.c).
+/** A listening unix socket at `path` (which must not exist), mode 0600. */
+export const unixListen = (path: string, backlog: number): number => call(`listen on ${path}`, () => load().unixListen(path, backlog));
+/** One connection (blocking; writes time out after ioTimeoutMs), or -1 when none came within waitMs. */
+export const acceptWait = (listenFd: number, waitMs: number, ioTimeoutMs: number): number => call('accept', () => load().acceptWait(listenFd, waitMs, ioTimeoutMs));
+/** One length-prefixed frame, whole within timeoutMs. */
+export const readFrame = (fd: number, maxBytes: number, timeoutMs: number): Buffer => call('read request', () => load().readFrame(fd, maxBytes, timeoutMs));
 /** Blocks until the lock is held. */
 export const flock = (fd: number, exclusive: boolean, wait = true): void => call('flock', () => load().flock(fd, exclusive, wait));
 export const funlock = (fd: number): void => call('funlock', () => load().funlock(fd));

@@ -202,9 +202,9 @@ function checkAuditMatches(type: string, containerId: string, report: Report): a
 test('overreach (links: container only): every forbidden call is EDENIED, the host is untouched', () => {
   const report = runOverreach('overreach', 'sb-over-1');
   const by = Object.fromEntries(report.results.map((x) => [x.call, x]));
-  assert.is(report.calls, 10);
+  assert.is(report.calls, 11);
   assert.is(by['links.get'].code, 'ok', 'reading a container link is granted');
-  for (const c of ['links.set-up', 'links.set-mtu', 'links.remove', 'links.begin-remove', 'links.finish-remove', 'store.open', 'sysctl.set', 'firewall.masquerade-add']) {
+  for (const c of ['links.set-up', 'links.set-mtu', 'links.remove', 'links.begin-remove', 'links.finish-remove', 'links.join-bridge', 'store.open', 'sysctl.set', 'firewall.masquerade-add']) {
     assert.is(by[c].code, 'EDENIED', `${c}: ${by[c].message}`);
     assert.match(by[c].message, /denied: /);
   }
@@ -217,13 +217,13 @@ test('overreach (links: container only): every forbidden call is EDENIED, the ho
   const calls = checkAuditMatches('overreach', 'sb-over-1', report);
   const setUp = calls.find((x) => x.call === 'links.set-up');
   assert.equal(setUp.args, { ns: 'host', name: 'lo', up: false }, 'arguments are recorded by WIT name');
-  assert.is(calls.filter((x) => x.verdict === 'deny').length, 9);
+  assert.is(calls.filter((x) => x.verdict === 'deny').length, 10);
 });
 
 test('overreach (links: host granted): a host link it did not create and the config does not name is still refused', () => {
   const report = runOverreach('overreach-host', 'sb-over-2');
   const by = Object.fromEntries(report.results.map((x) => [x.call, x]));
-  for (const c of ['links.set-up', 'links.set-mtu', 'links.remove', 'links.begin-remove', 'links.finish-remove']) {
+  for (const c of ['links.set-up', 'links.set-mtu', 'links.remove', 'links.begin-remove', 'links.finish-remove', 'links.join-bridge']) {
     assert.is(by[c].code, 'EDENIED', `${c}: ${by[c].message}`);
     assert.match(by[c].message, /host link 'lo' was not created by this attachment/);
   }
@@ -246,7 +246,7 @@ test('cni-wasm audit --denied prints the denied calls and only those', () => {
   const j = cli(['audit', '--denied', '--json', '--container', 'sb-over-1', '--file', h.auditLog]);
   assert.is(j.status, 0, j.stderr);
   const recs = j.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
-  assert.is(recs.length, 9);
+  assert.is(recs.length, 10);
   assert.ok(recs.every((x) => x.verdict === 'deny' && x.containerId === 'sb-over-1'));
   // the policy's audit log is the default file
   const viaPolicy = cli(['--policy', h.policyFile, 'audit', '--denied']);

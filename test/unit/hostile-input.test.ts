@@ -308,6 +308,35 @@ test('audit quota: room for calls ends at the quota; past quota and reserve a wr
   assert.ok(statSync(join(tmp, 'quota.log')).size <= AUDIT_QUOTA.bytes + AUDIT_RESERVE.bytes, 'never past quota + reserve');
 });
 
+test('audit: an intent goes out at once with what was held; outcomes wait for the next write; a failed write keeps them', () => {
+  const file = join(tmp, 'held.log');
+  const log = new AuditLog(file);
+  const lines = () => readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l).outcome as string);
+  log.write(rec({ outcome: 'pending' }));
+  assert.equal(lines(), ['pending'], 'the intent is on disk before the call acts');
+  log.write(rec({ outcome: 'ok' }), { later: true });
+  log.write(rec({ outcome: 'error: EDENIED no' }), { later: true });
+  assert.equal(lines(), ['pending'], 'outcomes and denials are held');
+  log.write(rec({ outcome: 'pending' }));
+  assert.equal(lines(), ['pending', 'ok', 'error: EDENIED no', 'pending'], 'in order, with the next intent');
+  log.write(rec({ outcome: 'ok' }), { later: true });
+  log.flush();
+  assert.equal(lines(), ['pending', 'ok', 'error: EDENIED no', 'pending', 'ok']);
+  // the file replaced by a directory: the next write fails and nothing held is dropped
+  log.write(rec({ outcome: 'held-1' }), { later: true });
+  log.close();
+  rmSync(file);
+  mkdirSync(file);
+  const broken = new AuditLog(file);
+  broken.write(rec({ outcome: 'held-2' }), { later: true });
+  assert.throws(() => broken.write(rec({ outcome: 'pending' })), /not a regular file|EISDIR|illegal operation/i, 'an intent that cannot be written stops the call');
+  assert.throws(() => broken.flush(), /not a regular file|EISDIR|illegal operation/i, 'still held, still failing');
+  rmSync(file, { recursive: true });
+  broken.flush();
+  assert.equal(lines(), ['held-2'], 'once writable, what was held goes out');
+  broken.close();
+});
+
 test('cni-wasm audit prints escaped one-line records, --json stays one line per record, bad lines are counted', () => {
   const file = join(tmp, 'cli.log');
   writeFileSync(file, [

@@ -22,6 +22,7 @@
 #include <sys/vfs.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <linux/netlink.h>
@@ -478,20 +479,17 @@ static napi_value PeerCred(napi_env env, napi_callback_info info)
 
 #include "dhcp.inc.c"
 #include "background.inc.c"
+#include "serve.inc.c"
 /* unixConnect(path, timeoutMs): a connected, blocking unix stream socket
  * (close-on-exec) whose reads and writes give up after timeoutMs; for
  * callers that talk to `cni-wasm daemon` synchronously (the runner). */
 static napi_value UnixConnect(napi_env env, napi_callback_info info)
 {
   napi_value argv[2], out;
-  struct sockaddr_un sa = { .sun_family = AF_UNIX };
-  size_t len;
+  struct sockaddr_un sa;
   int32_t ms;
-  if (!get_args(env, info, 2, argv)) return NULL;
-  if (napi_get_value_string_utf8(env, argv[0], sa.sun_path, sizeof sa.sun_path, &len) != napi_ok)
-    return type_error(env, "path must be a string");
-  if (len >= sizeof sa.sun_path - 1) return type_error(env, "socket path too long");
-  if (napi_get_value_int32(env, argv[1], &ms) != napi_ok || ms <= 0) return type_error(env, "timeoutMs must be a positive number");
+  if (!get_args(env, info, 2, argv) || !unix_addr(env, argv[0], &sa) ||
+      !get_int_min(env, argv[1], 1, &ms, "timeoutMs must be a positive number")) return NULL;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, errno, "unix socket");
   struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
@@ -531,6 +529,9 @@ NAPI_MODULE_INIT()
     { "nlDone", NULL, NlDone, NULL, NULL, NULL, napi_enumerable, NULL },
     { "nlWatchOpen", NULL, NlWatchOpen, NULL, NULL, NULL, napi_enumerable, NULL },
     { "nlWaitGone", NULL, NlWaitGone, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "unixListen", NULL, UnixListen, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "acceptWait", NULL, AcceptWait, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "readFrame", NULL, ReadFrame, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
