@@ -14,7 +14,7 @@
 import { statSync, writeSync } from 'node:fs';
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { invoke } from '../invoke.js';
-import { acceptWait, closeFd, peerCred, readFrame } from '../kernel/native.js';
+import { acceptWait, acceptWatch, closeFd, peerCred, readFrame } from '../kernel/native.js';
 import { reapBackground } from '../kernel/rtnl.js';
 import { setTmpTag } from '../lazy.js';
 import { keepWarm } from '../sandbox/loader.js';
@@ -163,12 +163,15 @@ function serve(fd: number): void {
 let order: WorkerOrder | null = null;
 port.on('message', (m: WorkerOrder) => { order = m; });
 
+const watch = acceptWatch(setup.listenFd);
+const leave = (): void => { closeFd(watch); port.close(); };
+
 function loop(): void {
-  if (order === 'retire') return port.close();
-  const fd = acceptWait(setup.listenFd, order === 'drain' ? 0 : IDLE_WAIT_MS, WRITE_TIMEOUT_MS);
+  if (order === 'retire') return leave();
+  const fd = acceptWait(watch, setup.listenFd, order === 'drain' ? 0 : IDLE_WAIT_MS, WRITE_TIMEOUT_MS);
   if (fd < 0) {
     // drained: nothing more is waiting
-    if (order === 'drain') return port.close();
+    if (order === 'drain') return leave();
   } else {
     board.set(me, Slot.SinceSec, board.nowSec());
     board.set(me, Slot.Conn, fd);

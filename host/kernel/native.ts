@@ -32,7 +32,8 @@ interface Addon {
   nlWatchOpen(): number;
   nlWaitGone(fd: number, handle: object, name: string, timeoutMs: number): 0 | 1 | 2;
   unixListen(path: string, backlog: number): number;
-  acceptWait(listenFd: number, waitMs: number, ioTimeoutMs: number): number;
+  acceptWatch(listenFd: number): number;
+  acceptWait(watchFd: number, listenFd: number, waitMs: number, ioTimeoutMs: number): number;
   readFrame(fd: number, maxBytes: number, timeoutMs: number): Buffer;
 }
 
@@ -106,8 +107,11 @@ export const nlWaitGone = (fd: number, handle: object, name: string, timeoutMs: 
 // The daemon's socket, served by its workers (host/kernel/native/serve.inc.c).
 /** A listening unix socket at `path` (which must not exist), mode 0600. */
 export const unixListen = (path: string, backlog: number): number => call(`listen on ${path}`, () => load().unixListen(path, backlog));
+/** An epoll fd for one worker's acceptWait: a new connection wakes one idle worker, not all. */
+export const acceptWatch = (listenFd: number): number => call('watch the listening socket', () => load().acceptWatch(listenFd));
 /** One connection (blocking; writes time out after ioTimeoutMs), or -1 when none came within waitMs. */
-export const acceptWait = (listenFd: number, waitMs: number, ioTimeoutMs: number): number => call('accept', () => load().acceptWait(listenFd, waitMs, ioTimeoutMs));
+export const acceptWait = (watchFd: number, listenFd: number, waitMs: number, ioTimeoutMs: number): number =>
+  call('accept', () => load().acceptWait(watchFd, listenFd, waitMs, ioTimeoutMs));
 /** One length-prefixed frame, whole within timeoutMs. */
 export const readFrame = (fd: number, maxBytes: number, timeoutMs: number): Buffer => call('read request', () => load().readFrame(fd, maxBytes, timeoutMs));
 /** Blocks until the lock is held. */

@@ -22,6 +22,7 @@
 #include <sys/vfs.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -530,6 +531,7 @@ NAPI_MODULE_INIT()
     { "nlWatchOpen", NULL, NlWatchOpen, NULL, NULL, NULL, napi_enumerable, NULL },
     { "nlWaitGone", NULL, NlWaitGone, NULL, NULL, NULL, napi_enumerable, NULL },
     { "unixListen", NULL, UnixListen, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "acceptWatch", NULL, AcceptWatch, NULL, NULL, NULL, napi_enumerable, NULL },
     { "acceptWait", NULL, AcceptWait, NULL, NULL, NULL, napi_enumerable, NULL },
     { "readFrame", NULL, ReadFrame, NULL, NULL, NULL, napi_enumerable, NULL },
   };

@@ -51,29 +51,51 @@ static napi_value UnixListen(napi_env env, napi_callback_info info)
   return out;
 }
 
-/* acceptWait(listenFd, waitMs, ioTimeoutMs): one connection, or -1 when none
- * came within waitMs (or another worker took it). The connection is blocking,
- * close-on-exec, and its writes give up after ioTimeoutMs. */
+/* acceptWatch(listenFd): an epoll fd (close-on-exec) for one worker's
+ * acceptWait. EPOLLEXCLUSIVE: a new connection wakes one of the idle
+ * workers, not all of them. The listening socket is made non-blocking, so a
+ * connection another worker took first never blocks this one in accept
+ * (systemd's socket may come blocking). */
+static napi_value AcceptWatch(napi_env env, napi_callback_info info)
+{
+  napi_value argv[1], out;
+  int lfd;
+  if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &lfd)) return NULL;
+  int fl = fcntl(lfd, F_GETFL);
+  if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(lfd, F_SETFL, fl | O_NONBLOCK) < 0)) return throw_errno(env, errno, "listening socket");
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) return throw_errno(env, errno, "epoll_create1");
+  struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = lfd };
+  if (epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) < 0) {
+    int e = errno;
+    close(ep);
+    return throw_errno(env, e, "epoll_ctl");
+  }
+  napi_create_int32(env, ep, &out);
+  return out;
+}
+
+/* acceptWait(watchFd, listenFd, waitMs, ioTimeoutMs): one connection, or -1
+ * when none came within waitMs (or another worker took it; waitMs 0: only
+ * what is queued now, without waiting). The connection is
+ * blocking, close-on-exec, and its writes give up after ioTimeoutMs. */
 static napi_value AcceptWait(napi_env env, napi_callback_info info)
 {
-  napi_value argv[3], out;
-  int lfd;
+  napi_value argv[4], out;
+  int ep, lfd;
   int32_t wait_ms, io_ms;
-  if (!get_args(env, info, 3, argv) || !get_fd(env, argv[0], &lfd) ||
-      !get_int_min(env, argv[1], 0, &wait_ms, "waitMs must be a number >= 0") ||
-      !get_int_min(env, argv[2], 1, &io_ms, "ioTimeoutMs must be a positive number")) return NULL;
-  /* non-blocking, so that a connection another worker took first never blocks
-   * this one in accept (systemd's socket may come blocking) */
-  int fl = fcntl(lfd, F_GETFL);
-  if (fl >= 0 && !(fl & O_NONBLOCK)) fcntl(lfd, F_SETFL, fl | O_NONBLOCK);
-  struct pollfd p = { .fd = lfd, .events = POLLIN };
-  int n = poll(&p, 1, wait_ms);
+  if (!get_args(env, info, 4, argv) || !get_fd(env, argv[0], &ep) || !get_fd(env, argv[1], &lfd) ||
+      !get_int_min(env, argv[2], 0, &wait_ms, "waitMs must be a number >= 0") ||
+      !get_int_min(env, argv[3], 1, &io_ms, "ioTimeoutMs must be a positive number")) return NULL;
+  struct epoll_event ev;
+  /* no wait: straight to accept (what is queued, whichever worker was woken for it) */
+  int n = wait_ms == 0 ? 1 : epoll_wait(ep, &ev, 1, wait_ms);
   int fd = -1;
   if (n > 0) {
     fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) return throw_errno(env, errno, "accept");
   } else if (n < 0 && errno != EINTR) {
-    return throw_errno(env, errno, "poll");
+    return throw_errno(env, errno, "epoll_wait");
   }
   if (fd >= 0) {
     struct timeval tv = { .tv_sec = io_ms / 1000, .tv_usec = (io_ms % 1000) * 1000 };
