@@ -257,18 +257,20 @@ export class Ownership {
    * ifindex; else (the kernel removed it with its veth peer or its
    * namespace, an operator deleted it, and someone else's link may have the
    * name now) the rights go. Gone, the call is told so as the kernel would
-   * (ENODEV); to create a link of a free name the right is just not held.
+   * (ENODEV), except that the name, free, may be made anew (the kernel
+   * refuses that with EEXIST should another link take it first).
    */
   private stillMade(ns: Role, name: string, right: Right): boolean {
     const want = this.made[ns].get(name)!;
     if (want === 0 || !this.currentIndex) return true;
     const now = this.currentIndex(ns, name);
     if (now === want) { this.made[ns].set(name, 0); return true; }
+    if (now === null) {
+      if (right === 'create') return true;
+      throw new KernelError('ENODEV', `${ns} link '${name}' this attachment created (ifindex ${want}) is gone: no such device`, 19);
+    }
     this.made[ns].delete(name);
-    this.stale.set(`${ns}/${name}`, now === null
-      ? `${ns} link '${name}' this attachment created (ifindex ${want}) is gone`
-      : `${ns} link '${name}' is not the link this attachment created: that one had ifindex ${want}, the link named so now has ${now}`);
-    if (now === null && right !== 'create') throw new KernelError('ENODEV', `${this.stale.get(`${ns}/${name}`)}: no such device`, 19);
+    this.stale.set(`${ns}/${name}`, `${ns} link '${name}' is not the link this attachment created: that one had ifindex ${want}, the link named so now has ${now}`);
     return false;
   }
 

@@ -87,9 +87,10 @@ test('a ledger-held link from an earlier call: its ifindex checked once, when a 
   index = 12;
   assert.match(o.link('host', 'ifb9', 'delete')!, /host link 'ifb9' is not the link this attachment created: that one had ifindex 8, the link named so now has 12/);
   assert.match(o.link('host', 'ifb9', 'change')!, /ifindex 8/, 'and it stays refused');
-  // gone: as the kernel would say, except to create a link of the free name (not held)
+  // gone: as the kernel would say, except that the free name may be made anew
   const g = new Ownership('eth0');
-  g.currentIndex = () => null;
+  let gone: number | null = null;
+  g.currentIndex = () => gone;
   g.own('host', 'dum0', 5);
   try {
     g.link('host', 'dum0', 'delete');
@@ -97,8 +98,12 @@ test('a ledger-held link from an earlier call: its ifindex checked once, when a 
   } catch (e) {
     assert.instance(e, KernelError);
     assert.is((e as KernelError).code, 'ENODEV');
+    assert.match((e as Error).message, /host link 'dum0' this attachment created \(ifindex 5\) is gone/);
   }
-  assert.match(g.link('host', 'dum0', 'create')!, /host link 'dum0' this attachment created \(ifindex 5\) is gone/);
+  assert.is(g.link('host', 'dum0', 'create'), null);
+  // and should someone else's take the name meanwhile, that one is not the attachment's
+  gone = 6;
+  assert.match(g.link('host', 'dum0', 'create')!, /that one had ifindex 5, the link named so now has 6/);
   // made in this invocation: nothing to check
   const n = new Ownership('eth0');
   n.currentIndex = () => { throw new Error('looked up'); };
