@@ -401,7 +401,18 @@ export const links: HostInterface = {
   // remove in two halves (the kernel's RCU wait overlaps the plugin's next
   // calls): begin needs the same right, finish forgets the ledger entry once
   // the kernel confirmed, as remove does
-  beginRemove: onLink('delete', (ctx, ns, name) => removals(ctx).begin(ns, name, () => ctx.ns.rtnl(ns).beginDeleteLink(name))),
+  beginRemove: {
+    ...onLink('delete', (ctx, ns, name) => removals(ctx).begin(ns, name, () => ctx.ns.rtnl(ns).beginDeleteLink(name))),
+    // until finish-remove, no right on what it takes (the link, its veth peer): the names may be free already
+    after: (ctx, _r, ns: Role, name: string) => {
+      for (const e of ctx.ledger.entries.filter(namesLink(ns, name))) {
+        const self = e.name === name && (e.ns ?? 'host') === ns;
+        ctx.owned.suspend(e.ns ?? 'host', String(e.name), self, self
+          ? `the removal of ${ns} link '${name}' is under way (finish it with finish-remove)`
+          : `${e.ns ?? 'host'} link '${e.name}' goes with the removal of ${ns} link '${name}' under way (finish it with finish-remove)`);
+      }
+    },
+  },
   finishRemove: {
     ...onLink('delete', (ctx, ns, name) => removals(ctx).finish(ns, name)),
     removes: forgetsLink,

@@ -141,7 +141,8 @@ export class Ownership {
    * (a) links the attachment's ledger holds: every right. Each with the
    * ifindex the kernel gave it in an earlier call, still to be checked
    * against the link of that name now (0: made in this invocation, or
-   * checked already, or made before ifindexes were recorded).
+   * checked already, or made before ifindexes were recorded; -1: a removal
+   * under way takes it, -2: its own removal is under way, see suspend).
    */
   private readonly made = { host: new Map<string, number>(), container: new Map<string, number>() };
   /** made links found to be gone or someone else's now: why they are not held */
@@ -227,6 +228,19 @@ export class Ownership {
   /** The ledger no longer holds it (removed, or gone with a link removed): its rights go too. */
   disown(ns: Role, name: string): void { this.made[ns].delete(name); }
 
+  /**
+   * A removal begun (links.begin-remove) takes this link, or its veth peer
+   * with it: the name may be free, and someone else's, before the removal
+   * is finished and the ledger forgets it. No right on it meanwhile, but
+   * `delete` on the link being removed itself (`own`): finish-remove needs
+   * it, and remove and begin-remove of it are EBUSY while it is under way.
+   */
+  suspend(ns: Role, name: string, own: boolean, why: string): void {
+    if (!this.made[ns].has(name)) return;
+    this.made[ns].set(name, own && this.made[ns].get(name) !== -1 ? -2 : -1);
+    this.stale.set(`${ns}/${name}`, why);
+  }
+
   renamed(ns: Role, from: string, to: string): void {
     const s = this.links[ns].get(from);
     if (s) this.links[ns].set(to, s);
@@ -262,6 +276,7 @@ export class Ownership {
    */
   private stillMade(ns: Role, name: string, right: Right): boolean {
     const want = this.made[ns].get(name)!;
+    if (want < 0) return want === -2 && right === 'delete';
     if (want === 0 || !this.currentIndex) return true;
     const now = this.currentIndex(ns, name);
     if (now === want) { this.made[ns].set(name, 0); return true; }

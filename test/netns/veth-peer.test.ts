@@ -9,13 +9,18 @@
 // creation no longer matches, so the gate refuses the component and the
 // sweep leaves the bridge, auditing why. Its own veth is still removed by
 // both. Needs root. Prefix: vpr-.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Ledger } from '../../host/gate/ledger.js';
-import { type Harness, makeHarness, ours, readAudit, removeHarness } from '../helpers/cni.js';
+import { bindInterface } from '../../host/gate/gate.js';
+import { links as linksIface } from '../../host/capabilities/links.js';
+import { Rtnl, closeFd, openNetns } from '../../host/kernel/index.js';
+import { lingeringDeletions, reapBackground } from '../../host/kernel/rtnl.js';
+import { fakeCall } from '../helpers/gate.js';
+import { type Harness, ROOT, makeHarness, ours, readAudit, removeHarness } from '../helpers/cni.js';
 import { buildFixtures, componentPath, installThirdParty } from '../helpers/fixtures.js';
 import { cleanupAll, ipJson, makeNetns, nsExec } from '../helpers/netns.js';
 
@@ -141,6 +146,46 @@ test('its own veth, still there: the sweep removes it (by its ifindex), and its 
     assert.equal(links(cid), []);
     const sw = audit(cid).filter((x) => x.call.startsWith('sweep.')).map((x) => x.call);
     assert.equal(sw, 'delHow' in conf ? [] : ['sweep.links.remove'], cid);
+  }
+});
+
+// ---------------------------------------------------------------- within one plugin call
+
+test('a removal of the container end under way: the host end\'s name, free already, gives no right on a link that takes it before finish-remove', () => {
+  const fdH = openNetns(`/run/netns/${HOST}`);
+  const fdC = openNetns(`/run/netns/${CTR}`);
+  const rH = Rtnl.open(fdH), rC = Rtnl.open(fdC);
+  const t = fakeCall({ type: 'vprplug', grants: { links: { host: true, container: true } } });
+  try {
+    (t.ctx as { ns: unknown }).ns = {
+      rtnl: (ns: string) => (ns === 'host' ? rH : rC), fd: (ns: string) => (ns === 'host' ? fdH : fdC), hostFd: () => fdH, close() { /* below */ },
+    };
+    const sigs = JSON.parse(readFileSync(join(ROOT, 'dist/plugins/signatures.json'), 'utf8')).links;
+    const L = bindInterface(t.ctx, 'links', linksIface, sigs) as Record<string, (...a: unknown[]) => { tag: string; val: any }>;
+    const v = L.createVeth({ containerName: 'eth0', hostName: 'vprvic2', mtu: 0, containerMac: '' });
+    assert.is(v.tag, 'ok', JSON.stringify(v.val));
+    const [entry] = t.ctx.ledger.entries;
+    assert.is(entry.index, v.val.host.index);
+    assert.is(entry.peerIndex, v.val.container.index);
+    assert.is(L.beginRemove('container', 'eth0').tag, 'ok');
+    // the kernel unregisters both ends long before it answers: the name is free
+    for (let i = 0; i < 200 && hostLink('vprvic2'); i++) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    assert.not.ok(hostLink('vprvic2'));
+    const index = victimBridge('vprvic2');
+    const r = L.remove('host', 'vprvic2');
+    assert.is(r.val.code, 'EDENIED');
+    assert.match(r.val.message, /host link 'vprvic2' goes with the removal of container link 'eth0' under way/);
+    assert.is(L.setMtu('host', 'vprvic2', 1400).val.code, 'EDENIED');
+    assert.is(L.finishRemove('container', 'eth0').tag, 'ok');
+    assert.equal(t.ctx.ledger.entries, [], 'forgotten once finished');
+    assert.is(L.remove('host', 'vprvic2').val.code, 'EDENIED', 'and no right on the name after');
+    assert.is(hostLink('vprvic2')?.ifindex, index, 'the bridge is untouched');
+    assert.is(hostLink('vprvic2')?.mtu, 1500);
+  } finally {
+    for (let i = 0; i < 150 && lingeringDeletions() > 0; i++) { reapBackground(); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20); }
+    rH.close(); rC.close(); closeFd(fdH); closeFd(fdC);
+    rmSync(t.dir, { recursive: true, force: true });
+    nsExec(HOST, ['ip', 'link', 'del', 'vprvic2']);
   }
 });
 

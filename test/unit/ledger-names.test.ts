@@ -44,12 +44,22 @@ test('begin-remove/finish-remove of the container end: the same; only its own pe
   assert.is(l.createVeth(veth('vicbr1')).tag, 'ok');
   assert.is(l.beginRemove('container', 'eth0').tag, 'ok');
   assert.equal(linkEntries(t).length, 1, 'begun, not yet gone');
+  // meanwhile the host end's name may be free, and someone else's: no right on it
+  const r = l.remove('host', 'vicbr1');
+  assert.is(r.val.code, 'EDENIED');
+  assert.match(r.val.message, /host link 'vicbr1' goes with the removal of container link 'eth0' under way/);
+  assert.is(l.setUp('host', 'vicbr1', true).val.code, 'EDENIED');
   assert.is(l.finishRemove('container', 'eth0').tag, 'ok');
   assert.equal(linkEntries(t), []);
   assert.not.ok(t.ctx.owned.has('host', 'vicbr1', 'delete'));
   assert.is(l.createVeth(veth('vicbr2')).tag, 'ok');
   assert.equal(t.ctx.ledger.entries.filter(links.remove.removes!(t.ctx, 'container', 'eth1')).length, 0, 'another container link is not its peer');
   assert.equal(t.ctx.ledger.entries.filter(links.remove.removes!(t.ctx, 'host', 'eth0')).length, 0, 'nor a host link of the peer\'s name');
+  // a link's own removal under way: nothing but finishing it
+  assert.is(l.beginRemove('host', 'vicbr2').tag, 'ok');
+  assert.match(l.setUp('host', 'vicbr2', true).val.message, /the removal of host link 'vicbr2' is under way/);
+  assert.is(l.finishRemove('host', 'vicbr2').tag, 'ok');
+  assert.equal(linkEntries(t), []);
 });
 
 test('renames keep both names: the host end renamed, or the container end', () => {
