@@ -1,6 +1,9 @@
 // Object rights: what one attachment may do to which kernel object. A plugin
 // holds rights on
-//   (a) what its own attachment created (the ledger): every right;
+//   (a) what its own attachment created (the ledger): every right, for as
+//       long as the ledger holds it, and, for a link an earlier call made,
+//       while the link of that name has the ifindex the ledger recorded
+//       (checked once per invocation, when a call first acts on it);
 //   (b) objects named by the config keys its manifest (or, for a third-party
 //       plugin, the operator's policy) declares, with only the rights declared
 //       for that key — read from the runtime's own config, never from one a
@@ -226,7 +229,10 @@ export class Ownership {
   }
 
   /** The ledger no longer holds it (removed, or gone with a link removed): its rights go too. */
-  disown(ns: Role, name: string): void { this.made[ns].delete(name); }
+  disown(ns: Role, name: string): void {
+    this.made[ns].delete(name);
+    this.stale.delete(`${ns}/${name}`);
+  }
 
   /**
    * A removal begun (links.begin-remove) takes this link, or its veth peer

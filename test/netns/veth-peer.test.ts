@@ -178,7 +178,9 @@ test('a removal of the container end under way: the host end\'s name, free alrea
     assert.is(L.setMtu('host', 'vprvic2', 1400).val.code, 'EDENIED');
     assert.is(L.finishRemove('container', 'eth0').tag, 'ok');
     assert.equal(t.ctx.ledger.entries, [], 'forgotten once finished');
-    assert.is(L.remove('host', 'vprvic2').val.code, 'EDENIED', 'and no right on the name after');
+    const after = L.remove('host', 'vprvic2');
+    assert.is(after.val.code, 'EDENIED', 'and no right on the name after');
+    assert.match(after.val.message, /host link 'vprvic2' was not created by this attachment/);
     assert.is(hostLink('vprvic2')?.ifindex, index, 'the bridge is untouched');
     assert.is(hostLink('vprvic2')?.mtu, 1500);
   } finally {
