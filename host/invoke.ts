@@ -285,10 +285,14 @@ function runPlugin(sh: Shared, type: string, command: string, config: string, de
 function attachmentRights(sh: Shared, decls: ObjectDecl[]): Ownership {
   const o = Ownership.fromConfig(sh.inv.ifname, decls, sh.conf);
   o.defaultRouteLink = (ns) => defaultRouteLink(sh.ns.rtnl(ns))?.name ?? null;
+  // a link the ledger holds is checked (its ifindex) only when a call acts on it
+  o.currentIndex = (ns, name) => {
+    try { return sh.ns.rtnl(ns).getLink(name).index; } catch (e) { if ((e as { code?: string }).code === 'ENODEV') return null; throw e; }
+  };
   if (o.wantsMacs('host')) o.resolveMacs('host', sh.ns.rtnl('host').listLinks());
   o.ownResult(sh.conf.prevResult, true);
   for (const e of sh.ledger.entries) {
-    if (e.kind === 'link' && typeof e.name === 'string') o.own(e.ns ?? 'host', e.name);
+    if (e.kind === 'link' && typeof e.name === 'string') o.own(e.ns ?? 'host', e.name, typeof e.index === 'number' ? e.index : 0);
     if (e.kind === 'masquerade' && typeof e.source === 'string') o.ownAddress(e.source);
     if (e.kind === 'address' && typeof e.cidr === 'string') o.ownAddress(e.cidr);
   }

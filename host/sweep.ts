@@ -31,16 +31,25 @@ const UNDO: Record<string, (e: LedgerEntry, k: SweepKernel, mode: SweepMode) => 
   link: (e, k, mode) => {
     const ns = e.ns ?? 'host';
     const name = String(e.name);
-    if (e.keep) {
-      // a shared bridge: only a failed ADD takes back the one it made, and only while no port uses it
-      if (mode !== 'failed-add') return null;
-      const r = k.rtnl(ns);
-      const l = r.listLinks();
-      const me = l.find((x) => x.name === name);
-      if (!me || l.some((x) => x.masterIndex === me.index)) return null;
-    }
+    // the ifindex the kernel gave the link when the attachment made it (none in older ledgers)
+    const made = typeof e.index === 'number' && e.index > 0 ? e.index : 0;
     try {
-      k.rtnl(ns).deleteLink(name);
+      let now = 0;
+      if (e.keep) {
+        // a shared bridge: only a failed ADD takes back the one it made, and only while no port uses it
+        if (mode !== 'failed-add') return null;
+        const l = k.rtnl(ns).listLinks();
+        const me = l.find((x) => x.name === name);
+        if (!me || l.some((x) => x.masterIndex === me.index)) return null;
+        now = me.index;
+      } else if (made) {
+        now = k.rtnl(ns).getLink(name).index;
+      }
+      // The name is only a name: removed with its veth peer or its namespace,
+      // or by an operator, it may be someone else's link now. Left alone.
+      if (made && now !== made) return `links.left ${ns} ${name}: not the link this attachment made (ifindex ${made}), someone else's now (ifindex ${now})`;
+      // by ifindex when known: exactly the link checked, whatever happens to the name meanwhile
+      k.rtnl(ns).deleteLink(name, made);
       return `links.remove ${ns} ${name}`;
     } catch (err) {
       if (gone(err)) return null; // already gone, usually with its container
@@ -112,11 +121,13 @@ export function sweep(ledger: Ledger, only: (e: LedgerEntry, id: number) => bool
       outcome = `error: ${(err as Error).message}`;
     }
     if (did || outcome !== 'ok') {
+      // "links.left host x: why": the call recorded, and why
+      const why = did?.includes(': ') ? did.slice(did.indexOf(': ') + 2) : undefined;
       audit.write({
         // the host acts, on what the component with this digest made
         time: new Date().toISOString(), plugin: 'cni-wasm', sha256: typeof entry.sha256 === 'string' ? entry.sha256 : '', command: who.command,
         containerId: who.containerId, network: who.network, call: `sweep.${(did ?? entry.kind).split(' ')[0]}`,
-        args: { entry }, verdict: 'allow', outcome, ms: +(nowMs() - t0).toFixed(3),
+        args: why !== undefined ? { entry, why } : { entry }, verdict: 'allow', outcome, ms: +(nowMs() - t0).toFixed(3),
       });
     }
     if (outcome === 'ok') ledger.forget((x) => x === entry);

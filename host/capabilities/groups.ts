@@ -81,7 +81,7 @@ export const groups: HostInterface = {
         for (const l of holder?.live.filter((x) => mine(x.entry)) ?? []) {
           const [id] = ctx.ledger.intend([{ ...l.entry, copiedFrom: holder!.file.slice(-200) }]);
           if (l.state === 'done') ctx.ledger.confirm(id);
-          if (l.entry.kind === 'link' && typeof l.entry.name === 'string') ctx.owned.own(l.entry.ns ?? 'host', l.entry.name);
+          if (l.entry.kind === 'link' && typeof l.entry.name === 'string') ctx.owned.own(l.entry.ns ?? 'host', l.entry.name, typeof l.entry.index === 'number' ? l.entry.index : 0);
           copied++;
         }
       }

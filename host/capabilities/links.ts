@@ -5,8 +5,14 @@
 // a link this attachment created has all of them, a config-declared one the
 // rights its manifest gives the key (bridge: create/attach/change/address),
 // CNI_IFNAME all of them in the container. Created links are recorded in the
-// ledger before they exist; the sweep removes veths and IFBs, and forgets
-// bridges (shared, as the reference leaves them).
+// ledger before they exist, with the ifindex the kernel gave them (the
+// sweep removes a link only while the link of its name still has it, and a
+// later call's rights on it are checked the same way, see ownership.ts);
+// the sweep removes veths and IFBs, and forgets bridges (shared, as the
+// reference leaves them). A veth's entry names its other end too (`peer`):
+// the kernel removes both ends when either goes, so removing either forgets
+// the entry — the ledger must never go on naming a free name, which would
+// give the attachment (and its DEL's sweep) whatever link takes it next.
 import { closeSync, openSync, readSync } from 'node:fs';
 import type { LinkInfo } from '../kernel/types.js';
 import type { MacvlanMode, Rtnl } from '../kernel/rtnl.js';
@@ -58,6 +64,26 @@ const link = (kind: string, ns: Role, name: string, plugin: string, keep = false
 
 const grant = onNs('links');
 
+/** What the kernel chose for a new link: its ifindex, recorded with the outcome. */
+const choseIndex = (r: unknown) => [indexOf(r)];
+const indexOf = (l: unknown) => {
+  const i = (l as WitLink | undefined)?.index;
+  return typeof i === 'number' && i > 0 ? { index: i } : undefined;
+};
+
+/** Entries naming link `name` in `ns`: the link itself, or a veth whose other end it is (the kernel removes both together). */
+const namesLink = (ns: Role, name: string) => (e: LedgerEntry) => e.kind === 'link'
+  && ((e.name === name && (e.ns ?? 'host') === ns) || (e.peer === name && e.peerNs === ns));
+
+/** An entry after `name` in `ns` became `newName` (the link itself, or its veth peer), with what it recorded. */
+function renamedEntry(e: LedgerEntry, ns: Role, name: string, newName: string, plugin: string): LedgerEntry {
+  const out: LedgerEntry = { kind: 'link', ns: e.ns ?? 'host', name: e.name, linkKind: e.linkKind ?? '', plugin };
+  for (const k of ['keep', 'index', 'peer', 'peerNs', 'peerIndex'] as const) if (e[k] !== undefined) (out as Record<string, unknown>)[k] = e[k];
+  if (e.name === name && (e.ns ?? 'host') === ns) out.name = newName;
+  if (e.peer === name && e.peerNs === ns) out.peer = newName;
+  return out;
+}
+
 /** A change to one named link in `ns`, needing `right` on it. */
 function onLink(right: 'change' | 'delete', run: (ctx: CallContext, ns: Role, name: string, ...rest: any[]) => unknown): HostInterface[string] {
   return {
@@ -68,7 +94,8 @@ function onLink(right: 'change' | 'delete', run: (ctx: CallContext, ns: Role, na
   };
 }
 
-const forgetsLink = (_ctx: CallContext, ns: Role, name: string) => (e: LedgerEntry) => e.kind === 'link' && e.name === name && (e.ns ?? 'host') === ns;
+/** A removal forgets the link's entry and the entry of its veth peer, which the kernel removed with it. */
+const forgetsLink = (_ctx: CallContext, ns: Role, name: string) => namesLink(ns, name);
 
 /** Removals begun and not yet finished in one plugin call (links.begin-remove). */
 const MAX_REMOVALS = 4;
@@ -140,7 +167,13 @@ export const links: HostInterface = {
     },
     objects: (_ctx, spec: VethSpec) => [{ ns: 'container', name: spec.containerName, right: 'create' }],
     check: (ctx) => (ctx.plugin.grants.links?.container ? null : `plugin '${ctx.plugin.type}' has no "links": {"container": true} grant`),
-    creates: (ctx, spec: VethSpec) => [link('veth', 'host', spec.hostName, ctx.plugin.type)],
+    // one entry for the pair (the container end dies with its namespace), naming both ends
+    creates: (ctx, spec: VethSpec) => [{ ...link('veth', 'host', spec.hostName, ctx.plugin.type), peer: spec.containerName, peerNs: 'container' }],
+    chose: (r) => {
+      const v = r as { host?: WitLink; container?: WitLink } | undefined;
+      const host = indexOf(v?.host), peer = indexOf(v?.container);
+      return [host || peer ? { ...host, ...(peer ? { peerIndex: peer.index } : {}) } : undefined];
+    },
     run: (ctx, spec: VethSpec) => {
       const c = ctx.ns.rtnl('container');
       // Created inside the container with its peer placed straight into the
@@ -162,6 +195,7 @@ export const links: HostInterface = {
     objects: (_ctx, name: string) => [{ ns: 'host', name, right: 'create' }],
     // a bridge is shared by every attachment on it: forgotten at DEL, not removed
     creates: (ctx, name: string) => [link('bridge', 'host', name, ctx.plugin.type, true)],
+    chose: choseIndex,
     run: (ctx, name: string, mtu: number, vlanFiltering: boolean) => {
       const h = ctx.ns.rtnl('host');
       h.createBridge(name, { mtu: mtu || undefined, vlanFiltering });
@@ -181,6 +215,7 @@ export const links: HostInterface = {
     // a master in the host namespace is looked up there
     check: (ctx, spec: MacvlanSpec) => (spec.masterNs === 'host' && !ctx.plugin.grants.links?.host ? `plugin '${ctx.plugin.type}' has no "links": {"host": true} grant` : null),
     creates: (ctx, spec: MacvlanSpec) => [link('macvlan', 'container', spec.name, ctx.plugin.type)],
+    chose: choseIndex,
     run: (ctx, spec: MacvlanSpec) => {
       const c = ctx.ns.rtnl('container');
       const where = ctx.ns.rtnl(spec.masterNs);
@@ -226,6 +261,7 @@ export const links: HostInterface = {
     prepare: (_ctx, ns: Role, name: string, mtu: number, txqueuelen: number) => { checkName(name); return [ns, name, mtu, txqueuelen]; },
     // in the container a new name must be one this attachment may take there
     creates: (ctx, ns: Role, name: string) => (ctx.ledger.ownsLink(name, ns) ? [] : [link('ifb', ns, name, ctx.plugin.type)]),
+    chose: choseIndex,
     run: (ctx, ns: Role, name: string, mtu: number, txqueuelen: number) => {
       const r = ctx.ns.rtnl(ns);
       r.createIfb(name, { mtu: mtu || undefined, txqlen: txqueuelen, up: true });
@@ -283,9 +319,10 @@ export const links: HostInterface = {
     // in the container the new name must be one this attachment may take (CNI_IFNAME)
     objects: (_ctx, ns: Role, name: string, newName: string) =>
       [{ ns, name, right: 'change' as const }, ...(ns === 'container' ? [{ ns, name: newName, right: 'create' as const }] : [])],
+    // the entries naming it (its own, or its veth peer's) are recorded again under the new name, ifindex kept
     creates: (ctx, ns: Role, name: string, newName: string) =>
-      (ctx.ledger.ownsLink(name, ns) ? [link(String(ctx.ledger.entries.find((e) => e.kind === 'link' && e.name === name)?.linkKind ?? ''), ns, newName, ctx.plugin.type)] : []),
-    removes: (_ctx, ns: Role, name: string) => (e) => e.kind === 'link' && e.name === name && (e.ns ?? 'host') === ns,
+      (name === newName ? [] : ctx.ledger.entries.filter(namesLink(ns, name)).map((e) => renamedEntry(e, ns, name, newName, ctx.plugin.type))),
+    removes: (_ctx, ns: Role, name: string, newName: string) => (name === newName ? () => false : namesLink(ns, name)),
     after: (ctx, _r, ns: Role, name: string, newName: string) => ctx.owned.renamed(ns, name, newName),
     run: (ctx, ns: Role, name: string, newName: string) => { ctx.ns.rtnl(ns).setLink(name, { newName }); },
   },
@@ -357,6 +394,7 @@ export const links: HostInterface = {
     prepare: (_ctx, name: string, mtu: number) => { checkName(name); return [name, mtu]; },
     objects: (_ctx, name: string) => [{ ns: 'host', name, right: 'create' }],
     creates: (ctx, name: string) => [link('dummy', 'host', name, ctx.plugin.type)],
+    chose: choseIndex,
     run: (ctx, name: string, mtu: number) => {
       const h = ctx.ns.rtnl('host');
       h.createDummy(name, { mtu: mtu || undefined });
@@ -374,7 +412,18 @@ export const links: HostInterface = {
   // remove in two halves (the kernel's RCU wait overlaps the plugin's next
   // calls): begin needs the same right, finish forgets the ledger entry once
   // the kernel confirmed, as remove does
-  beginRemove: onLink('delete', (ctx, ns, name) => removals(ctx).begin(ns, name, () => ctx.ns.rtnl(ns).beginDeleteLink(name))),
+  beginRemove: {
+    ...onLink('delete', (ctx, ns, name) => removals(ctx).begin(ns, name, () => ctx.ns.rtnl(ns).beginDeleteLink(name))),
+    // until finish-remove, no right on what it takes (the link, its veth peer): the names may be free already
+    after: (ctx, _r, ns: Role, name: string) => {
+      for (const e of ctx.ledger.entries.filter(namesLink(ns, name))) {
+        const self = e.name === name && (e.ns ?? 'host') === ns;
+        ctx.owned.suspend(e.ns ?? 'host', String(e.name), self, self
+          ? `the removal of ${ns} link '${name}' is under way (finish it with finish-remove)`
+          : `${e.ns ?? 'host'} link '${e.name}' goes with the removal of ${ns} link '${name}' under way (finish it with finish-remove)`);
+      }
+    },
+  },
   finishRemove: {
     ...onLink('delete', (ctx, ns, name) => removals(ctx).finish(ns, name)),
     removes: forgetsLink,

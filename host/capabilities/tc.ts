@@ -30,7 +30,9 @@ function checkName(name: string): void {
 }
 
 function ownedEntry(ctx: CallContext, name: string, ns: Role): LedgerEntry | undefined {
-  return ctx.ledger.entries.find((e) => e.kind === 'link' && e.name === name && (e.ns ?? 'host') === ns);
+  const e = ctx.ledger.entries.find((x) => x.kind === 'link' && x.name === name && (x.ns ?? 'host') === ns);
+  // still the link it made (ownership checks the ifindex an earlier call recorded, once)
+  return e && ctx.owned.has(ns, name, 'change') ? e : undefined;
 }
 
 /** The host link is a veth whose peer is CNI_IFNAME in the container netns. */

@@ -12,7 +12,8 @@
 //   4. write-ahead: the audit intent record, then the ledger intents; if
 //      either cannot be written the call is refused and nothing is done
 //   5. run
-//   6. the ledger outcome (confirm / abandon / forget), then the audit outcome
+//   6. the ledger outcome (confirm / abandon / forget; a forgotten link's
+//      rights go with it), then the audit outcome
 //
 // A denial is the guest's result::err({code: EDENIED, message}) naming what
 // would allow it; so is a kernel error. A host call cut by the time limit
@@ -99,7 +100,7 @@ export interface HostFunction {
   creates?(ctx: CallContext, ...args: Args): LedgerEntry[];
   /** what the kernel chose, recorded with the outcome (one object per created entry) */
   chose?(result: unknown, ...args: Args): ({ [k: string]: LedgerValue } | undefined)[];
-  /** ledger entries the call undoes, forgotten when it succeeds */
+  /** ledger entries the call undoes (or the kernel undid with it: a veth's peer), forgotten when it succeeds; the rights on a forgotten link go with it */
   removes?(ctx: CallContext, ...args: Args): (e: LedgerEntry) => boolean;
   /** after success: ownership follows a rename or a move */
   after?(ctx: CallContext, result: unknown, ...args: Args): void;
@@ -257,8 +258,13 @@ export function bindInterface(
         creates.forEach((e, k) => {
           if (e.kind === 'link' && typeof e.name === 'string') ctx.owned.own(e.ns ?? 'host', (chosen[k]?.name as string | undefined) ?? e.name);
         });
-        if (fn.removes) ctx.ledger.forget(fn.removes(ctx, ...args));
+        const forgotten = fn.removes ? ctx.ledger.forget(fn.removes(ctx, ...args)) : [];
         fn.after?.(ctx, val, ...args);
+        // rights on a link last as long as the ledger holds it (a removed veth's peer too)
+        for (const e of forgotten) {
+          const ns = e.ns ?? 'host';
+          if (e.kind === 'link' && typeof e.name === 'string' && !ctx.ledger.ownsLink(e.name, ns)) ctx.owned.disown(ns, e.name);
+        }
         record('allow', 'ok');
       } catch (e) {
         // Done, but not recorded as done: the intent stays, so the sweep still

@@ -333,13 +333,16 @@ export class Ledger {
     this.live.delete(id);
   }
 
-  /** Forgets live entries matching pred (undone, or no longer ours). */
-  forget(pred: (e: LedgerEntry) => boolean): void {
+  /** Forgets live entries matching pred (undone, or no longer ours); returns them. */
+  forget(pred: (e: LedgerEntry) => boolean): LedgerEntry[] {
+    const out: LedgerEntry[] = [];
     for (const l of [...this.live.values()]) {
       if (!pred(l.entry)) continue;
       this.append({ op: 'forget', id: l.id });
       this.live.delete(l.id);
+      out.push(l.entry);
     }
+    return out;
   }
 
   /** Compacts or removes the journal, then drops the lock. */

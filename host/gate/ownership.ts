@@ -1,6 +1,9 @@
 // Object rights: what one attachment may do to which kernel object. A plugin
 // holds rights on
-//   (a) what its own attachment created (the ledger): every right;
+//   (a) what its own attachment created (the ledger): every right, for as
+//       long as the ledger holds it, and, for a link an earlier call made,
+//       while the link of that name has the ifindex the ledger recorded
+//       (checked once per invocation, when a call first acts on it);
 //   (b) objects named by the config keys its manifest (or, for a third-party
 //       plugin, the operator's policy) declares, with only the rights declared
 //       for that key — read from the runtime's own config, never from one a
@@ -12,6 +15,7 @@
 // those its ledger holds, and those config keys declare.
 // Nothing else — an arbitrary string in the config grants nothing.
 import { Address4, Address6 } from 'ip-address';
+import { KernelError } from '../kernel/types.js';
 import type { Role } from './policy.js';
 
 /** What may be done to an object. */
@@ -136,6 +140,18 @@ export class Ownership {
   private readonly patterns: { ns: Role; re: RegExp; rights: readonly Right[] }[] = [];
   /** declared links named by MAC address, resolved against the kernel's links (resolveMacs) */
   private readonly macs: { ns: Role; mac: string; rights: readonly Right[] }[] = [];
+  /**
+   * (a) links the attachment's ledger holds: every right. Each with the
+   * ifindex the kernel gave it in an earlier call, still to be checked
+   * against the link of that name now (0: made in this invocation, or
+   * checked already, or made before ifindexes were recorded; -1: a removal
+   * under way takes it, -2: its own removal is under way, see suspend).
+   */
+  private readonly made = { host: new Map<string, number>(), container: new Map<string, number>() };
+  /** made links found to be gone or someone else's now: why they are not held */
+  private readonly stale = new Map<string, string>();
+  /** the host's lookup of the ifindex of the link of this name now, null for none (set by the invocation) */
+  currentIndex?: (ns: Role, name: string) => number | null;
 
   constructor(public readonly ifname: string) {
     this.grantLink('container', ifname, RIGHTS);
@@ -200,17 +216,49 @@ export class Ownership {
     return `${kind} '${path}' is not named by the runtime's config${keys.length ? ` under the declared key${keys.length > 1 ? 's' : ''} ${keys.join(', ')}` : ' (the manifest declares no ' + kind + ' key)'} with right '${right}'`;
   }
 
-  /** A link this attachment created (or renamed): every right. */
-  own(ns: Role, name: string): void { this.grantLink(ns, name, RIGHTS); }
+  /**
+   * A link this attachment created (or renamed): every right. `index`, the
+   * ifindex an earlier call recorded in the ledger, is checked against the
+   * link of that name the first time a call acts on it (stillMade); a link
+   * made in this invocation has none to check.
+   */
+  own(ns: Role, name: string, index = 0): void {
+    this.stale.delete(`${ns}/${name}`);
+    const had = this.made[ns].get(name);
+    this.made[ns].set(name, had === 0 ? 0 : index);
+  }
+
+  /** The ledger no longer holds it (removed, or gone with a link removed): its rights go too. */
+  disown(ns: Role, name: string): void {
+    this.made[ns].delete(name);
+    this.stale.delete(`${ns}/${name}`);
+  }
+
+  /**
+   * A removal begun (links.begin-remove) takes this link, or its veth peer
+   * with it: the name may be free, and someone else's, before the removal
+   * is finished and the ledger forgets it. No right on it meanwhile, but
+   * `delete` on the link being removed itself (`own`): finish-remove needs
+   * it, and remove and begin-remove of it are EBUSY while it is under way.
+   */
+  suspend(ns: Role, name: string, own: boolean, why: string): void {
+    if (!this.made[ns].has(name)) return;
+    this.made[ns].set(name, own && this.made[ns].get(name) !== -1 ? -2 : -1);
+    this.stale.set(`${ns}/${name}`, why);
+  }
 
   renamed(ns: Role, from: string, to: string): void {
     const s = this.links[ns].get(from);
     if (s) this.links[ns].set(to, s);
+    const m = this.made[ns].get(from);
+    if (m !== undefined) { this.made[ns].delete(from); this.made[ns].set(to, m); }
   }
 
   moved(name: string, to: Role): void {
     const s = this.links.host.get(name);
     if (s) this.links[to].set(name, s);
+    // the name is free in the host now; in the container it is this invocation's move
+    if (this.made.host.delete(name)) this.made[to].set(name, 0);
   }
 
   has(ns: Role, name: string, right: Right): boolean {
@@ -218,7 +266,33 @@ export class Ownership {
     this.resolveDefaultRoute(ns);
     const s = this.links[ns].get(name);
     if (s?.has(right) || (right === 'sysctl' && s?.has('change'))) return true;
-    return this.patterns.some((p) => p.ns === ns && p.re.test(name) && (p.rights.includes(right) || (right === 'sysctl' && p.rights.includes('change'))));
+    if (this.patterns.some((p) => p.ns === ns && p.re.test(name) && (p.rights.includes(right) || (right === 'sysctl' && p.rights.includes('change'))))) return true;
+    return this.made[ns].has(name) && this.stillMade(ns, name, right);
+  }
+
+  /**
+   * A made link with an ifindex recorded by an earlier call: one lookup, the
+   * first time a call acts on it in this invocation. The name stands for the
+   * link the attachment made only while the link of that name has its
+   * ifindex; else (the kernel removed it with its veth peer or its
+   * namespace, an operator deleted it, and someone else's link may have the
+   * name now) the rights go. Gone, the call is told so as the kernel would
+   * (ENODEV), except that the name, free, may be made anew (the kernel
+   * refuses that with EEXIST should another link take it first).
+   */
+  private stillMade(ns: Role, name: string, right: Right): boolean {
+    const want = this.made[ns].get(name)!;
+    if (want < 0) return want === -2 && right === 'delete';
+    if (want === 0 || !this.currentIndex) return true;
+    const now = this.currentIndex(ns, name);
+    if (now === want) { this.made[ns].set(name, 0); return true; }
+    if (now === null) {
+      if (right === 'create') return true;
+      throw new KernelError('ENODEV', `${ns} link '${name}' this attachment created (ifindex ${want}) is gone: no such device`, 19);
+    }
+    this.made[ns].delete(name);
+    this.stale.set(`${ns}/${name}`, `${ns} link '${name}' is not the link this attachment created: that one had ifindex ${want}, the link named so now has ${now}`);
+    return false;
   }
 
   /** Grants what a defaultRoute declaration gives to the default route's link of `ns`, once. */
@@ -236,6 +310,8 @@ export class Ownership {
   /** null if allowed, else the reason (for the denial message). */
   link(ns: Role, name: string, right: Right): string | null {
     if (this.has(ns, name, right)) return null;
+    const stale = this.stale.get(`${ns}/${name}`);
+    if (stale) return stale;
     const held = this.links[ns].get(name);
     if (held) return `${ns} link '${name}' may not be given right '${right}' (this attachment holds ${[...held].join(', ')})`;
     if (ns === 'container') {

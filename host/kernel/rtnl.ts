@@ -664,10 +664,11 @@ export class Rtnl {
     this.bridgeVlan('bridge vlan del', RTM_DELLINK, name, vid, opts);
   }
 
-  deleteLink(name: string): void {
+  /** With `index`, the link of that ifindex is deleted (the kernel then ignores the name, given for its messages). */
+  deleteLink(name: string, index = 0): void {
     const what = `delete link ${name}`;
     const w = this.begin(what, RTM_DELLINK, NLM_F_ACK);
-    ifinfo(w);
+    ifinfo(w, 0, index);
     w.attrStr(IFLA_IFNAME, name);
     this.ack(what, w);
   }
