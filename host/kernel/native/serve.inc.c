@@ -100,6 +100,11 @@ static napi_value AcceptWait(napi_env env, napi_callback_info info)
   if (fd >= 0) {
     struct timeval tv = { .tv_sec = io_ms / 1000, .tv_usec = (io_ms % 1000) * 1000 };
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    /* to the back of the line: the kernel wakes the first idle exclusive
+     * waiter in the order they registered, so without this one worker would
+     * take every sequential call and the others would stay cold for a burst */
+    struct epoll_event again = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = lfd };
+    if (epoll_ctl(ep, EPOLL_CTL_DEL, lfd, NULL) == 0) epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &again);
   }
   napi_create_int32(env, fd, &out);
   return out;
