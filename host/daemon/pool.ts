@@ -8,12 +8,10 @@ import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { closeFd } from '../kernel/native.js';
 import { type Board, Slot, State } from './board.js';
-import { encode } from './protocol.js';
+import { encode, failedCall } from './protocol.js';
 import type { WorkerOrder, WorkerSetup } from './worker.js';
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
-
-const failure = (msg: string): Buffer => encode({ exitCode: 1, stdout: JSON.stringify({ cniVersion: '1.1.0', code: 999, msg }) + '\n' });
 
 interface Member { worker: Worker; slot: number; ready: boolean; gone: boolean }
 
@@ -79,7 +77,7 @@ export class Pool {
     const fd = this.board.get(m.slot, Slot.Conn);
     if (this.board.get(m.slot, Slot.State) === State.Busy && fd >= 0) {
       try {
-        writeSync(fd, failure(`the cni-wasm daemon's worker stopped during the call (exit ${code}); the call may have run in part`));
+        writeSync(fd, encode(failedCall(`the cni-wasm daemon's worker stopped during the call (exit ${code}); the call may have run in part`)));
       } catch { /* the caller went away */ }
       try { closeFd(fd); } catch { /* closed already */ }
     }

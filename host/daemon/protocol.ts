@@ -22,6 +22,11 @@ export interface CallRequest {
 }
 export type Request = CallRequest | { op: 'status' };
 
+/** The reply of a call that failed in the daemon itself, as a CNI error (code 999). */
+export function failedCall(msg: string): { exitCode: number; stdout: string } {
+  return { exitCode: 1, stdout: JSON.stringify({ cniVersion: '1.1.0', code: 999, msg }) + '\n' };
+}
+
 export function encode(msg: unknown): Buffer {
   const body = Buffer.from(JSON.stringify(msg), 'utf8');
   if (body.length > MAX_FRAME) throw new Error(`message of ${body.length} bytes exceeds ${MAX_FRAME}`);

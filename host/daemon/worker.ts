@@ -20,7 +20,7 @@ import { setTmpTag } from '../lazy.js';
 import { keepWarm } from '../sandbox/loader.js';
 import { aheadStats, makeInstancesAhead, makeSpare } from '../sandbox/sandbox.js';
 import { Board, Slot, State, Total } from './board.js';
-import { MAX_FRAME, encode, parseRequest, type CallRequest } from './protocol.js';
+import { MAX_FRAME, encode, failedCall, parseRequest, type CallRequest } from './protocol.js';
 
 export interface WorkerSetup {
   listenFd: number;
@@ -108,7 +108,7 @@ function run(req: CallRequest): { exitCode: number; stdout: string } {
   } catch (e) {
     // invoke() turns every failure into a CNI error; this is a bug, still not a crash
     board.add(Total.Errors);
-    return { stdout: JSON.stringify({ cniVersion: '1.1.0', code: 999, msg: `cni-wasm daemon worker: ${(e as Error)?.message ?? String(e)}` }) + '\n', exitCode: 1 };
+    return failedCall(`cni-wasm daemon worker: ${(e as Error)?.message ?? String(e)}`);
   } finally {
     board.add(Total.AheadUsed, aheadStats.used - used);
   }

@@ -4,9 +4,11 @@
 // its sha256 and grants in the policy, and exec it through a shim like any
 // plugin a runtime runs.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, ROOT, type Harness, writePolicy } from './cni.js';
+import { CLI, ROOT, type Harness, makeHarness, removeHarness, writePolicy } from './cni.js';
+import { cleanupAll, makeNetns } from './netns.js';
 
 export const FIXTURES_SRC = join(ROOT, 'test/fixtures/guests');
 const BUILD_PLUGINS = join(ROOT, 'dist/tools/build-plugins.js');
@@ -105,6 +107,33 @@ export interface ThirdParty {
   grants?: Record<string, unknown>;
   /** the config keys that name objects, with their rights (policy "objects") */
   objects?: unknown[];
+}
+
+/** What a test file's fixtures live in: the harness, a temp dir, and the built fixtures in it. */
+export interface FixtureSetup { h: Harness; work: string; built: string; digests: Record<string, string> }
+
+/**
+ * The setup netns tests of hostile components share: everything under
+ * `prefix` removed, the netns made, the fixtures built into a temp dir and
+ * installed (approved, pinned, shimmed) as third-party types of a new
+ * harness under one policy. Undone by tearDownFixtures.
+ */
+export function setUpFixtures(prefix: string, netns: string[], fixtures: string[], policy: Record<string, unknown> = {}): FixtureSetup {
+  cleanupAll(prefix);
+  for (const n of netns) makeNetns(n);
+  const work = mkdtempSync(join(tmpdir(), `${prefix}work-`));
+  const built = join(work, 'plugins');
+  buildFixtures(built, fixtures);
+  const h = makeHarness(prefix);
+  const digests = installThirdParty(h, fixtures.map((type) => ({ type, component: componentPath(built, type) })), policy);
+  return { h, work, built, digests };
+}
+
+export function tearDownFixtures(prefix: string, s: FixtureSetup | undefined): void {
+  cleanupAll(prefix);
+  if (!s) return;
+  removeHarness(s.h);
+  rmSync(s.work, { recursive: true, force: true });
 }
 
 /** The whole third-party flow for each plugin, then one policy for all of them. */

@@ -2,14 +2,13 @@
 // scope, delegation and write-ahead recording (issue classes 3-6). Built and
 // run through the real third-party flow, inside a throwaway host netns.
 // Needs root. Prefix: hg-.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type CniReply, type Harness, execPlugin, makeHarness, ours, readAudit, removeHarness } from '../helpers/cni.js';
-import { cleanupAll, ipJson, makeNetns, nsExec } from '../helpers/netns.js';
-import { buildFixtures, cli, componentPath, installThirdParty } from '../helpers/fixtures.js';
+import { type CniReply, type Harness, execPlugin, ours, readAudit } from '../helpers/cni.js';
+import { ipJson, nsExec } from '../helpers/netns.js';
+import { type FixtureSetup, cli, setUpFixtures, tearDownFixtures } from '../helpers/fixtures.js';
 import { Ledger } from '../../host/gate/ledger.js';
 
 const P = 'hg-';
@@ -19,6 +18,7 @@ const TIMEOUT_MS = 700;
 
 let h: Harness;
 let work: string;
+let fx: FixtureSetup | undefined;
 
 function report(r: CniReply): Record<string, { code: string; message: string }> {
   assert.is(r.json?.code, 150, r.stdout + r.stderr);
@@ -30,27 +30,15 @@ const ctrLinks = () => ipJson<{ ifname: string }[]>(CTR, ['link', 'show']).map((
 
 test.before(() => {
   try {
-    cleanupAll(P);
-    makeNetns(HOST);
-    makeNetns(CTR);
-    work = mkdtempSync(join(tmpdir(), 'hg-work-'));
-    buildFixtures(join(work, 'plugins'), ['halfway', 'launder']);
-    h = makeHarness(P);
-    installThirdParty(h, [
-      { type: 'halfway', component: componentPath(join(work, 'plugins'), 'halfway') },
-      { type: 'launder', component: componentPath(join(work, 'plugins'), 'launder') },
-    ], { timeoutMs: TIMEOUT_MS });
+    fx = setUpFixtures(P, [HOST, CTR], ['halfway', 'launder'], { timeoutMs: TIMEOUT_MS });
+    ({ h, work } = fx);
   } catch (e) {
     console.error('hostile-gate setup failed:', e);
     throw e;
   }
 });
 
-test.after(() => {
-  cleanupAll(P);
-  if (h) removeHarness(h);
-  if (work) rmSync(work, { recursive: true, force: true });
-});
+test.after(() => tearDownFixtures(P, fx));
 
 for (const how of ['spin', 'trap', 'call', 'lease']) {
   test(`a component stopped half-way (${how}) leaves nothing: the host sweeps what its ledger recorded`, () => {

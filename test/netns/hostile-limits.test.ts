@@ -8,15 +8,14 @@
 // Prefix: hs-l-.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type CniReply, type Harness, ROOT, makeHarness, ours, readAudit, removeHarness, writePolicy } from '../helpers/cni.js';
-import { cleanupAll, ipJson, makeNetns, netnsPath } from '../helpers/netns.js';
+import { type CniReply, type Harness, ROOT, ours, readAudit, writePolicy } from '../helpers/cni.js';
+import { ipJson, netnsPath } from '../helpers/netns.js';
 import {
-  approve, buildFixtures, cli, compileFixtureCore, componentPath, fixtureGrants, installThirdParty, pluginDir, placeComponent, writeShim,
+  type FixtureSetup, approve, cli, compileFixtureCore, fixtureGrants, pluginDir, placeComponent, writeShim, setUpFixtures, tearDownFixtures,
 } from '../helpers/fixtures.js';
 import { packageComponent } from '../../host/sandbox/package.js';
 import { LIMITS } from '../../host/sandbox/limits.js';
@@ -32,6 +31,7 @@ let h: Harness;
 let work: string;
 let built: string;
 let digest = '';
+let fx: FixtureSetup | undefined;
 const wit = () => readFileSync(join(ROOT, 'wit/plugin.wit'), 'utf8');
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -65,25 +65,16 @@ const hostLinks = () => ipJson<any[]>(HOST, ['link', 'show']).map((l) => `${l.if
 
 test.before(() => {
   try {
-    cleanupAll(P);
-    makeNetns(HOST);
-    makeNetns(CTR);
-    work = mkdtempSync(join(tmpdir(), 'hs-l-work-'));
-    built = join(work, 'plugins');
-    buildFixtures(built, ['liftbomb']);
-    h = makeHarness('hs-l-');
-    digest = installThirdParty(h, [{ type: 'liftbomb', component: componentPath(built, 'liftbomb') }]).liftbomb;
+    fx = setUpFixtures(P, [HOST, CTR], ['liftbomb']);
+    ({ h, work, built } = fx);
+    digest = fx.digests.liftbomb;
   } catch (e) {
     console.error('hostile-limits setup failed:', e);
     throw e;
   }
 });
 
-test.after(() => {
-  cleanupAll(P);
-  if (h) removeHarness(h);
-  if (work) rmSync(work, { recursive: true, force: true });
-});
+test.after(() => tearDownFixtures(P, fx));
 
 // ---------------------------------------------------------------- declarations
 

@@ -6,15 +6,14 @@
 // an allowExec binary; a component file that is a FIFO, a directory, a
 // symlink or huge is refused at once. Needs root. Prefix: hs-c-.
 import { createHash } from 'node:crypto';
-import { appendFileSync, chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type CniReply, type Harness, ROOT, makeHarness, ours, readAudit, removeHarness, writePolicy } from '../helpers/cni.js';
-import { cleanupAll, ipJson, makeNetns } from '../helpers/netns.js';
-import { approve, buildFixtures, compileFixtureCore, componentPath, fixtureGrants, installThirdParty, pluginDir, placeComponent, writeShim } from '../helpers/fixtures.js';
+import { type CniReply, type Harness, ROOT, ours, readAudit, writePolicy } from '../helpers/cni.js';
+import { ipJson } from '../helpers/netns.js';
+import { type FixtureSetup, setUpFixtures, tearDownFixtures, approve, compileFixtureCore, componentPath, fixtureGrants, pluginDir, placeComponent, writeShim } from '../helpers/fixtures.js';
 import { packageComponent } from '../../host/sandbox/package.js';
 
 const P = 'hs-c-';
@@ -26,6 +25,7 @@ let work: string;
 let built: string;
 let digest = '';
 let marker = '';
+let fx: FixtureSetup | undefined;
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const wit = () => readFileSync(join(ROOT, 'wit/plugin.wit'), 'utf8');
 
@@ -53,26 +53,17 @@ function policy(extra: Record<string, unknown> = {}, plugins: Record<string, unk
 
 test.before(() => {
   try {
-    cleanupAll(P);
-    makeNetns(HOST);
-    makeNetns(CTR);
-    work = mkdtempSync(join(tmpdir(), 'hs-c-work-'));
-    built = join(work, 'plugins');
+    fx = setUpFixtures(P, [HOST, CTR], ['overreach']);
+    ({ h, work, built } = fx);
     marker = join(work, 'pwned');
-    buildFixtures(built, ['overreach']);
-    h = makeHarness('hs-c-');
-    digest = installThirdParty(h, [{ type: 'overreach', component: componentPath(built, 'overreach') }]).overreach;
+    digest = fx.digests.overreach;
   } catch (e) {
     console.error('hostile-loader setup failed:', e);
     throw e;
   }
 });
 
-test.after(() => {
-  cleanupAll(P);
-  if (h) removeHarness(h);
-  if (work) rmSync(work, { recursive: true, force: true });
-});
+test.after(() => tearDownFixtures(P, fx));
 
 const cacheDir = () => join(h.stateDir, 'components', digest);
 

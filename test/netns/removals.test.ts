@@ -7,20 +7,19 @@
 // both of the call's namespaces ones this file makes (the "host" one too:
 // nothing touches the machine's own). The last ones run the hostile
 // 'halfway' fixture through the exec'd shim, as a runtime would.
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type CallContext, type HostInterface, bindInterface } from '../../host/gate/gate.js';
+import { bindInterface } from '../../host/gate/gate.js';
 import { Ledger } from '../../host/gate/ledger.js';
 import { links } from '../../host/capabilities/links.js';
 import { Rtnl, closeFd, openNetns } from '../../host/kernel/index.js';
 import { lingeringDeletions, reapBackground } from '../../host/kernel/rtnl.js';
 import { fakeCall } from '../helpers/gate.js';
-import { type Harness, ROOT, makeHarness, ours, readAudit, removeHarness } from '../helpers/cni.js';
-import { buildFixtures, componentPath, installThirdParty } from '../helpers/fixtures.js';
-import { cleanupAll, ipJson, makeNetns, nsExec } from '../helpers/netns.js';
+import { type Harness, ROOT, ours, readAudit } from '../helpers/cni.js';
+import { type FixtureSetup, setUpFixtures, tearDownFixtures } from '../helpers/fixtures.js';
+import { ipJson, nsExec } from '../helpers/netns.js';
 
 const P = 'rmv-';
 const HOST = `${P}host`;
@@ -30,7 +29,7 @@ const TIMEOUT_MS = 1500;
 let fdH = -1, fdC = -1;
 let rH: Rtnl, rC: Rtnl;
 let h: Harness;
-let work: string;
+let fx: FixtureSetup | undefined;
 const tempDirs: string[] = [];
 
 const sigs = JSON.parse(readFileSync(join(ROOT, 'dist/plugins/signatures.json'), 'utf8')).links;
@@ -73,17 +72,12 @@ function pluginCall(made: string[]) {
 
 test.before(() => {
   try {
-    cleanupAll(P);
-    makeNetns(HOST);
-    makeNetns(CTR);
+    fx = setUpFixtures(P, [HOST, CTR], ['halfway'], { timeoutMs: TIMEOUT_MS });
+    h = fx.h;
     fdH = openNetns(`/run/netns/${HOST}`);
     fdC = openNetns(`/run/netns/${CTR}`);
     rH = Rtnl.open(fdH);
     rC = Rtnl.open(fdC);
-    work = mkdtempSync(join(tmpdir(), 'rmv-work-'));
-    buildFixtures(join(work, 'plugins'), ['halfway']);
-    h = makeHarness(P);
-    installThirdParty(h, [{ type: 'halfway', component: componentPath(join(work, 'plugins'), 'halfway') }], { timeoutMs: TIMEOUT_MS });
   } catch (e) {
     console.error('removals setup failed:', e);
     throw e;
@@ -93,9 +87,7 @@ test.before(() => {
 test.after(() => {
   for (const r of [rH, rC]) try { r?.close(); } catch { /* closed */ }
   for (const fd of [fdH, fdC]) if (fd >= 0) try { closeFd(fd); } catch { /* closed */ }
-  cleanupAll(P);
-  if (h) removeHarness(h);
-  if (work) rmSync(work, { recursive: true, force: true });
+  tearDownFixtures(P, fx);
   for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
 });
 

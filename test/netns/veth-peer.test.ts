@@ -9,8 +9,7 @@
 // creation no longer matches, so the gate refuses the component and the
 // sweep leaves the bridge, auditing why. Its own veth is still removed by
 // both. Needs root. Prefix: vpr-.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -20,9 +19,9 @@ import { links as linksIface } from '../../host/capabilities/links.js';
 import { Rtnl, closeFd, openNetns } from '../../host/kernel/index.js';
 import { lingeringDeletions, reapBackground } from '../../host/kernel/rtnl.js';
 import { fakeCall } from '../helpers/gate.js';
-import { type Harness, ROOT, makeHarness, ours, readAudit, removeHarness } from '../helpers/cni.js';
-import { buildFixtures, componentPath, installThirdParty } from '../helpers/fixtures.js';
-import { cleanupAll, ipJson, makeNetns, nsExec } from '../helpers/netns.js';
+import { type Harness, ROOT, ours, readAudit } from '../helpers/cni.js';
+import { type FixtureSetup, setUpFixtures, tearDownFixtures } from '../helpers/fixtures.js';
+import { ipJson, nsExec } from '../helpers/netns.js';
 
 const P = 'vpr-';
 const HOST = `${P}host`;
@@ -30,7 +29,7 @@ const CTR = `${P}ctr`;
 const NET = 'vprnet';
 
 let h: Harness;
-let work: string;
+let fx: FixtureSetup | undefined;
 
 const hostLinks = () => ipJson<any[]>(HOST, ['-d', 'link', 'show']);
 const hostLink = (name: string) => hostLinks().find((l) => l.ifname === name);
@@ -53,24 +52,15 @@ function victimBridge(name: string): number {
 
 test.before(() => {
   try {
-    cleanupAll(P);
-    makeNetns(HOST);
-    makeNetns(CTR);
-    work = mkdtempSync(join(tmpdir(), 'vpr-work-'));
-    buildFixtures(join(work, 'plugins'), ['halfway']);
-    h = makeHarness(P);
-    installThirdParty(h, [{ type: 'halfway', component: componentPath(join(work, 'plugins'), 'halfway') }], { timeoutMs: 3000 });
+    fx = setUpFixtures(P, [HOST, CTR], ['halfway'], { timeoutMs: 3000 });
+    h = fx.h;
   } catch (e) {
     console.error('veth-peer setup failed:', e);
     throw e;
   }
 });
 
-test.after(() => {
-  cleanupAll(P);
-  if (h) removeHarness(h);
-  if (work) rmSync(work, { recursive: true, force: true });
-});
+test.after(() => tearDownFixtures(P, fx));
 
 for (const how of ['peer-remove', 'peer-begin', 'peer-unfinished']) {
   test(`${how}: removing the container end forgets the host end the kernel removed with it; a bridge that takes its name later is not the component's, nor the sweep's`, () => {
