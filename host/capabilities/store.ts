@@ -214,7 +214,11 @@ export const store: HostInterface = {
         // A store lives in its own directory, marked by its `lock` file (the
         // reference host-local makes it too). Refusing an existing directory
         // without one keeps a store grant from writing into, say, /etc.
-        if (existsSync(dir) && !existsSync(join(dir, 'lock')) && readdirSync(dir).length > 0) {
+        // The lock is looked for after the listing: it is made before any
+        // other file of a store and never removed, so a concurrent first call
+        // that made the directory and its lock meanwhile is not mistaken for
+        // a directory without one.
+        if (existsSync(dir) && readdirSync(dir).length > 0 && !existsSync(join(dir, 'lock'))) {
           throw new HostError('EDENIED', `${dir} exists and is not a store directory (it has no lock file); refusing to write there`);
         }
         try {
