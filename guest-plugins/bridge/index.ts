@@ -2,9 +2,10 @@
 // a veth pair, as the reference bridge plugin (containernetworking/plugins)
 // does. ADD reads top to bottom like the recipe:
 //
-//   config → bridge → veth pair (+ MAC spoof check) → IPAM → container
-//   addresses and routes → gateway on the bridge + forwarding → masquerade →
-//   result
+//   config → bridge → veth pair begun → IPAM (while the kernel makes the
+//   pair; with a MAC spoof check, the pair and its check first) → veth
+//   joined to the bridge → container addresses and routes → gateway on the
+//   bridge + forwarding → masquerade → result
 //
 // Anything a failed ADD made is taken back (the IPAM lease, the veth, its MAC
 // spoof check, a bridge this call created), so a failed ADD leaves the host as
@@ -36,6 +37,8 @@ function q(s: string): string {
 /** What this ADD has made so far, so a failure can take it back. */
 class Attachment extends Undoable {
   createdBridge: bool = false;
+  /** begun (begin-create-veth) and not yet finished */
+  vethPending: bool = false;
   vethCreated: bool = false;
   hostVeth: string = "";
   ipamDone: bool = false;
@@ -53,6 +56,7 @@ class Attachment extends Undoable {
       const r = delegate.run(this.conf.ipamType, Command.Del, this.req.config);
       if (!r.ok) debug("releasing the IPAM lease failed: " + r.error!.msg);
     }
+    if (this.vethPending && links.finishCreateVeth(this.hostVeth).ok) this.vethCreated = true;
     if (this.vethCreated) {
       // Deleting either end deletes the pair; the host end first, so the
       // ledger forgets it too.
@@ -122,19 +126,41 @@ class VethEnds {
   containerMac: string = "";
 }
 
-function setupVeth(a: Attachment): Result<VethEnds, CniError> {
-  const c = a.conf, ifname = a.req.ifname;
+/**
+ * Starts making the veth pair; the kernel works on it while IPAM runs.
+ * Refused up front, as the reference does before IPAM, when the container
+ * already has an interface of that name (ADD twice): IPAM must not run then,
+ * as its undo would release the lease of the attachment that is there.
+ */
+function beginVeth(a: Attachment): CniError | null {
+  const ifname = a.req.ifname;
+  if (links.get(Netns.Container, ifname).ok) return fail("container veth name provided (" + ifname + ") already exists");
+  return beginPair(a);
+}
+
+function beginPair(a: Attachment): CniError | null {
   const spec = new VethSpec();
-  spec.containerName = ifname;
+  spec.containerName = a.req.ifname;
   spec.hostName = ""; // the host picks vethXXXXXXXX
-  spec.mtu = <u32>c.mtu;
-  spec.containerMac = c.mac;
+  spec.mtu = <u32>a.conf.mtu;
+  spec.containerMac = a.conf.mac;
+  const r = links.beginCreateVeth(spec);
+  if (!r.ok) return hostFailure("failed to make veth pair", r.error!);
+  a.hostVeth = r.value;
+  a.vethPending = true;
+  return null;
+}
+
+/** The pair beginVeth started, made and its host end joined to the bridge. */
+function finishVeth(a: Attachment): Result<VethEnds, CniError> {
+  const c = a.conf, ifname = a.req.ifname;
   let hostName = "", hostMac = "", contMac = "";
   // A clash on the random host-side name is retried with a new draw; a clash
   // on the container name is the caller's mistake (ADD twice).
   let tries = 0;
   while (hostName.length == 0) {
-    const r = links.createVeth(spec);
+    const r = links.finishCreateVeth(a.hostVeth);
+    a.vethPending = false;
     if (r.ok) {
       hostName = r.value.host.name;
       hostMac = r.value.host.mac;
@@ -146,6 +172,8 @@ function setupVeth(a: Attachment): Result<VethEnds, CniError> {
         return Result.failure<VethEnds, CniError>(fail("container veth name provided (" + ifname + ") already exists"));
       }
       if (++tries == 10) return Result.failure<VethEnds, CniError>(fail("failed to find a unique veth name"));
+      const b = beginPair(a);
+      if (b !== null) return Result.failure<VethEnds, CniError>(b);
     }
   }
   a.vethCreated = true;
@@ -294,12 +322,16 @@ function addAttachment(a: Attachment): Result<string, CniError> {
   const brr = ensureBridge(a);
   if (!brr.ok) return Result.failure<string, CniError>(brr.error!);
 
-  const vr = setupVeth(a);
-  if (!vr.ok) return Result.failure<string, CniError>(vr.error!);
-  const veth = vr.value;
+  const be = beginVeth(a);
+  if (be !== null) return Result.failure<string, CniError>(be);
 
-  // As the reference: right after the veth, before IPAM.
+  // As the reference: the spoof check right after the veth, before IPAM
+  // (then IPAM cannot overlap the veth's making).
+  let veth: VethEnds | null = null;
   if (c.macSpoofChk) {
+    const vr = finishVeth(a);
+    if (!vr.ok) return Result.failure<string, CniError>(vr.error!);
+    veth = vr.value;
     const sc = new MacSpoofCheck();
     sc.port = veth.hostName;
     sc.mac = veth.containerMac;
@@ -308,16 +340,26 @@ function addAttachment(a: Attachment): Result<string, CniError> {
     a.spoofCheck = sc;
   }
 
-  const result = new CniResult();
-  result.addInterface(c.bridge, "", "");
-  result.addInterface(veth.hostName, "", "");
-  result.addInterface(req.ifname, veth.containerMac, req.netnsPath);
-
+  let ipamOut = "";
   if (c.isLayer3()) {
     const out = delegate.run(c.ipamType, Command.Add, req.config);
     if (!out.ok) return Result.failure<string, CniError>(out.error!);
     a.ipamDone = true;
-    const ipam = CniResult.parse(out.value);
+    ipamOut = out.value;
+  }
+  if (veth === null) {
+    const vr = finishVeth(a);
+    if (!vr.ok) return Result.failure<string, CniError>(vr.error!);
+    veth = vr.value;
+  }
+
+  const result = new CniResult();
+  result.addInterface(c.bridge, "", "");
+  result.addInterface(veth!.hostName, "", "");
+  result.addInterface(req.ifname, veth!.containerMac, req.netnsPath);
+
+  if (c.isLayer3()) {
+    const ipam = CniResult.parse(ipamOut);
     if (ipam === null) return Result.failure<string, CniError>(fail("could not read the result of IPAM plugin " + q(c.ipamType)));
     result.ips = ipam.ips;
     result.routes = ipam.routes;
@@ -356,7 +398,7 @@ function addAttachment(a: Attachment): Result<string, CniError> {
 
   // The bridge's MAC now: it may have changed as the port joined or the
   // gateway was set (the veth's own is the one it was made with).
-  result.interfaces[1].mac = veth.hostMac;
+  result.interfaces[1].mac = veth!.hostMac;
   const bl = links.get(Netns.Host, c.bridge);
   if (!bl.ok) return Result.failure<string, CniError>(hostFailure("could not lookup " + q(c.bridge), bl.error!));
   result.interfaces[0].mac = bl.value.mac;

@@ -139,12 +139,110 @@ class Removals {
     this.pending.clear();
   }
 }
-const REMOVALS = 'links.removals';
-function removals(ctx: CallContext): Removals {
-  let r = ctx.session.get(REMOVALS) as Removals | undefined;
-  if (!r) { r = new Removals(ctx); ctx.session.set(REMOVALS, r); }
+/** The plugin call's object under `key`, made at first use (closed when the call ends). */
+function sessionOf<T extends { close(): void }>(ctx: CallContext, key: string, make: (ctx: CallContext) => T): T {
+  let r = ctx.session.get(key) as T | undefined;
+  if (!r) { r = make(ctx); ctx.session.set(key, r); }
   return r;
 }
+const REMOVALS = 'links.removals';
+const removals = (ctx: CallContext): Removals => sessionOf(ctx, REMOVALS, (c) => new Removals(c));
+
+/** Veth creations begun and not yet finished in one plugin call (links.begin-create-veth), by host end name. */
+const MAX_CREATIONS = 4;
+class VethCreations {
+  private pending = new Map<string, { containerName: string; ids: number[]; finish(): void }>();
+  constructor(private readonly ctx: CallContext) {}
+  begin(spec: VethSpec, start: () => { finish(): void }): void {
+    if (this.pending.has(spec.hostName)) throw new HostError('EBUSY', `the creation of ${spec.hostName} is already under way`);
+    if (this.pending.size >= MAX_CREATIONS) throw new HostError('EAGAIN', `${MAX_CREATIONS} veth creations are already under way in this call; finish one first`);
+    const r = start();
+    this.pending.set(spec.hostName, { containerName: spec.containerName, ids: [], finish: () => r.finish() });
+  }
+  /** the gate's ledger ids for what begin sent (kept as intents until finish) */
+  hold(hostName: string, ids: number[]): void { const p = this.pending.get(hostName); if (p) p.ids = ids; }
+  ids(hostName: string): number[] {
+    const p = this.pending.get(hostName);
+    if (!p) throw new HostError('EINVAL', `no creation of veth ${hostName} was begun in this call`);
+    return p.ids;
+  }
+  /** an end of a pair under way: not to be removed until it is finished */
+  has(ns: Role, name: string): boolean {
+    if (ns === 'host') return this.pending.has(name);
+    for (const p of this.pending.values()) if (p.containerName === name) return true;
+    return false;
+  }
+  finish(hostName: string): string {
+    const p = this.pending.get(hostName);
+    if (!p) throw new HostError('EINVAL', `no creation of veth ${hostName} was begun in this call`);
+    this.pending.delete(hostName);
+    p.finish();
+    return p.containerName;
+  }
+  /**
+   * At the end of the plugin call, what was never finished is finished
+   * through the gate (audited as session.links.finish-create-veth, the ledger
+   * settled, so a failed ADD's sweep removes the pair by its ifindex). What
+   * the gate refuses (the time limit had passed) is finished here and its
+   * ledger entry settled directly: confirmed if the kernel made the pair,
+   * abandoned if it refused (then the name may be someone else's).
+   */
+  close(): void {
+    if (this.pending.size) {
+      const finish = bindInterface(this.ctx, 'session', { finishCreateVeth: links.finishCreateVeth },
+        { finishCreateVeth: { wit: 'links.finish-create-veth', params: ['host-name'], hasResult: true } }).finishCreateVeth;
+      for (const hostName of [...this.pending.keys()]) {
+        try { finish(hostName); } catch { /* past the deadline: below */ }
+      }
+    }
+    for (const [, p] of this.pending) {
+      let made = true;
+      try { p.finish(); } catch { made = false; }
+      for (const id of p.ids) { try { if (made) this.ctx.ledger.confirm(id); else this.ctx.ledger.abandon(id); } catch { /* the intent stays for the sweep */ } }
+    }
+    this.pending.clear();
+  }
+}
+const CREATIONS = 'links.veth-creations';
+const creations = (ctx: CallContext): VethCreations => sessionOf(ctx, CREATIONS, (c) => new VethCreations(c));
+/** A removal must not race a creation under way of the same link (its request names it). */
+function notBeingCreated(ctx: CallContext, ns: Role, name: string): void {
+  if ((ctx.session.get(CREATIONS) as VethCreations | undefined)?.has(ns, name)) {
+    throw new HostError('EBUSY', `the creation of ${name} is under way; finish it with finish-create-veth`);
+  }
+}
+
+/** create-veth's decisions, shared by its begin half. */
+const vethDecl = {
+  // both ends are new: the container end must be a name this attachment
+  // may create there (CNI_IFNAME), the host end is the host's choice
+  grant: () => ({ key: 'links' as const, ns: 'host' as const }),
+  prepare: (_ctx: CallContext, spec: VethSpec) => {
+    const s = { ...spec, hostName: spec.hostName || `veth${randomSuffix()}` };
+    checkName(s.containerName);
+    checkName(s.hostName);
+    return [s];
+  },
+  objects: (_ctx: CallContext, spec: VethSpec) => [{ ns: 'container' as const, name: spec.containerName, right: 'create' as const }],
+  check: (ctx: CallContext) => (ctx.plugin.grants.links?.container ? null : `plugin '${ctx.plugin.type}' has no "links": {"container": true} grant`),
+  // one entry for the pair (the container end dies with its namespace), naming both ends
+  creates: (ctx: CallContext, spec: VethSpec) => [{ ...link('veth', 'host', spec.hostName, ctx.plugin.type), peer: spec.containerName, peerNs: 'container' }],
+};
+const choseVeth = (r: unknown) => {
+  const v = r as { host?: WitLink; container?: WitLink } | undefined;
+  const host = indexOf(v?.host), peer = indexOf(v?.container);
+  return [host || peer ? { ...host, ...(peer ? { peerIndex: peer.index } : {}) } : undefined];
+};
+// Created inside the container with its peer placed straight into the host
+// namespace, so neither end ever clashes with a name elsewhere; txqueuelen 0
+// on both ends, as the reference plugins' veths have it.
+const vethOptions = (ctx: CallContext, spec: VethSpec) => ({
+  mtu: spec.mtu || undefined, mac: spec.containerMac || undefined, peerNsFd: ctx.ns.hostFd(), txqlen: 0,
+});
+const vethPair = (ctx: CallContext, hostName: string, containerName: string) => ({
+  host: toWit(ctx, 'host', ctx.ns.rtnl('host').getLink(hostName)),
+  container: toWit(ctx, 'container', ctx.ns.rtnl('container').getLink(containerName)),
+});
 
 export const links: HostInterface = {
   get: {
@@ -156,37 +254,11 @@ export const links: HostInterface = {
     run: (ctx, ns: Role) => ctx.ns.rtnl(ns).listLinks().map((l) => toWit(ctx, ns, l)),
   },
   createVeth: {
-    // both ends are new: the container end must be a name this attachment
-    // may create there (CNI_IFNAME), the host end is the host's choice
-    grant: () => ({ key: 'links', ns: 'host' }),
-    prepare: (_ctx, spec: VethSpec) => {
-      const s = { ...spec, hostName: spec.hostName || `veth${randomSuffix()}` };
-      checkName(s.containerName);
-      checkName(s.hostName);
-      return [s];
-    },
-    objects: (_ctx, spec: VethSpec) => [{ ns: 'container', name: spec.containerName, right: 'create' }],
-    check: (ctx) => (ctx.plugin.grants.links?.container ? null : `plugin '${ctx.plugin.type}' has no "links": {"container": true} grant`),
-    // one entry for the pair (the container end dies with its namespace), naming both ends
-    creates: (ctx, spec: VethSpec) => [{ ...link('veth', 'host', spec.hostName, ctx.plugin.type), peer: spec.containerName, peerNs: 'container' }],
-    chose: (r) => {
-      const v = r as { host?: WitLink; container?: WitLink } | undefined;
-      const host = indexOf(v?.host), peer = indexOf(v?.container);
-      return [host || peer ? { ...host, ...(peer ? { peerIndex: peer.index } : {}) } : undefined];
-    },
+    ...vethDecl,
+    chose: choseVeth,
     run: (ctx, spec: VethSpec) => {
-      const c = ctx.ns.rtnl('container');
-      // Created inside the container with its peer placed straight into the
-      // host namespace, so neither end ever clashes with a name elsewhere.
-      c.createVeth(spec.containerName, spec.hostName, {
-        mtu: spec.mtu || undefined, mac: spec.containerMac || undefined, peerNsFd: ctx.ns.hostFd(),
-        // txqueuelen 0 on both ends, as the reference plugins' veths have it
-        txqlen: 0,
-      });
-      return {
-        host: toWit(ctx, 'host', ctx.ns.rtnl('host').getLink(spec.hostName)),
-        container: toWit(ctx, 'container', c.getLink(spec.containerName)),
-      };
+      ctx.ns.rtnl('container').createVeth(spec.containerName, spec.hostName, vethOptions(ctx, spec));
+      return vethPair(ctx, spec.hostName, spec.containerName);
     },
   },
   createBridge: {
@@ -403,6 +475,7 @@ export const links: HostInterface = {
   },
   remove: {
     ...onLink('delete', (ctx, ns, name) => {
+      notBeingCreated(ctx, ns, name);
       // not beside a removal begun of the same link, whose request (by name) may still be on its way to the kernel
       if ((ctx.session.get(REMOVALS) as Removals | undefined)?.has(ns, name)) throw new HostError('EBUSY', `the removal of ${name} is already under way; finish it with finish-remove`);
       ctx.ns.rtnl(ns).deleteLink(name);
@@ -413,7 +486,10 @@ export const links: HostInterface = {
   // calls): begin needs the same right, finish forgets the ledger entry once
   // the kernel confirmed, as remove does
   beginRemove: {
-    ...onLink('delete', (ctx, ns, name) => removals(ctx).begin(ns, name, () => ctx.ns.rtnl(ns).beginDeleteLink(name))),
+    ...onLink('delete', (ctx, ns, name) => {
+      notBeingCreated(ctx, ns, name);
+      removals(ctx).begin(ns, name, () => ctx.ns.rtnl(ns).beginDeleteLink(name));
+    }),
     // until finish-remove, no right on what it takes (the link, its veth peer): the names may be free already
     after: (ctx, _r, ns: Role, name: string) => {
       for (const e of ctx.ledger.entries.filter(namesLink(ns, name))) {
@@ -427,5 +503,22 @@ export const links: HostInterface = {
   finishRemove: {
     ...onLink('delete', (ctx, ns, name) => removals(ctx).finish(ns, name)),
     removes: forgetsLink,
+  },
+  // create-veth in two halves (the plugin's next calls overlap the kernel's
+  // work): begin makes every decision and records the intent, finish settles it
+  beginCreateVeth: {
+    ...vethDecl,
+    run: (ctx, spec: VethSpec) => {
+      creations(ctx).begin(spec, () => ctx.ns.rtnl('container').beginCreateVeth(spec.containerName, spec.hostName, vethOptions(ctx, spec)));
+      return spec.hostName;
+    },
+    defer: (ctx, ids, spec: VethSpec) => creations(ctx).hold(spec.hostName, ids),
+  },
+  finishCreateVeth: {
+    grant: () => ({ key: 'links', ns: 'host' }),
+    prepare: (_ctx, hostName: string) => { checkName(hostName); return [hostName]; },
+    settles: (ctx, hostName: string) => creations(ctx).ids(hostName),
+    chose: choseVeth,
+    run: (ctx, hostName: string) => vethPair(ctx, hostName, creations(ctx).finish(hostName)),
   },
 };

@@ -102,6 +102,18 @@ export interface HostFunction {
   chose?(result: unknown, ...args: Args): ({ [k: string]: LedgerValue } | undefined)[];
   /** ledger entries the call undoes (or the kernel undid with it: a veth's peer), forgotten when it succeeds; the rights on a forgotten link go with it */
   removes?(ctx: CallContext, ...args: Args): (e: LedgerEntry) => boolean;
+  /**
+   * The kernel's work goes on after run returns (a begun creation): what the
+   * call creates stays an intent, its ledger ids handed to the work under way,
+   * to be settled by the call that finishes it (settles)
+   */
+  defer?(ctx: CallContext, ids: number[], ...args: Args): void;
+  /**
+   * The ledger ids of a deferred call this call finishes: confirmed with
+   * chose's values (and the links on them owned) when it succeeds, abandoned
+   * when the kernel refused
+   */
+  settles?(ctx: CallContext, ...args: Args): number[];
   /** after success: ownership follows a rename or a move */
   after?(ctx: CallContext, result: unknown, ...args: Args): void;
   /** changes nothing: one audit record after the call, no write-ahead */
@@ -209,6 +221,7 @@ export function bindInterface(
         return fail('E2BIG', why);
       }
       let creates: LedgerEntry[] = [];
+      let settles: number[] = [];
       try {
         if (fn.prepare) { args = fn.prepare(ctx, ...raw); recorded = null; }
         const need = fn.grant?.(ctx, ...args);
@@ -216,6 +229,7 @@ export function bindInterface(
           ?? (fn.objects?.(ctx, ...args) ?? []).reduce<string | null>((r, o) => r ?? objectReason(ctx, o), null)
           ?? fn.check?.(ctx, ...args) ?? null;
         if (reason !== null) return deny(reason);
+        settles = fn.settles?.(ctx, ...args) ?? [];
         // every entry names the attachment's plugin, and the component that made it (by digest)
         creates = (fn.creates?.(ctx, ...args) ?? []).map((e) => ({ ...e, plugin: ctx.owner, ...(e.plugin !== ctx.owner ? { by: e.plugin } : {}), ...(ctx.group !== undefined ? { group: ctx.group } : {}), sha256: ctx.plugin.sha256 }));
       } catch (e) {
@@ -245,7 +259,7 @@ export function bindInterface(
         ctx.inFlight = undefined;
         if (e instanceof TimeLimitReached) throw e;
         // The kernel refused: nothing was made (an EEXIST name is someone else's).
-        for (const id of ids) ctx.ledger.abandon(id);
+        for (const id of [...ids, ...settles]) ctx.ledger.abandon(id);
         const code = e instanceof KernelError || e instanceof HostError ? e.code : e instanceof CniError ? `CNI${e.code}` : 'EHOST';
         const message = e instanceof CniError ? e.msg : e instanceof Error ? e.message : String(e);
         record('allow', `error: ${code} ${message}`);
@@ -254,9 +268,14 @@ export function bindInterface(
       ctx.inFlight = undefined;
       try {
         const chosen = fn.chose?.(val, ...args) ?? [];
-        ids.forEach((id, k) => ctx.ledger.confirm(id, chosen[k]));
-        creates.forEach((e, k) => {
-          if (e.kind === 'link' && typeof e.name === 'string') ctx.owned.own(e.ns ?? 'host', (chosen[k]?.name as string | undefined) ?? e.name);
+        // made now: what this call created, unless its work is still under way, or what it finished
+        const made: [number, LedgerEntry | undefined][] = fn.defer
+          ? (fn.defer(ctx, ids, ...args), [])
+          : ids.map((id, k) => [id, creates[k]]);
+        for (const id of settles) made.push([id, ctx.ledger.entryOf(id)]);
+        made.forEach(([id, e], k) => {
+          ctx.ledger.confirm(id, chosen[k]);
+          if (e?.kind === 'link' && typeof e.name === 'string') ctx.owned.own(e.ns ?? 'host', (chosen[k]?.name as string | undefined) ?? e.name);
         });
         const forgotten = fn.removes ? ctx.ledger.forget(fn.removes(ctx, ...args)) : [];
         fn.after?.(ctx, val, ...args);

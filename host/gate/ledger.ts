@@ -292,6 +292,9 @@ export class Ledger {
   get entries(): LedgerEntry[] { return [...this.live.values()].map((l) => l.entry); }
   get liveEntries(): LiveEntry[] { return [...this.live.values()]; }
 
+  /** A live entry by id (undefined once abandoned or forgotten). */
+  entryOf(id: number): LedgerEntry | undefined { return this.live.get(id)?.entry; }
+
   ownsLink(name: string, ns: 'host' | 'container' = 'host'): boolean {
     return this.entries.some((e) => e.kind === 'link' && e.name === name && (e.ns ?? 'host') === ns);
   }

@@ -295,12 +295,12 @@ test('the audit log records our plugins serving both containers', () => {
     for (const r of mine) assert.is(r.network, NET);
     // each change is recorded twice: before it is made ("pending") and with its outcome
     const add = (plugin: string, call: string) => mine.filter((r) => r.command === 'ADD' && r.plugin === plugin && r.call === call && r.outcome !== 'pending');
-    assert.is(mine.filter((r) => r.command === 'ADD' && r.plugin === 'bridge' && r.call === 'links.create-veth' && r.outcome === 'pending').length, 1,
+    assert.is(mine.filter((r) => r.command === 'ADD' && r.plugin === 'bridge' && r.call === 'links.begin-create-veth' && r.outcome === 'pending').length, 1,
       'the veth was recorded before it was made');
     assert.is(add('bridge', 'invoke.add').length, 1, 'one bridge ADD');
     assert.is(add('bridge', 'invoke.add')[0].outcome, 'ok');
-    assert.is(add('bridge', 'links.create-veth').length, 1, 'bridge created one veth in the host call');
-    assert.is(add('bridge', 'links.create-veth')[0].outcome, 'ok');
+    assert.is(add('bridge', 'links.finish-create-veth').length, 1, 'bridge created one veth in the host call');
+    assert.is(add('bridge', 'links.finish-create-veth')[0].outcome, 'ok');
     assert.ok(add('bridge', 'addresses.add').some((r) => r.args?.ns === 'container' && r.args?.cidr === `${c.ip}/24`),
       `bridge put ${c.ip}/24 on the container's eth0`);
     assert.ok(add('bridge', 'delegate.run').some((r) => r.args?.['plugin-type'] === 'host-local'), 'bridge delegated IPAM to host-local');

@@ -1,13 +1,16 @@
 // A call context for exercising the gate and the host-function declarations
 // without root or a kernel: a real ledger in a temp dir, the real ownership
 // rules, an audit that collects records, and whatever `run` the test gives.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CallContext, type HostInterface, bindInterface } from '../../host/gate/gate.js';
 import { Ledger } from '../../host/gate/ledger.js';
 import { type ObjectDecl, Ownership } from '../../host/gate/ownership.js';
 import { type Grants, defaultPolicy } from '../../host/gate/policy.js';
+import { links } from '../../host/capabilities/links.js';
+import { Rtnl, closeFd, openNetns } from '../../host/kernel/index.js';
+import { ROOT } from './cni.js';
 
 export interface FakeCall {
   ctx: CallContext;
@@ -45,4 +48,45 @@ export function fakeCall(opts: {
       return bindInterface(ctx, iface, stubbed, sigs) as any;
     },
   };
+}
+
+/**
+ * The two namespaces of a plugin call, both made by the test (the "host" one
+ * too: nothing touches the machine's own), open for real host functions.
+ */
+export class TestNamespaces {
+  readonly fdH: number;
+  readonly fdC: number;
+  readonly rH: Rtnl;
+  readonly rC: Rtnl;
+  constructor(host: string, ctr: string) {
+    this.fdH = openNetns(`/run/netns/${host}`);
+    this.fdC = openNetns(`/run/netns/${ctr}`);
+    this.rH = Rtnl.open(this.fdH);
+    this.rC = Rtnl.open(this.fdC);
+  }
+  close(): void {
+    for (const r of [this.rH, this.rC]) try { r.close(); } catch { /* closed */ }
+    for (const fd of [this.fdH, this.fdC]) try { closeFd(fd); } catch { /* closed */ }
+  }
+}
+
+/**
+ * fakeCall with the real links functions behind the real gate, acting in
+ * `nss`: `L` the bound interface, `end()` the end of the plugin call (its
+ * sessions closed, as invoke's runPlugin does).
+ */
+export function realLinksCall(nss: TestNamespaces, opts: Parameters<typeof fakeCall>[0]) {
+  const t = fakeCall(opts);
+  (t.ctx as { ns: unknown }).ns = {
+    rtnl: (ns: string) => (ns === 'host' ? nss.rH : nss.rC),
+    fd: (ns: string) => (ns === 'host' ? nss.fdH : nss.fdC),
+    hostFd: () => nss.fdH,
+    close() { /* the test's sockets */ },
+  };
+  const sigs = JSON.parse(readFileSync(join(ROOT, 'dist/plugins/signatures.json'), 'utf8')).links;
+  const L = bindInterface(t.ctx, 'links', links, sigs) as Record<string, (...a: unknown[]) => { tag: string; val: any }>;
+  const end = () => { for (const s of t.ctx.session.values()) s.close(); t.ctx.session.clear(); };
+  const records = (call: string) => t.audit.filter((r) => r.call === call);
+  return { ...t, L, end, records };
 }

@@ -687,7 +687,7 @@ test('every host call was allowed, and the audit log names them', () => {
   const denied = readAudit(h).filter((a) => a.verdict !== 'allow' && !(a.call === 'exec' && a.args?.type === 'bp-no-such-ipam'));
   assert.equal(denied.map((a) => `${a.call} ${a.outcome}`), []);
   const calls = new Set(readAudit(h).filter((a) => a.plugin === 'bridge').map((a) => a.call));
-  for (const c of ['links.create-bridge', 'links.create-veth', 'links.join-bridge', 'addresses.add', 'routes.add-ecmp', 'firewall.masquerade-add', 'firewall.masquerade-del', 'delegate.run']) {
+  for (const c of ['links.create-bridge', 'links.begin-create-veth', 'links.finish-create-veth', 'links.join-bridge', 'addresses.add', 'routes.add-ecmp', 'firewall.masquerade-add', 'firewall.masquerade-del', 'delegate.run']) {
     assert.ok(calls.has(c), `audit has ${c}`);
   }
 });

@@ -7,17 +7,13 @@
 // both of the call's namespaces ones this file makes (the "host" one too:
 // nothing touches the machine's own). The last ones run the hostile
 // 'halfway' fixture through the exec'd shim, as a runtime would.
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, rmSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { bindInterface } from '../../host/gate/gate.js';
 import { Ledger } from '../../host/gate/ledger.js';
-import { links } from '../../host/capabilities/links.js';
-import { Rtnl, closeFd, openNetns } from '../../host/kernel/index.js';
 import { lingeringDeletions, reapBackground } from '../../host/kernel/rtnl.js';
-import { fakeCall } from '../helpers/gate.js';
-import { type Harness, ROOT, ours, readAudit } from '../helpers/cni.js';
+import { TestNamespaces, realLinksCall } from '../helpers/gate.js';
+import { type Harness, ours, readAudit } from '../helpers/cni.js';
 import { type FixtureSetup, setUpFixtures, tearDownFixtures } from '../helpers/fixtures.js';
 import { ipJson, nsExec } from '../helpers/netns.js';
 
@@ -26,13 +22,11 @@ const HOST = `${P}host`;
 const CTR = `${P}ctr`;
 const TIMEOUT_MS = 1500;
 
-let fdH = -1, fdC = -1;
-let rH: Rtnl, rC: Rtnl;
+let nss: TestNamespaces;
 let h: Harness;
 let fx: FixtureSetup | undefined;
 const tempDirs: string[] = [];
 
-const sigs = JSON.parse(readFileSync(join(ROOT, 'dist/plugins/signatures.json'), 'utf8')).links;
 const hostLinks = () => ipJson<any[]>(HOST, ['link', 'show']).map((l) => l.ifname as string);
 const ctrLinks = () => ipJson<any[]>(CTR, ['link', 'show']).map((l) => l.ifname as string);
 const fds = () => readdirSync('/proc/self/fd').length;
@@ -48,36 +42,23 @@ function reapAll(): void {
  * the test's host namespace: in the ledger and owned, as create-veth leaves them.
  */
 function pluginCall(made: string[]) {
-  const t = fakeCall({ type: 'rmvplug', grants: { links: { host: true, container: true } } });
-  tempDirs.push(t.dir);
-  (t.ctx as { ns: unknown }).ns = {
-    rtnl: (ns: string) => (ns === 'host' ? rH : rC),
-    fd: (ns: string) => (ns === 'host' ? fdH : fdC),
-    hostFd: () => fdH,
-    close() { /* the file's sockets */ },
-  };
+  const c = realLinksCall(nss, { type: 'rmvplug', grants: { links: { host: true, container: true } } });
+  tempDirs.push(c.dir);
   for (const name of made) {
     nsExec(HOST, ['ip', 'link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`]);
-    const [id] = t.ctx.ledger.intend([{ kind: 'link', ns: 'host', name, linkKind: 'veth', plugin: 'rmvplug' }]);
-    t.ctx.ledger.confirm(id);
-    t.ctx.owned.own('host', name);
+    const [id] = c.ctx.ledger.intend([{ kind: 'link', ns: 'host', name, linkKind: 'veth', plugin: 'rmvplug' }]);
+    c.ctx.ledger.confirm(id);
+    c.ctx.owned.own('host', name);
   }
-  const L = bindInterface(t.ctx, 'links', links, sigs) as Record<string, (...a: unknown[]) => { tag: string; val: any }>;
-  /** the end of the plugin call: its sessions closed, as invoke's runPlugin does */
-  const end = () => { for (const s of t.ctx.session.values()) s.close(); t.ctx.session.clear(); };
-  const ledgerNames = () => t.ctx.ledger.entries.filter((e) => e.kind === 'link').map((e) => e.name);
-  const records = (call: string) => t.audit.filter((r) => r.call === call);
-  return { ...t, L, end, ledgerNames, records };
+  const ledgerNames = () => c.ctx.ledger.entries.filter((e) => e.kind === 'link').map((e) => e.name);
+  return { ...c, ledgerNames };
 }
 
 test.before(() => {
   try {
     fx = setUpFixtures(P, [HOST, CTR], ['halfway'], { timeoutMs: TIMEOUT_MS });
     h = fx.h;
-    fdH = openNetns(`/run/netns/${HOST}`);
-    fdC = openNetns(`/run/netns/${CTR}`);
-    rH = Rtnl.open(fdH);
-    rC = Rtnl.open(fdC);
+    nss = new TestNamespaces(HOST, CTR);
   } catch (e) {
     console.error('removals setup failed:', e);
     throw e;
@@ -85,8 +66,7 @@ test.before(() => {
 });
 
 test.after(() => {
-  for (const r of [rH, rC]) try { r?.close(); } catch { /* closed */ }
-  for (const fd of [fdH, fdC]) if (fd >= 0) try { closeFd(fd); } catch { /* closed */ }
+  nss?.close();
   tearDownFixtures(P, fx);
   for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
 });
