@@ -3,7 +3,7 @@
 // time limit, and every way a guest can fail turned into a CNI error.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import vm from 'node:vm';
+import { guard } from './guard.js';
 import { CniError } from '../cni/errors.js';
 import { type CallContext, type WitSignature, TimeLimitReached, bindInterface } from '../gate/gate.js';
 import { HOST_INTERFACES } from '../capabilities/index.js';
@@ -26,20 +26,17 @@ function witSignatures(): Record<string, Record<string, WitSignature>> {
   return signatures!;
 }
 
-// One context for the process: creating a context per call costs ~1 ms.
-const limiter = vm.createContext({ call: null as (() => unknown) | null });
-// compiled once: vm.runInContext(text) compiles its text on every entry (~0.1 ms)
-const callScript = new vm.Script('call()', { filename: 'cni-wasm-limit' });
 
 /** Nesting of withTimeLimit on this thread (a delegated plugin runs inside its caller's). */
 let limited = 0;
 
 /**
- * Runs fn (which enters the guest) under the time limit. Inside another
- * plugin's limit (delegation) the outer watchdog already bounds it: the
- * call's deadline is one for all its plugins, and a watchdog costs a thread
- * (~0.15 ms of CPU, ~0.4 ms wall on a busy machine) per entry. Failures are
- * still put in the words of the plugin that failed.
+ * Runs fn (which enters the guest) under the time limit: the thread's
+ * watchdog (host/sandbox/watchdog.cc, one thread per isolate, armed per
+ * entry; vm's timeout started a thread per entry, ~0.23 ms each). Inside
+ * another plugin's limit (delegation) the outer one already bounds it: the
+ * call's deadline is one for all its plugins. Failures are still put in the
+ * words of the plugin that failed.
  */
 export function withTimeLimit<T>(ctx: CallContext, what: string, timeoutMs: number, fn: () => T): T {
   if (limited > 0) {
@@ -55,14 +52,12 @@ export function withTimeLimit<T>(ctx: CallContext, what: string, timeoutMs: numb
     }
   }
   limited++;
-  limiter.call = fn;
   inside.length = 0;
   try {
-    return callScript.runInContext(limiter, { timeout: timeoutMs, displayErrors: false }) as T;
+    return guard(fn, timeoutMs);
   } catch (e) {
     throw guestFailure(ctx, what, e, inside[inside.length - 1]);
   } finally {
-    limiter.call = null;
     limited--;
     inside.length = 0;
   }
@@ -360,7 +355,7 @@ export function makeSpare(): void {
   const missing = [...recent].filter(([key]) => !spares.has(key));
   if (!missing.length) return;
   let current: string | null = null;
-  limiter.call = () => {
+  const makeAll = () => {
     for (const [key, plugin] of missing) {
       current = key;
       try {
@@ -374,11 +369,9 @@ export function makeSpare(): void {
     current = null;
   };
   try {
-    callScript.runInContext(limiter, { timeout: SPARE_STARTUP_MS, displayErrors: false });
+    guard(makeAll, SPARE_STARTUP_MS);
   } catch {
     if (current !== null) recent.delete(current);
-  } finally {
-    limiter.call = null;
   }
 }
 
