@@ -12,7 +12,7 @@
 // namespace is 8, libcni's ErrInvalidNetNS (the 1.1.1 reference plugins
 // accept it). A path that does not exist
 // is left for later: DEL of a vanished namespace must still succeed.
-import { fstatSync } from 'node:fs';
+import { fstatSync, statSync } from 'node:fs';
 import { closeFd, homeNetnsFd, openNetns } from '../kernel/native.js';
 import { Rtnl } from '../kernel/rtnl.js';
 import { HostError } from '../gate/gate.js';
@@ -40,6 +40,24 @@ export function openContainerNetns(path: string): number | null {
 }
 
 export type Role = 'host' | 'container';
+
+/**
+ * The host's rtnetlink socket, kept from one call to the next (a daemon
+ * worker serves thousands; opening one costs ~0.1 ms): the thread's own
+ * namespace is the host's, and a reply to a request abandoned earlier is
+ * skipped by its sequence number. Keyed by the namespace it was opened in,
+ * so a thread whose namespace is another never gets it.
+ */
+let hostSocket: { rtnl: Rtnl; dev: number; ino: number } | null = null;
+function hostRtnl(): Rtnl {
+  const here = statSync('/proc/thread-self/ns/net');
+  if (hostSocket && (hostSocket.dev !== here.dev || hostSocket.ino !== here.ino)) {
+    hostSocket.rtnl.close();
+    hostSocket = null;
+  }
+  hostSocket ??= { rtnl: Rtnl.open(null), dev: here.dev, ino: here.ino };
+  return hostSocket.rtnl;
+}
 
 export class Namespaces {
   private containerFdCache: number | null = null;
@@ -72,14 +90,14 @@ export class Namespaces {
   rtnl(ns: Role): Rtnl {
     let s = this.sockets.get(ns);
     if (!s) {
-      s = Rtnl.open(this.fd(ns));
+      s = ns === 'host' ? hostRtnl() : Rtnl.open(this.fd(ns));
       this.sockets.set(ns, s);
     }
     return s;
   }
 
   close(): void {
-    for (const s of this.sockets.values()) s.close();
+    for (const [ns, s] of this.sockets) if (ns !== 'host') s.close();
     this.sockets.clear();
     if (this.containerFdCache !== null) { closeFd(this.containerFdCache); this.containerFdCache = null; }
   }
