@@ -128,7 +128,7 @@ export type HostInterface = Record<string, HostFunction>;
 /** WIT names of an interface's functions and their parameters (from the build). */
 export interface WitSignature { wit: string; params: string[]; hasResult: boolean }
 
-type JcoResult = { tag: 'ok'; val: unknown } | { tag: 'err'; val: unknown };
+export type JcoResult = { tag: 'ok'; val: unknown } | { tag: 'err'; val: unknown };
 
 /** Stops the guest: thrown (as an Error, which traps) when a call comes after the deadline. */
 export class TimeLimitReached extends Error {}
@@ -172,14 +172,29 @@ function objectReason(ctx: CallContext, o: ObjectNeed): string | null {
   return ctx.owned.link(o.ns, o.name, o.right);
 }
 
+/** An interface's functions bound to one call's context. */
 export function bindInterface(
   ctx: CallContext, iface: string, impl: HostInterface, sigs: Record<string, WitSignature>,
 ): Record<string, (...args: unknown[]) => unknown> {
   const bound: Record<string, (...args: unknown[]) => unknown> = {};
+  for (const [name, gated] of Object.entries(gateFunctions(iface, impl, sigs))) bound[name] = (...raw: unknown[]) => gated(ctx, raw);
+  return bound;
+}
+
+/** A host function as the gate runs it, for any call's context. */
+export type GatedFunction = (ctx: CallContext, raw: unknown[]) => JcoResult | undefined;
+
+/**
+ * An interface's functions as the gate runs them, each taking the call's
+ * context: made once (a resident worker's instances share them), so a call
+ * binds nothing but its context.
+ */
+export function gateFunctions(iface: string, impl: HostInterface, sigs: Record<string, WitSignature>): Record<string, GatedFunction> {
+  const gated: Record<string, GatedFunction> = {};
   for (const [name, sig] of Object.entries(sigs)) {
     const fn = impl[name];
     const call = `${iface}.${sig.wit}`;
-    bound[name] = (...raw: unknown[]): JcoResult | undefined => {
+    gated[name] = (ctx: CallContext, raw: unknown[]): JcoResult | undefined => {
       if (Date.now() > ctx.deadline) {
         ctx.inFlight = `${call} (refused: the time limit had passed)`;
         throw new TimeLimitReached(call);
@@ -293,7 +308,7 @@ export function bindInterface(
       return sig.hasResult ? { tag: 'ok', val } : undefined;
     };
   }
-  return bound;
+  return gated;
 }
 
 // ---- helpers for declarations ------------------------------------------------
