@@ -21,7 +21,7 @@
 import { KernelError } from '../kernel/types.js';
 import { CniError } from '../cni/errors.js';
 import { nowMs } from '../lazy.js';
-import type { AuditLog } from './audit.js';
+import { type AuditLog, recordTime } from './audit.js';
 import type { Grants, Policy, Role } from './policy.js';
 import type { Ledger, LedgerEntry, LedgerValue } from './ledger.js';
 import type { Ownership, Right } from './ownership.js';
@@ -151,7 +151,16 @@ export function auditValue(v: unknown): unknown {
   if (typeof v === 'string') return v.length > AUDIT_STRING ? `${v.slice(0, AUDIT_STRING)}…(${v.length} chars)` : v;
   if (typeof v === 'bigint') return v.toString();
   if (Array.isArray(v)) return v.length > 64 ? [...v.slice(0, 64).map(auditValue), `…(${v.length} items)`] : v.map(auditValue);
-  if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, auditValue(x)]));
+  if (typeof v === 'object' && v !== null) {
+    // (a loop, not Object.fromEntries(Object.entries(...)): every host call's arguments come through here)
+    const o: Record<string, unknown> = {};
+    for (const k of Object.keys(v)) {
+      const x = auditValue((v as Record<string, unknown>)[k]);
+      if (k === '__proto__') Object.defineProperty(o, k, { value: x, enumerable: true, writable: true, configurable: true });
+      else o[k] = x;
+    }
+    return o;
+  }
   return v;
 }
 
@@ -212,7 +221,7 @@ export function gateFunctions(iface: string, impl: HostInterface, sigs: Record<s
       // Only the intent ('pending') must be on disk before the call acts; the
       // other records go out with the next write (audit.ts).
       const record = (verdict: 'allow' | 'deny', outcome: string) => ctx.audit.write({
-        time: new Date().toISOString(), plugin: ctx.plugin.type, sha256: ctx.plugin.sha256,
+        time: recordTime(), plugin: ctx.plugin.type, sha256: ctx.plugin.sha256,
         command: ctx.command, containerId: ctx.containerId, network: ctx.network,
         call, args: named(), verdict, outcome, ms: +(nowMs() - t0).toFixed(3),
       }, { later: outcome !== 'pending' });
