@@ -141,9 +141,21 @@ class LiftBudget {
   }
 }
 
+/** Decoders without options, shared by every instance: decode() without {stream} keeps no state between
+ *  calls, and a TextDecoder costs ~10 us to make (two per instance, in makeSpare). */
+const plainDecoders = new Map<string, TextDecoder>();
+function plainDecoder(label = 'utf-8'): TextDecoder {
+  let td = plainDecoders.get(label);
+  if (!td) {
+    td = new TextDecoder(label);
+    if (plainDecoders.size < 8) plainDecoders.set(label, td);
+  }
+  return td;
+}
+
 function guardedDecoderFactory(budget: LiftBudget) {
   return (label?: string, opts?: TextDecoderOptions) => {
-    const td = new TextDecoder(label, opts);
+    const td = opts === undefined ? plainDecoder(label) : new TextDecoder(label, opts);
     return {
       decode(view?: ArrayBufferView): string {
         const n = view ? view.byteLength : 0;
