@@ -34,6 +34,9 @@ export function isSupportedVersion(v: unknown): v is CniVersion {
  */
 export function parseVersion(v: string): [number, number, number] {
   if (v === '') return [0, 1, 0];
+  // the versions we speak come by every call, some many times: split once (a copy each time)
+  const known = knownParts.get(v);
+  if (known) return [known[0], known[1], known[2]];
   const parts = v.split('.');
   if (parts.length > 3 || !parts.every((p) => /^\d+$/.test(p))) {
     throw new CniError(CniErrorCode.DecodingFailure, `invalid CNI version "${v}"`, 'expected MAJOR.MINOR.PATCH, e.g. "1.0.0"');
@@ -41,6 +44,9 @@ export function parseVersion(v: string): [number, number, number] {
   const [major = 0, minor = 0, patch = 0] = parts.map(Number);
   return [major, minor, patch];
 }
+
+const knownParts = new Map<string, readonly [number, number, number]>(
+  SUPPORTED_VERSIONS.map((v) => [v, v.split('.').map(Number) as [number, number, number]]));
 
 /** Negative, zero or positive as a is older than, equal to or newer than b. */
 export function compareVersions(a: string, b: string): number {
@@ -52,10 +58,15 @@ export function compareVersions(a: string, b: string): number {
   return 0;
 }
 
-export function resultFamily(v: CniVersion): ResultFamily {
+function familyOf(v: CniVersion): ResultFamily {
   if (compareVersions(v, '0.3.0') < 0) return '020';
   if (compareVersions(v, '1.0.0') < 0) return '040';
   return '100';
+}
+const families = new Map<string, ResultFamily>(SUPPORTED_VERSIONS.map((v) => [v, familyOf(v)]));
+
+export function resultFamily(v: CniVersion): ResultFamily {
+  return families.get(v) ?? familyOf(v);
 }
 
 function unsupported(v: string): CniError {

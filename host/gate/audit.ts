@@ -24,6 +24,15 @@ export interface AuditRecord {
   ms: number;
 }
 
+let lastMs = -1;
+let lastIso = '';
+/** The time of a record, as new Date().toISOString() gives it: made once per millisecond (a call writes ~40 records in a few). */
+export function recordTime(): string {
+  const ms = Date.now();
+  if (ms !== lastMs) { lastMs = ms; lastIso = new Date(ms).toISOString(); }
+  return lastIso;
+}
+
 /** Per invocation: records and bytes the plugins' host calls may produce. */
 export const AUDIT_QUOTA = { records: 4000, bytes: 4 * 1024 * 1024 };
 /** Kept back for the records the host itself must write (refusals, the
@@ -40,6 +49,8 @@ const HOLD_CHARS = 64 * 1024;
 /** Owner-only, whatever the umask: a directory we create, the file we create.
  *  An existing directory is left as it is (it may be /var/log). */
 export function ensurePrivateDir(dir: string): void {
+  // there already (every call after the first): one lstat, not mkdir's EEXIST and stat as well
+  if (lstatSync(dir, { throwIfNoEntry: false })?.isDirectory()) return;
   const created = mkdirSync(dir, { recursive: true, mode: 0o700 });
   if (created !== undefined) chmodSync(dir, 0o700);
   const st = lstatSync(dir);

@@ -21,7 +21,7 @@
 import { KernelError } from '../kernel/types.js';
 import { CniError } from '../cni/errors.js';
 import { nowMs } from '../lazy.js';
-import type { AuditLog } from './audit.js';
+import { type AuditLog, recordTime } from './audit.js';
 import type { Grants, Policy, Role } from './policy.js';
 import type { Ledger, LedgerEntry, LedgerValue } from './ledger.js';
 import type { Ownership, Right } from './ownership.js';
@@ -128,7 +128,7 @@ export type HostInterface = Record<string, HostFunction>;
 /** WIT names of an interface's functions and their parameters (from the build). */
 export interface WitSignature { wit: string; params: string[]; hasResult: boolean }
 
-type JcoResult = { tag: 'ok'; val: unknown } | { tag: 'err'; val: unknown };
+export type JcoResult = { tag: 'ok'; val: unknown } | { tag: 'err'; val: unknown };
 
 /** Stops the guest: thrown (as an Error, which traps) when a call comes after the deadline. */
 export class TimeLimitReached extends Error {}
@@ -151,7 +151,16 @@ export function auditValue(v: unknown): unknown {
   if (typeof v === 'string') return v.length > AUDIT_STRING ? `${v.slice(0, AUDIT_STRING)}…(${v.length} chars)` : v;
   if (typeof v === 'bigint') return v.toString();
   if (Array.isArray(v)) return v.length > 64 ? [...v.slice(0, 64).map(auditValue), `…(${v.length} items)`] : v.map(auditValue);
-  if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, auditValue(x)]));
+  if (typeof v === 'object' && v !== null) {
+    // (a loop, not Object.fromEntries(Object.entries(...)): every host call's arguments come through here)
+    const o: Record<string, unknown> = {};
+    for (const k of Object.keys(v)) {
+      const x = auditValue((v as Record<string, unknown>)[k]);
+      if (k === '__proto__') Object.defineProperty(o, k, { value: x, enumerable: true, writable: true, configurable: true });
+      else o[k] = x;
+    }
+    return o;
+  }
   return v;
 }
 
@@ -172,14 +181,29 @@ function objectReason(ctx: CallContext, o: ObjectNeed): string | null {
   return ctx.owned.link(o.ns, o.name, o.right);
 }
 
+/** An interface's functions bound to one call's context. */
 export function bindInterface(
   ctx: CallContext, iface: string, impl: HostInterface, sigs: Record<string, WitSignature>,
 ): Record<string, (...args: unknown[]) => unknown> {
   const bound: Record<string, (...args: unknown[]) => unknown> = {};
+  for (const [name, gated] of Object.entries(gateFunctions(iface, impl, sigs))) bound[name] = (...raw: unknown[]) => gated(ctx, raw);
+  return bound;
+}
+
+/** A host function as the gate runs it, for any call's context. */
+export type GatedFunction = (ctx: CallContext, raw: unknown[]) => JcoResult | undefined;
+
+/**
+ * An interface's functions as the gate runs them, each taking the call's
+ * context: made once (a resident worker's instances share them), so a call
+ * binds nothing but its context.
+ */
+export function gateFunctions(iface: string, impl: HostInterface, sigs: Record<string, WitSignature>): Record<string, GatedFunction> {
+  const gated: Record<string, GatedFunction> = {};
   for (const [name, sig] of Object.entries(sigs)) {
     const fn = impl[name];
     const call = `${iface}.${sig.wit}`;
-    bound[name] = (...raw: unknown[]): JcoResult | undefined => {
+    gated[name] = (ctx: CallContext, raw: unknown[]): JcoResult | undefined => {
       if (Date.now() > ctx.deadline) {
         ctx.inFlight = `${call} (refused: the time limit had passed)`;
         throw new TimeLimitReached(call);
@@ -197,7 +221,7 @@ export function bindInterface(
       // Only the intent ('pending') must be on disk before the call acts; the
       // other records go out with the next write (audit.ts).
       const record = (verdict: 'allow' | 'deny', outcome: string) => ctx.audit.write({
-        time: new Date().toISOString(), plugin: ctx.plugin.type, sha256: ctx.plugin.sha256,
+        time: recordTime(), plugin: ctx.plugin.type, sha256: ctx.plugin.sha256,
         command: ctx.command, containerId: ctx.containerId, network: ctx.network,
         call, args: named(), verdict, outcome, ms: +(nowMs() - t0).toFixed(3),
       }, { later: outcome !== 'pending' });
@@ -293,7 +317,7 @@ export function bindInterface(
       return sig.hasResult ? { tag: 'ok', val } : undefined;
     };
   }
-  return bound;
+  return gated;
 }
 
 // ---- helpers for declarations ------------------------------------------------

@@ -88,9 +88,8 @@ function validRecord(r: unknown): r is Record {
   return o.op === 'abandon' || o.op === 'forget';
 }
 
-/** Bounded read of a whole file (regular file only, no symlink). */
-function readCapped(fd: number): string {
-  const st = fstatSync(fd);
+/** Bounded read of a whole file (regular file only, no symlink); `st`: its fstat, when the caller has it. */
+function readCapped(fd: number, st = fstatSync(fd)): string {
   if (!st.isFile()) throw new HostError('ELEDGER', 'ledger journal is not a regular file');
   if (st.size > MAX_FILE) throw new HostError('ELEDGER', `ledger journal is ${st.size} bytes, above the ${MAX_FILE} limit`);
   const buf = Buffer.alloc(st.size);
@@ -185,10 +184,13 @@ export class Ledger {
       }
       lockUntil(fd, deadline, file);
       // The journal may have been removed or replaced while we waited: lock the one at the path.
-      let same = false;
-      try { same = statSync(file).ino === fstatSync(fd).ino; } catch { same = false; }
-      if (!same) { closeSync(fd); continue; }
-      const { header, live, lines } = parseJournal(readCapped(fd), file);
+      let held: ReturnType<typeof fstatSync> | undefined;
+      try {
+        held = fstatSync(fd);
+        if (statSync(file, { throwIfNoEntry: false })?.ino !== held.ino) held = undefined;
+      } catch { held = undefined; }
+      if (!held) { closeSync(fd); continue; }
+      const { header, live, lines } = parseJournal(readCapped(fd, held), file);
       const l = new Ledger(file, fd, live, lines);
       if (!header) l.append({ v: 1, network, containerId, ifname });
       else if (header.network !== network || header.containerId !== containerId || header.ifname !== ifname) {

@@ -16,6 +16,7 @@
 // Nothing else — an arbitrary string in the config grants nothing.
 import { Address4, Address6 } from 'ip-address';
 import { KernelError } from '../kernel/types.js';
+import { canonicalIPv6, plainIPv4 } from '../cni/convert.js';
 import type { Role } from './policy.js';
 
 /** What may be done to an object. */
@@ -109,9 +110,9 @@ function lookup(doc: unknown, path: string): unknown {
 /** "10.1.2.3", "10.1.2.3/24", "fd00::1/64" -> canonical address text, or null. */
 export function canonicalIp(text: string): string | null {
   const ip = text.split('/')[0];
-  if (Address4.isValid(ip) && !ip.includes(':')) return new Address4(ip).correctForm();
-  if (Address6.isValid(ip)) return new Address6(ip).correctForm();
-  return null;
+  if (plainIPv4(ip) !== null) return ip;
+  if (!ip.includes(':') && Address4.isValid(ip)) return new Address4(ip).correctForm();
+  return canonicalIPv6(ip);
 }
 
 interface ResultLike { ips?: { address?: unknown; gateway?: unknown }[] }

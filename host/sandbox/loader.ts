@@ -2,7 +2,7 @@
 // third-party ones are `<type>.wasm` files in the policy's plugin dirs, run
 // only when the policy pins their sha256, transpiled once into a cache keyed
 // by that digest.
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import vm from 'node:vm';
 import Module, { createRequire } from 'node:module';
@@ -100,7 +100,7 @@ function digestOf(wasm: string): string {
 export function locatePlugin(type: string, policy: Policy): { dir: string; manifest: Manifest } | { wasm: string } | null {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(type)) return null;
   const bundled = join(bundledDir(), type);
-  const m = readManifest(bundled);
+  const m = bundledManifest(bundled);
   const wasm = findThirdParty(type, policy);
   if (m) {
     if (wasm) throw new PluginRefused(`plugin dir file ${wasm} is named like the bundled plugin '${type}'; a third-party component may not take a bundled type's name (rename it and approve it under its own type)`, digestOf(wasm));
@@ -111,6 +111,40 @@ export function locatePlugin(type: string, policy: Policy): { dir: string; manif
     throw new PluginRefused(`plugin dir file ${wasm} would shadow the '${type}' binary the policy allows to run (allowExec), and it is not pinned; remove it, or pin it in the policy to run it instead`, digestOf(wasm));
   }
   return { wasm };
+}
+
+/** Resident mode: bundled manifests as last read, with the identity of the file they were read from. */
+const warmManifests = new Map<string, { id: string; manifest: Manifest }>();
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
+}
+
+/**
+ * A bundled plugin's manifest. In resident mode it is read again only when
+ * an lstat of the file (one syscall instead of open, fstat, reads, close and
+ * a parse) shows another file or a change: device, inode, size, mtime or
+ * ctime. Kept frozen, as a call must not change what later calls read.
+ */
+function bundledManifest(dir: string): Manifest | null {
+  if (!warm) return readManifest(dir);
+  const st = lstatSync(join(dir, 'manifest.json'), { throwIfNoEntry: false });
+  // absent, a symlink or not a regular file: readManifest says what it says of it
+  if (!st?.isFile()) { warmManifests.delete(dir); return readManifest(dir); }
+  const id = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+  const kept = warmManifests.get(dir);
+  if (kept?.id === id) return kept.manifest;
+  // changed between the lstat and the read: the next lstat differs from `id` again, and reads it again
+  const m = readManifest(dir);
+  // Kept only once its times are 2 s old: the kernel stamps them from a
+  // coarse clock, so a same-size rewrite within a tick would keep them.
+  if (m && Date.now() - Math.max(st.mtimeMs, st.ctimeMs) > 2000) warmManifests.set(dir, { id, manifest: deepFreeze(m) });
+  else warmManifests.delete(dir);
+  return m;
 }
 
 // bin/codecache.cjs: the same V8 code cache the host bundle is loaded with
