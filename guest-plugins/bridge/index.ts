@@ -2,10 +2,11 @@
 // a veth pair, as the reference bridge plugin (containernetworking/plugins)
 // does. ADD reads top to bottom like the recipe:
 //
-//   config → bridge → veth pair begun → IPAM (while the kernel makes the
-//   pair; with a MAC spoof check, the pair and its check first) → veth
-//   joined to the bridge → container addresses and routes → gateway on the
-//   bridge + forwarding → masquerade → result
+//   config → bridge → veth pair begun → IPAM (host-local or static: while
+//   the kernel makes the pair; any other IPAM, or with a MAC spoof check,
+//   after the pair is made, joined and checked) → veth joined to the bridge
+//   → container addresses and routes → gateway on the bridge + forwarding →
+//   masquerade → result
 //
 // Anything a failed ADD made is taken back (the IPAM lease, the veth, its MAC
 // spoof check, a bridge this call created), so a failed ADD leaves the host as
@@ -325,16 +326,20 @@ function addAttachment(a: Attachment): Result<string, CniError> {
   const be = beginVeth(a);
   if (be !== null) return Result.failure<string, CniError>(be);
 
-  // As the reference: the spoof check right after the veth, before IPAM
-  // (then IPAM cannot overlap the veth's making).
+  // As the reference: the veth and its spoof check before IPAM. Only IPAM
+  // plugins known never to touch the interface (host-local, static) overlap
+  // the veth's making; dhcp, say, leases through it.
   let veth: VethEnds | null = null;
-  if (c.macSpoofChk) {
+  const overlap = !c.macSpoofChk && (c.ipamType == "host-local" || c.ipamType == "static");
+  if (!overlap) {
     const vr = finishVeth(a);
     if (!vr.ok) return Result.failure<string, CniError>(vr.error!);
     veth = vr.value;
+  }
+  if (c.macSpoofChk) {
     const sc = new MacSpoofCheck();
-    sc.port = veth.hostName;
-    sc.mac = veth.containerMac;
+    sc.port = veth!.hostName;
+    sc.mac = veth!.containerMac;
     const e = firewall.macSpoofCheckAdd(sc);
     if (e !== null) return Result.failure<string, CniError>(hostFailure("failed to setup spoof-check", e));
     a.spoofCheck = sc;
