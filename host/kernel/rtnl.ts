@@ -397,6 +397,23 @@ export function reapBackground(): void {
   }
 }
 
+/** fn, run at most once (a second call does nothing). */
+function once(fn: () => void): () => void {
+  let done = false;
+  return () => { if (!done) { done = true; fn(); } };
+}
+
+/** Waits for a request nlStart sent and closes its socket; throws what the kernel answered. */
+function joinBackground(fd: number, handle: object, what: string): void {
+  try {
+    nlJoin(handle);
+  } catch (e) {
+    throw kernelError(e, what);
+  } finally {
+    closeFd(fd);
+  }
+}
+
 export class Rtnl {
   private seq = Math.floor(Math.random() * 0x7fffffff);
   private fd: number;
@@ -547,20 +564,7 @@ export class Rtnl {
     }
     reapBackground();
     const { fd, handle } = this.startBackground(what, w);
-    let finished = false;
-    return {
-      finish: () => {
-        if (finished) return;
-        finished = true;
-        try {
-          nlJoin(handle);
-        } catch (e) {
-          throw kernelError(e, what);
-        } finally {
-          closeFd(fd);
-        }
-      },
-    };
+    return { finish: once(() => joinBackground(fd, handle, what)) };
   }
 
   /** w's request sent from a thread of its own, on a socket of its own in this socket's netns (nlStart). */
@@ -748,27 +752,18 @@ export class Rtnl {
       throw e;
     }
     const { fd, handle } = started;
-    let finished = false;
     return {
-      finish: () => {
-        if (finished) return;
-        finished = true;
+      finish: once(() => {
         try {
           if (nlWaitGone(watch, handle, name, 30_000) === 1) {
             lingering.push({ handle, fd });
             return;
           }
-          try {
-            nlJoin(handle);
-          } catch (e) {
-            throw kernelError(e, what);
-          } finally {
-            closeFd(fd);
-          }
+          joinBackground(fd, handle, what);
         } finally {
           closeFd(watch);
         }
-      },
+      }),
     };
   }
 
