@@ -157,6 +157,7 @@ function sweepNow(sh: Shared, mode: SweepMode, only: (e: LedgerEntry, id: number
 /** GC: attachments the runtime no longer lists lose everything they made. */
 function gcAttachments(sh: Shared, type: string): void {
   const valid = new Set((sh.conf[VALID_ATTACHMENTS] ?? []).map((a) => `${a.containerID}\u0000${a.ifname}`));
+  Ledger.removeEmpty(sh.policy.stateDir, sh.network);
   const k = sweepKernel(sh);
   try {
     for (const a of Ledger.listAttachments(sh.policy.stateDir, sh.network)) {

@@ -12,6 +12,14 @@ import { encode, failedCall } from './protocol.js';
 import type { WorkerOrder, WorkerSetup } from './worker.js';
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
+/**
+ * A worker's young generation: 64 MiB rather than the 32 a worker gets by
+ * default. Every call allocates a few MiB that die with it (the glue's
+ * closures, codecs, results); half as many scavenges cost ~4% less daemon
+ * CPU per ADD+DEL pair at the same latency (interleaved A/B; 128 MiB: no
+ * better).
+ */
+const WORKER_LIMITS = { maxYoungGenerationSizeMb: 64 };
 
 interface Member { worker: Worker; slot: number; ready: boolean; gone: boolean }
 
@@ -63,7 +71,7 @@ export class Pool {
       return;
     }
     const setup: WorkerSetup = { ...this.shared, slot };
-    const m: Member = { worker: new Worker(WORKER, { workerData: setup }), slot, ready: false, gone: false };
+    const m: Member = { worker: new Worker(WORKER, { workerData: setup, resourceLimits: WORKER_LIMITS }), slot, ready: false, gone: false };
     this.members.push(m);
     m.worker.on('message', (msg: unknown) => { if (msg === 'ready') m.ready = true; });
     m.worker.on('error', (e) => this.log(`worker error: ${e.stack ?? e.message}`));

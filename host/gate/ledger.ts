@@ -291,6 +291,37 @@ export class Ledger {
     return out;
   }
 
+  /**
+   * Removes the network's empty journals: a call killed between making its
+   * journal and writing the header leaves one, which no DEL of a listed
+   * attachment and no GC would open again. Only one nobody holds is removed
+   * (locked here first, so a call that just made it finds, once it has the
+   * lock, that the path is not its file and makes it anew). Returns how many.
+   */
+  static removeEmpty(stateDir: string, network: string): number {
+    const dir = networkDir(stateDir, network);
+    let names: string[];
+    try { names = readdirSync(dir).filter((n) => n.endsWith('.jsonl')); } catch { return 0; }
+    let removed = 0;
+    for (const n of names) {
+      const path = join(dir, n);
+      if (statSync(path, { throwIfNoEntry: false })?.size !== 0) continue;
+      let fd: number;
+      try { fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK); } catch { continue; }
+      try {
+        flock(fd, true, false);
+        const held = fstatSync(fd);
+        if (held.isFile() && held.size === 0 && statSync(path, { throwIfNoEntry: false })?.ino === held.ino) {
+          rmSync(path, { force: true });
+          removed++;
+        }
+      } catch { /* held by a call right now: its own */ } finally {
+        closeSync(fd);
+      }
+    }
+    return removed;
+  }
+
   get entries(): LedgerEntry[] { return [...this.live.values()].map((l) => l.entry); }
   get liveEntries(): LiveEntry[] { return [...this.live.values()]; }
 

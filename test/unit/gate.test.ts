@@ -2,7 +2,7 @@
 // kernel. Host functions are the real declarations with `run` replaced by a
 // recorder (test/helpers/gate.ts), so what is checked is exactly what the
 // gate decides and records before any kernel code would run.
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -259,6 +259,20 @@ test('ledger: one journal per attachment, unambiguous names, locked, validated o
     b.forget(() => true);
     b.close();
     assert.equal(Ledger.peek(dir, 'n', 'ctr', 'eth0'), []);
+    // an empty journal (a call killed before its header) is removed by GC's
+    // removeEmpty, unless a call holds it; a journal with a header is left alone
+    const empty = Ledger.pathOf(dir, 'n', 'killed', 'eth0');
+    writeFileSync(empty, '');
+    const held = Ledger.open(dir, 'n', 'busy', 'eth0', soon()); // holds its lock
+    const busy = Ledger.pathOf(dir, 'n', 'busy', 'eth0');
+    writeFileSync(busy, ''); // as if just made, before its header: same inode, still locked
+    assert.is(Ledger.removeEmpty(dir, 'n'), 1);
+    assert.not.ok(existsSync(empty));
+    assert.ok(existsSync(busy), 'the journal a call holds stays');
+    assert.ok(existsSync(Ledger.pathOf(dir, 'n', 'ctr2', 'eth0')), 'a journal with a header stays');
+    held.close();
+    assert.is(Ledger.removeEmpty(dir, 'n'), 0, 'closed with nothing live: already removed');
+    assert.is(Ledger.removeEmpty(dir, 'no-such-network'), 0);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
