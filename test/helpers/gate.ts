@@ -1,7 +1,7 @@
 // A call context for exercising the gate and the host-function declarations
 // without root or a kernel: a real ledger in a temp dir, the real ownership
 // rules, an audit that collects records, and whatever `run` the test gives.
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CallContext, type HostInterface, bindInterface } from '../../host/gate/gate.js';
@@ -21,10 +21,15 @@ export interface FakeCall {
   ran: string[];
 }
 
+/** Every fake call's temp dir, removed when the test process exits. */
+const tempDirs: string[] = [];
+process.on('exit', () => { for (const d of tempDirs) rmSync(d, { recursive: true, force: true }); });
+
 export function fakeCall(opts: {
   type?: string; grants: Grants; objects?: ObjectDecl[]; config?: object; ifname?: string; network?: string; deadline?: number;
 }): FakeCall {
   const dir = mkdtempSync(join(tmpdir(), 'gate-unit-'));
+  tempDirs.push(dir);
   const network = opts.network ?? 'unitnet';
   const ifname = opts.ifname ?? 'eth0';
   const audit: any[] = [];
