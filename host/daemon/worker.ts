@@ -21,6 +21,7 @@ import { keepWarm } from '../sandbox/loader.js';
 import { aheadStats, makeInstancesAhead, makeSpare } from '../sandbox/sandbox.js';
 import { Board, Slot, State, Total } from './board.js';
 import { MAX_FRAME, encode, failedCall, parseRequest, type CallRequest } from './protocol.js';
+import { daemonLog } from './log.js';
 
 export interface WorkerSetup {
   listenFd: number;
@@ -52,7 +53,7 @@ const port = parentPort;
 const setup = workerData as WorkerSetup;
 const board = new Board(setup.board, setup.startedMs);
 const me = setup.slot;
-const log = (s: string): void => { process.stderr.write(`cni-wasm daemon[${process.pid}]: ${s}\n`); };
+const log = daemonLog;
 
 // temp files (write-then-rename) are named per thread, not only per process
 setTmpTag(`${process.pid}.t${threadId}`);

@@ -471,4 +471,21 @@ test('dm-down: SIGTERM finishes the call in flight; with no daemon the shim runs
   assert.equal(hostVeths(HOST), []);
 });
 
+test('dm-stderr-gone: a daemon whose stderr reader went away still serves, and stops on SIGTERM', async () => {
+  await startDaemon();
+  daemon!.stderr!.destroy(); // as a closed terminal or a logger that died
+  makeNetns(`${P}c-e`);
+  const c = conf('dmerr', 'daemon', '10.93.0.0/24', 'dmbr6');
+  const add = call(HOST, 'ADD', c, `${P}c-e`, 'dm-e');
+  assert.is(add.code, 0, add.stdout + add.stderr);
+  assert.match(add.stderr, /served by the daemon/);
+  assert.is(call(HOST, 'DEL', c, `${P}c-e`, 'dm-e').code, 0);
+  daemon!.kill('SIGTERM'); // its "stopping" lines now meet EPIPE
+  const code = await Promise.race([stopped(daemon!), new Promise((r) => setTimeout(() => r('still running after 10 s'), 10_000))]);
+  if (code !== 0) daemon!.kill('SIGKILL');
+  assert.is(code, 0);
+  assert.not.ok(existsSync(sock), 'socket removed');
+  assert.equal(leases('daemon', 'dmerr'), []);
+});
+
 test.run();
