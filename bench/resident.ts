@@ -151,7 +151,6 @@ function concurrent(m: Mode, c: Cfg, n: number): Promise<{ ms: number; failed: n
     PATH: process.env.PATH, CNI_COMMAND: 'ADD', CNI_CONTAINERID: `conc-${i}`, CNI_NETNS: `/run/netns/${P}k${m[0]}${i}`, CNI_IFNAME: 'eth0', CNI_PATH: path,
     ...(m === 'exec' ? { CNI_WASM_NO_DAEMON: '1' } : {}),
   });
-  // spawn() forks from the main thread while it is in the host netns
   const burst = launcher ? launched(m, path, cfg, n, env(0)) : spawned(m, path, cfg, n, env);
   return burst.then(({ ms, codes }) => {
     const bad = codes.filter((x) => x !== 0).length;
@@ -173,6 +172,7 @@ function launched(m: Mode, path: string, cfg: object, n: number, env: NodeJS.Pro
   const { CNI_CONTAINERID: _c, CNI_NETNS: _n, ...common } = env;
   return new Promise((res, rej) => {
     let out = '';
+    // spawn() forks from the main thread while it is in the host netns: the launcher and its children are there
     const p = withNetns(hostFd[m]!, () => spawn(launcher!, [join(path, 'bridge'), String(n), `/run/netns/${P}k${m[0]}`, 'conc-', join(dir, 'config.json'), dir], {
       env: common, stdio: ['ignore', 'pipe', 'inherit'],
     }));
@@ -191,6 +191,7 @@ function launched(m: Mode, path: string, cfg: object, n: number, env: NodeJS.Pro
 /** The burst by spawn() from this process (no C compiler). */
 function spawned(m: Mode, path: string, cfg: object, n: number, env: (i: number) => NodeJS.ProcessEnv): Promise<{ ms: number; codes: number[] }> {
   const t0 = process.hrtime.bigint();
+  // spawn() forks from the main thread while it is in the host netns
   const all = withNetns(hostFd[m]!, () => Array.from({ length: n }, (_, i) => new Promise<number>((res) => {
     const p = spawn(join(path, 'bridge'), [], { env: env(i), stdio: ['pipe', 'pipe', 'ignore'] });
     let out = '';

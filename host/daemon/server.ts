@@ -29,7 +29,7 @@ import { closeFd, unixListen } from '../kernel/native.js';
 import { loadPolicy } from '../gate/policy.js';
 
 import { DEFAULT_SOCKET } from './client.js';
-import { daemonLog } from './log.js';
+import { daemonLog as log } from './log.js';
 
 export { DEFAULT_SOCKET };
 /** Connections waiting for a free worker (beyond it a caller's connect fails and it runs exec mode). */
@@ -39,7 +39,6 @@ const HARD_LIMIT_MS = 300_000;
 
 export interface DaemonOptions { socket?: string; policy?: string; workers?: number }
 
-const log = daemonLog;
 
 function nsId(path: string): { dev: number; ino: number } {
   const st = statSync(path);

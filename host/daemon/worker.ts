@@ -21,7 +21,7 @@ import { keepWarm } from '../sandbox/loader.js';
 import { aheadStats, makeInstancesAhead, makeSpare } from '../sandbox/sandbox.js';
 import { Board, Slot, State, Total } from './board.js';
 import { MAX_FRAME, encode, failedCall, parseRequest, type CallRequest } from './protocol.js';
-import { daemonLog } from './log.js';
+import { daemonLog as log } from './log.js';
 
 export interface WorkerSetup {
   listenFd: number;
@@ -53,7 +53,6 @@ const port = parentPort;
 const setup = workerData as WorkerSetup;
 const board = new Board(setup.board, setup.startedMs);
 const me = setup.slot;
-const log = daemonLog;
 
 // temp files (write-then-rename) are named per thread, not only per process
 setTmpTag(`${process.pid}.t${threadId}`);
